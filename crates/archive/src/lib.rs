@@ -1,0 +1,41 @@
+//! Layer streams for container storage.
+//!
+//! A layer travels as a tar stream, often compressed, in which deletions are
+//! *whiteouts*: `.wh.NAME` removes `NAME` from the layers below, and
+//! `.wh..wh..opq` makes its directory opaque (hides everything below it).
+//! This crate turns such a stream into files on disk and files on disk back
+//! into such a stream:
+//!
+//! - [`compression`]: sniff gzip/zstd/bzip2/xz by magic bytes and decompress;
+//! - [`entry`]: the parsed form of a tar member that flows between stages;
+//! - [`reader`]: a streaming tar reader (ustar, GNU, PAX, sparse) that also
+//!   records every non-content byte for tar-split;
+//! - [`apply`]: writes entries into a directory handle, confined to it
+//!   (`openat2(RESOLVE_IN_ROOT)`), in overlay form or onto a full tree;
+//! - [`tarsplit`]: the `<id>.tar-split.gz` record and its byte-exact replay;
+//! - [`changes`]: changes between trees or in an overlay upper directory,
+//!   their export as a tar, and their size.
+//!
+//! The top-level [`apply_layer`] runs the whole import pipeline in one pass:
+//!
+//! ```text
+//! input ─> sniff ─> decompress ─┬─> sha256 (compressed)
+//!                               └─> tar reader ─┬─> sha256 (uncompressed), size
+//!                                               ├─> tar-split recorder
+//!                                               └─> apply into the root fd
+//! ```
+//!
+//! Stages run on separate threads joined by bounded channels.
+
+pub mod apply;
+pub mod changes;
+pub mod compression;
+pub mod entry;
+mod error;
+pub mod reader;
+pub mod tarsplit;
+
+pub use apply::{apply_layer, ApplyMode, ApplyOptions, ApplyReport, OpaqueXattr, WhiteoutStyle};
+pub use changes::{Change, ChangeKind};
+pub use compression::Compression;
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,307 @@
+//! Graph drivers: how layers are kept on disk and mounted.
+//!
+//! A *layer* is a filesystem tree identified by an ID, optionally stacked on
+//! a parent layer. A driver creates layers (empty, or as a child of a
+//! parent), mounts them (`get`) and unmounts them (`put`), removes them, and
+//! produces and applies diffs between a layer and its parent.
+//!
+//! The [`Driver`] trait has the required verbs; diff, changes, apply-diff,
+//! diff-size, update-layer-id-map and create-from-template are default
+//! methods built on the required ones (module [`naive`]), which a driver
+//! overrides when it has a native path. Optional capabilities are values
+//! ([`Capabilities`], [`Driver::additional_layer_store`],
+//! [`Driver::differ`]), never discovered by downcasting.
+//!
+//! Drivers are made by name through a [`Drivers`] table (see [`table`]).
+//!
+//! On-disk layout of each driver is documented in its module.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+pub use archive::{ApplyReport, Change, ChangeKind};
+pub use idmap::{IdMap, IdMappings};
+
+mod error;
+pub mod naive;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// Whether a layer is an image layer or a container's writable layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// An image layer: never mounted read-write by a container.
+    #[default]
+    ReadOnly,
+    /// A container's writable layer.
+    ReadWrite,
+}
+
+/// Arguments of [`Driver::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// ID of the new layer.
+    pub id: String,
+    /// Parent layer, if any.
+    pub parent: Option<String>,
+    /// Image or container layer.
+    pub access: Access,
+    /// SELinux label for the layer's mounts.
+    pub mount_label: Option<String>,
+    /// Per-layer driver options (`size`, `inodes`, …).
+    pub storage_opt: BTreeMap<String, String>,
+    /// ID maps of the new layer (its files are owned by host IDs under them).
+    pub id_mappings: IdMappings,
+}
+
+/// A layer and its parent, as named to [`Driver::apply_diff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerRef<'a> {
+    /// The layer.
+    pub id: &'a str,
+    /// Its parent, if any.
+    pub parent: Option<&'a str>,
+}
+
+/// Arguments of [`Driver::get`] (mount).
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// SELinux label for the mount.
+    pub mount_label: Option<String>,
+    /// User namespace maps to show content with (idmapped mounts).
+    pub uid_maps: Vec<IdMap>,
+    /// Group maps, as `uid_maps`.
+    pub gid_maps: Vec<IdMap>,
+    /// Extra mount options (`ro`, …).
+    pub options: Vec<String>,
+    /// Skip syncing of the writable layer (overlay `volatile`).
+    pub volatile: bool,
+    /// Never shift IDs at mount time.
+    pub disable_shifting: bool,
+}
+
+/// Which pair of layers a diff-family method compares.
+#[derive(Debug, Clone, Default)]
+pub struct DiffRequest {
+    /// The layer whose changes are wanted.
+    pub id: String,
+    /// ID maps of the layer.
+    pub id_mappings: IdMappings,
+    /// Layer to compare against; `None` means "everything is added".
+    pub parent: Option<String>,
+    /// ID maps of the parent.
+    pub parent_mappings: IdMappings,
+    /// SELinux label for any mounts made on the way.
+    pub mount_label: Option<String>,
+}
+
+/// Options of [`Driver::apply_diff`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyDiffOptions {
+    /// ID maps of the layer being written.
+    pub id_mappings: IdMappings,
+    /// SELinux label for any mounts made on the way.
+    pub mount_label: Option<String>,
+    /// Turn chown failures into a warning.
+    pub ignore_chown_errors: bool,
+    /// Force this mode onto files, keeping the real one in an xattr.
+    pub force_mask: Option<u32>,
+}
+
+/// What the driver can promise about its diffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Diffs of read-only layers are byte-identical each time, so callers
+    /// need no tar-split record.
+    pub reproduces_exact_diffs: bool,
+}
+
+/// Disk usage of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskUsage {
+    /// Bytes allocated.
+    pub size: u64,
+    /// Number of inodes.
+    pub inodes: u64,
+}
+
+/// A file source for tar-split replay (the seed's `FileGetCloser`).
+pub type FileSource = Box<dyn archive::tarsplit::FileSource + Send>;
+
+/// A layer in an additional layer store (experimental protocol).
+pub trait AdditionalLayer: Send {
+    /// Creates layer `id` with parent `parent` from this layer.
+    fn create_as(&self, id: &str, parent: Option<&str>) -> Result<()>;
+    /// The layer's `info` file.
+    fn info(&self) -> Result<Box<dyn Read + Send>>;
+    /// The raw layer blob.
+    fn blob(&self) -> Result<Box<dyn Read + Send>>;
+}
+
+/// Lookup of layers in an additional layer store.
+pub trait AdditionalLayerStore: Send + Sync {
+    /// Finds a layer by compressed digest and image reference.
+    fn lookup(&self, digest: &str, image_ref: &str) -> Result<Box<dyn AdditionalLayer>>;
+    /// Finds a layer by ID.
+    fn lookup_by_id(&self, id: &str) -> Result<Box<dyn AdditionalLayer>>;
+}
+
+/// What an external differ produced into a staging directory.
+#[derive(Debug, Clone, Default)]
+pub struct DifferOutput {
+    /// Staging directory that holds the content.
+    pub target: PathBuf,
+    /// Size of the layer.
+    pub size: u64,
+    /// Container uids seen.
+    pub uids: Vec<u32>,
+    /// Container gids seen.
+    pub gids: Vec<u32>,
+    /// `sha256:…` of the uncompressed layer, when known.
+    pub uncompressed_digest: Option<String>,
+    /// Free-form metadata.
+    pub metadata: String,
+    /// Named blobs to store with the layer.
+    pub big_data: BTreeMap<String, Vec<u8>>,
+}
+
+/// An external differ that fills a staging directory.
+pub trait Differ {
+    /// Writes the layer's content into `dest`.
+    fn apply_diff(&self, dest: &std::path::Path, opts: &ApplyDiffOptions) -> Result<DifferOutput>;
+}
+
+/// Staged applies by an external differ.
+pub trait DifferSupport: Send + Sync {
+    /// Creates a staging directory and runs `differ` into it.
+    fn apply_with_differ(
+        &self,
+        parent: Option<&str>,
+        opts: &ApplyDiffOptions,
+        differ: &dyn Differ,
+    ) -> Result<DifferOutput>;
+    /// Moves a staging directory into place as layer `id`'s content.
+    fn apply_from_staging(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        output: &DifferOutput,
+    ) -> Result<()>;
+    /// Removes a staging directory after a failure.
+    fn cleanup_staging(&self, staging: &std::path::Path) -> Result<()>;
+    /// Where layer `id`'s files are stored.
+    fn differ_target(&self, id: &str) -> Result<PathBuf>;
+}
+
+/// A graph driver.
+pub trait Driver: Send + Sync {
+    /// Name (`overlay`, `vfs`, `btrfs`, …).
+    fn name(&self) -> &str;
+
+    /// Creates an empty layer, or a child of `req.parent`.
+    fn create(&self, req: &CreateRequest) -> Result<()>;
+
+    /// Removes a layer. Removing a missing layer is not an error.
+    fn remove(&self, id: &str) -> Result<()>;
+
+    /// Mounts a layer and returns where its merged tree is.
+    fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf>;
+
+    /// Releases one mount of a layer.
+    fn put(&self, id: &str) -> Result<()>;
+
+    /// Whether the layer exists. An I/O error is an error, not "no".
+    fn exists(&self, id: &str) -> Result<bool>;
+
+    /// Diagnostic key/value pairs (`Backing Filesystem`, …).
+    fn status(&self) -> Vec<(String, String)>;
+
+    /// Low-level facts about one layer (`UpperDir`, `LowerDir`, …).
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>>;
+
+    /// Disk usage of the layer's own (writable) directory.
+    fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage>;
+
+    /// Releases everything the driver holds (mounts, the home bind mount).
+    fn cleanup(&self) -> Result<()>;
+
+    /// Read-only stores whose layers may serve as lowers.
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// What the driver promises about diffs.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// A file source over the layer's own files, for tar-split replay.
+    fn diff_getter(&self, id: &str) -> Result<FileSource> {
+        naive::diff_getter(self, id)
+    }
+
+    /// The additional layer store, when the driver has one.
+    fn additional_layer_store(&self) -> Option<&dyn AdditionalLayerStore> {
+        None
+    }
+
+    /// Staged applies by an external differ, when supported.
+    fn differ(&self) -> Option<&dyn DifferSupport> {
+        None
+    }
+
+    /// A tar of the layer's changes against the parent.
+    fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
+        naive::diff(self, req)
+    }
+
+    /// The list of changes against the parent.
+    fn changes(&self, req: &DiffRequest) -> Result<Vec<Change>> {
+        naive::changes(self, req)
+    }
+
+    /// Applies a (possibly compressed) layer stream to layer `id`, whose
+    /// parent is `parent`. Returns what the pass measured.
+    fn apply_diff(
+        &self,
+        target: LayerRef<'_>,
+        opts: &ApplyDiffOptions,
+        diff: &mut (dyn Read + Send),
+        tar_split: Option<Box<dyn std::io::Write + Send>>,
+    ) -> Result<ApplyReport> {
+        naive::apply_diff(self, target, opts, diff, tar_split)
+    }
+
+    /// Size in bytes of the layer's changes against the parent.
+    fn diff_size(&self, req: &DiffRequest) -> Result<u64> {
+        naive::diff_size(self, req)
+    }
+
+    /// Re-owns the layer's files from `to_container`'s host IDs to
+    /// `to_host`'s host IDs for the same container IDs.
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: Option<&str>,
+    ) -> Result<()> {
+        naive::update_layer_id_map(self, id, (to_container, to_host), mount_label)
+    }
+
+    /// Whether mounts can shift IDs (so no chown is needed in user namespaces).
+    fn supports_shifting(&self) -> bool {
+        false
+    }
+
+    /// Creates `req.id` with the same content as `template`.
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        naive::create_from_template(self, req, template, template_mappings)
+    }
+}

@@ -1,0 +1,1 @@
+//! Parsing of `/proc/self/mountinfo`.
