@@ -32,10 +32,12 @@ pub mod changes;
 pub mod compression;
 pub mod entry;
 mod error;
+mod pipeline;
 pub mod reader;
 pub mod tarsplit;
 
-pub use apply::{apply_layer, ApplyMode, ApplyOptions, ApplyReport, OpaqueXattr, WhiteoutStyle};
+pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, WhiteoutStyle};
 pub use changes::{Change, ChangeKind};
 pub use compression::Compression;
 pub use error::{Error, ErrorKind, Result};
+pub use pipeline::{apply_layer, ApplyOptions, ApplyReport};

@@ -23,8 +23,18 @@ use std::path::PathBuf;
 pub use archive::{ApplyReport, Change, ChangeKind};
 pub use idmap::{IdMap, IdMappings};
 
+pub mod btrfs;
+pub mod chown;
+pub mod conformance;
 mod error;
+pub mod fsmagic;
+pub mod mounts;
 pub mod naive;
+pub mod options;
+pub mod overlay;
+pub mod refcount;
+pub mod table;
+pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
 

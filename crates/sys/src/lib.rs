@@ -6,4 +6,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod btrfs;
+pub mod clone;
+pub mod mount;
 pub mod mountinfo;
+pub mod statfs;

@@ -5,12 +5,12 @@
 //! file descriptors or `*at(…, AT_SYMLINK_NOFOLLOW)`. See DESIGN.md,
 //! "Confinement".
 
-use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 
 use idmap::IdMappings;
 
-use crate::{Compression, Result};
+use crate::entry::Item;
+use crate::Result;
 
 /// How whiteouts are stored in an overlay-form layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,9 +67,9 @@ impl Default for ApplyMode {
     }
 }
 
-/// Options of [`apply_layer`].
-#[derive(Default)]
-pub struct ApplyOptions {
+/// Options of an [`Applier`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplierOptions {
     /// Overlay form or full tree.
     pub mode: ApplyMode,
     /// Container→host ID maps for owners.
@@ -79,40 +79,32 @@ pub struct ApplyOptions {
     /// When set, every file gets this mode and its real `uid:gid:mode` is
     /// stored in the `user.containers.override_stat` xattr.
     pub force_mask: Option<u32>,
-    /// Receives the tar-split record as JSON lines (uncompressed); the caller
-    /// compresses it.
-    pub tar_split: Option<Box<dyn Write + Send>>,
 }
 
-/// What one pass over a layer stream measured.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApplyReport {
-    /// Detected compression of the input.
-    pub compression: Compression,
-    /// `sha256:<hex>` of the input bytes as given.
-    pub compressed_digest: String,
-    /// Number of input bytes as given.
-    pub compressed_size: u64,
-    /// `sha256:<hex>` of the uncompressed tar stream.
-    pub uncompressed_digest: String,
-    /// Number of bytes of the uncompressed tar stream.
-    pub uncompressed_size: u64,
-    /// Container uids seen in the stream, sorted, unique.
-    pub uids: Vec<u32>,
-    /// Container gids seen in the stream, sorted, unique.
-    pub gids: Vec<u32>,
+/// Writes a stream of [`Item`]s into a directory handle, confined to it.
+pub struct Applier<'fd> {
+    root: BorrowedFd<'fd>,
+    opts: ApplierOptions,
 }
 
-/// Applies a (possibly compressed) layer stream into the directory `root`.
-///
-/// On error the root may hold part of the layer; the caller removes it.
-pub fn apply_layer(
-    root: BorrowedFd<'_>,
-    input: impl Read + Send,
-    opts: ApplyOptions,
-) -> Result<ApplyReport> {
-    let _ = (root, input, opts);
-    Err(crate::Error::Unsupported(
-        "apply (not yet implemented)".into(),
-    ))
+impl<'fd> Applier<'fd> {
+    /// An applier writing under `root`.
+    pub fn new(root: BorrowedFd<'fd>, opts: ApplierOptions) -> Result<Self> {
+        Ok(Self { root, opts })
+    }
+
+    /// Consumes one item of the entry stream.
+    pub fn push(&mut self, item: Item) -> Result<()> {
+        let _ = (self.root, &self.opts, item);
+        Err(crate::Error::Unsupported(
+            "apply (not yet implemented)".into(),
+        ))
+    }
+
+    /// Finishes: sets deferred directory times and metadata.
+    pub fn finish(self) -> Result<()> {
+        Err(crate::Error::Unsupported(
+            "apply (not yet implemented)".into(),
+        ))
+    }
 }

@@ -1,0 +1,1 @@
+//! btrfs wrappers.

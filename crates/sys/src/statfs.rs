@@ -1,0 +1,1 @@
+//! statfs wrappers.
