@@ -38,6 +38,25 @@ pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
 
+/// How a driver is initialised (the seed's `Options`).
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// The driver's home: `<graph root>/<driver name>`.
+    pub home: PathBuf,
+    /// The driver's run directory: `<run root>/<driver name>`.
+    pub run_root: PathBuf,
+    /// `key=value` options as given (`overlay.mount_program=…`, `mountopt=…`),
+    /// parsed by each driver into its typed options.
+    pub driver_options: Vec<String>,
+    /// ID maps of the store (rootless or userns-remapped stores).
+    pub id_mappings: IdMappings,
+    /// Enable experimental features.
+    pub experimental: bool,
+}
+
+/// Makes a driver (the seed's `InitFunc`).
+pub type InitFn = fn(&InitOptions) -> Result<Box<dyn Driver>>;
+
 /// Whether a layer is an image layer or a container's writable layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Access {
