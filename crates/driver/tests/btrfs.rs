@@ -70,7 +70,7 @@ impl Drop for LoopBtrfs {
     fn drop(&mut self) {
         let home = self.mnt().join("root/btrfs");
         let _ = rustix::mount::unmount(&home, rustix::mount::UnmountFlags::DETACH);
-        let _ = rustix::mount::unmount(&self.mnt(), rustix::mount::UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(self.mnt(), rustix::mount::UnmountFlags::DETACH);
         let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
     }
 }
@@ -180,10 +180,7 @@ fn privileged_btrfs_size_quota() {
     let data = vec![1u8; 1 << 20];
     let mut failed = false;
     for i in 0..16 {
-        let r = fs::write(p.join(format!("f{i}")), &data).and_then(|_| {
-            rustix::fs::sync();
-            Ok(())
-        });
+        let r = fs::write(p.join(format!("f{i}")), &data).map(|_| rustix::fs::sync());
         if r.is_err() {
             failed = true;
             break;
