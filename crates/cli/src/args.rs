@@ -24,7 +24,12 @@ pub struct Cli {
     #[arg(short = 'R', long = "run", global = true, value_name = "DIR")]
     pub run: Option<PathBuf>,
     /// Storage driver to use ($STORAGE_DRIVER)
-    #[arg(short = 's', long = "storage-driver", global = true, value_name = "NAME")]
+    #[arg(
+        short = 's',
+        long = "storage-driver",
+        global = true,
+        value_name = "NAME"
+    )]
     pub driver: Option<String>,
     /// Set storage driver options ($STORAGE_OPTS)
     #[arg(long = "storage-opt", global = true, action = clap::ArgAction::Append, value_name = "KEY=VALUE")]
@@ -38,7 +43,6 @@ pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
 }
-
 
 /// `--json/-j`.
 #[derive(Debug, Args, Clone, Default)]

@@ -63,7 +63,10 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stdin()),
             };
-            let size = file.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len());
+            let size = file
+                .as_ref()
+                .and_then(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len());
             let mut input = progress_reader(input, size, "importing");
             put_layer(s, &opts, Some(&mut input))
         }
@@ -74,19 +77,36 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stdin()),
             };
-            let size = file.as_ref().and_then(|f| std::fs::metadata(f).ok()).map(|m| m.len());
+            let size = file
+                .as_ref()
+                .and_then(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len());
             let mut input = progress_reader(input, size, "applying");
             s.apply_diff(&layer, &mut input)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Mount { label, opt, ro, json, layers } => {
+        Cmd::Mount {
+            label,
+            opt,
+            ro,
+            json,
+            layers,
+        } => {
             let mut options: Vec<String> = opt
-                .map(|o| o.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                .map(|o| {
+                    o.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             if ro {
                 options.push("ro".into());
             }
-            let req = MountRequest { mount_label: label, options };
+            let req = MountRequest {
+                mount_label: label,
+                options,
+            };
             let mut results = Vec::new();
             let mut failed = None;
             for l in &layers {
@@ -108,7 +128,11 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
             }
             finish(failed)
         }
-        Cmd::Unmount { force, json, layers } => {
+        Cmd::Unmount {
+            force,
+            json,
+            layers,
+        } => {
             let force = if force.force { Force::Yes } else { Force::No };
             let mut results = Vec::new();
             let mut failed = None;
@@ -153,7 +177,11 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
             }
             finish(failed)
         }
-        Cmd::Changes { json, layer, reference } => {
+        Cmd::Changes {
+            json,
+            layer,
+            reference,
+        } => {
             let ch = s.changes(reference.as_deref(), &layer)?;
             if json.json {
                 print(&format!("{}\n", output::changes_json(&ch)))?;
@@ -235,7 +263,11 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
             s.shutdown(if force.force { Force::Yes } else { Force::No })?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Metadata { quiet, json, layers } => {
+        Cmd::Metadata {
+            quiet,
+            json,
+            layers,
+        } => {
             let mut map = serde_json::Map::new();
             let mut failed = None;
             for l in &layers {
@@ -261,12 +293,18 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
             }
             finish(failed)
         }
-        Cmd::SetMetadata { metadata, file, layer } => {
+        Cmd::SetMetadata {
+            metadata,
+            file,
+            layer,
+        } => {
             let m = match (metadata, file) {
                 (_, Some(f)) => std::fs::read_to_string(&f)
                     .with_context(|| format!("reading {}", f.display()))?,
                 (Some(m), None) => m,
-                (None, None) => bail!("set-metadata: no metadata given (use --metadata or --metadata-file)"),
+                (None, None) => {
+                    bail!("set-metadata: no metadata given (use --metadata or --metadata-file)")
+                }
             };
             s.set_metadata(&layer, &m)?;
             Ok(ExitCode::SUCCESS)
@@ -311,8 +349,9 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
         Cmd::GetLayerData { file, layer, name } => {
             let data = s.big_data(&layer, &name)?;
             match file {
-                Some(f) => std::fs::write(&f, &data)
-                    .with_context(|| format!("writing {}", f.display()))?,
+                Some(f) => {
+                    std::fs::write(&f, &data).with_context(|| format!("writing {}", f.display()))?
+                }
                 None => {
                     let mut out = std::io::stdout().lock();
                     out.write_all(&data)?;
@@ -373,8 +412,16 @@ fn finish(failed: Option<store::Error>) -> Result<ExitCode> {
 fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
     if o.hostuidmap || o.hostgidmap {
         // Host maps for the forced side; the other side may still be given.
-        let uids = if o.hostuidmap { Vec::new() } else { uid_map(o)? };
-        let gids = if o.hostgidmap { Vec::new() } else { gid_map(o)? };
+        let uids = if o.hostuidmap {
+            Vec::new()
+        } else {
+            uid_map(o)?
+        };
+        let gids = if o.hostgidmap {
+            Vec::new()
+        } else {
+            gid_map(o)?
+        };
         if uids.is_empty() && gids.is_empty() {
             return Ok(LayerMaps::Host);
         }
@@ -409,7 +456,11 @@ fn gid_map(o: &LayerOpts) -> Result<Vec<idmap::IdMap>> {
     Ok(Vec::new())
 }
 
-fn put_layer(s: &mut Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> Result<ExitCode> {
+fn put_layer(
+    s: &mut Store,
+    o: &LayerOpts,
+    diff: Option<&mut (dyn Read + Send)>,
+) -> Result<ExitCode> {
     let req = NewLayer {
         id: o.id.clone(),
         parent: o.parent.clone(),
@@ -450,7 +501,11 @@ fn delete(s: &mut Store, layers: &[String], safety: Safety) -> Result<ExitCode> 
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn exists(s: &mut Store, o: ExistsOpts) -> Result<ExitCode> {
@@ -469,7 +524,11 @@ fn exists(s: &mut Store, o: ExistsOpts) -> Result<ExitCode> {
     if o.json.json {
         print(&format!("{}\n", output::json(&map)))?;
     }
-    Ok(if all { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn diff(s: &mut Store, o: DiffOpts) -> Result<ExitCode> {
@@ -487,7 +546,10 @@ fn diff(s: &mut Store, o: DiffOpts) -> Result<ExitCode> {
         Some(f) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?,
         )),
-        None => Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout().lock(),
+        )),
     };
     let mut out = progress_writer(&mut sink);
     s.diff(o.reference.as_deref(), &o.layer, compression, &mut out)?;

@@ -48,7 +48,9 @@ fn main() -> ExitCode {
         Err(e) => {
             use clap::error::ErrorKind as K;
             return match e.kind() {
-                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+                K::DisplayHelp
+                | K::DisplayVersion
+                | K::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
                     ExitCode::SUCCESS
                 }

@@ -41,7 +41,9 @@ fn quote_str(s: &str, out: &mut String) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() || c == '\u{feff}' => {
                 if (c as u32) < 0x10000 {
                     out.push_str(&format!("\\u{:04x}", c as u32));
@@ -116,7 +118,11 @@ pub fn layers_tree(layers: &[Layer], mounts: &[store::MountRecord]) -> String {
             .collect();
         for (i, k) in kids.iter().enumerate() {
             let last = i + 1 == kids.len();
-            let (branch, cont) = if last { ("└─", "  ") } else { ("├─", "│ ") };
+            let (branch, cont) = if last {
+                ("└─", "  ")
+            } else {
+                ("├─", "│ ")
+            };
             let lines = label(k, mounts);
             out.push_str(&format!("{prefix}{branch}{}\n", lines[0]));
             for l in &lines[1..] {

@@ -91,7 +91,9 @@ impl StoreOptions {
             };
         }
         let uid = rustix::process::geteuid().as_raw();
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let data = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join(".local/share"));
@@ -245,8 +247,10 @@ force_mask = "shared"
     #[test]
     fn env_overrides_and_driver_flag_drops_foreign_options() {
         let mut o = StoreOptions::default();
-        o.apply_conf_text("[storage]\ndriver=\"overlay\"\n[storage.options.overlay]\nmountopt=\"nodev\"\n")
-            .unwrap();
+        o.apply_conf_text(
+            "[storage]\ndriver=\"overlay\"\n[storage.options.overlay]\nmountopt=\"nodev\"\n",
+        )
+        .unwrap();
         o.apply_env(|k| match k {
             "STORAGE_OPTS" => Some("overlay.mountopt=nodev,overlay.size=1G".into()),
             _ => None,

@@ -99,7 +99,8 @@ impl Store {
                     .driver
                     .diff(&req)
                     .map_err(|e| Error::driver("computing diff of", &req.id, e))?;
-                std::io::copy(&mut r, &mut w).map_err(|e| Error::io("write diff of", &req.id, e))?;
+                std::io::copy(&mut r, &mut w)
+                    .map_err(|e| Error::io("write diff of", &req.id, e))?;
             }
             w.finish()
         })

@@ -141,7 +141,10 @@ impl Store {
             let mut names: Vec<String> = Vec::new();
             for n in &req.names {
                 if let Some(o) = s.state.name_owner(n) {
-                    return Err(Error::DuplicateName(n.clone(), s.state.layers[o].id.clone()));
+                    return Err(Error::DuplicateName(
+                        n.clone(),
+                        s.state.layers[o].id.clone(),
+                    ));
                 }
                 if !names.contains(n) {
                     names.push(n.clone());
@@ -278,18 +281,24 @@ impl Store {
     }
 
     fn choose_maps(&self, maps: &LayerMaps, parent: Option<&Layer>) -> (Vec<IdMap>, Vec<IdMap>) {
-        let inherit_u = || {
-            parent.map_or_else(|| self.default_maps.uids().to_vec(), |p| p.uid_map.clone())
-        };
-        let inherit_g = || {
-            parent.map_or_else(|| self.default_maps.gids().to_vec(), |p| p.gid_map.clone())
-        };
+        let inherit_u =
+            || parent.map_or_else(|| self.default_maps.uids().to_vec(), |p| p.uid_map.clone());
+        let inherit_g =
+            || parent.map_or_else(|| self.default_maps.gids().to_vec(), |p| p.gid_map.clone());
         match maps {
             LayerMaps::Inherit => (inherit_u(), inherit_g()),
             LayerMaps::Host => (Vec::new(), Vec::new()),
             LayerMaps::Explicit { uids, gids } => (
-                if uids.is_empty() { inherit_u() } else { uids.clone() },
-                if gids.is_empty() { inherit_g() } else { gids.clone() },
+                if uids.is_empty() {
+                    inherit_u()
+                } else {
+                    uids.clone()
+                },
+                if gids.is_empty() {
+                    inherit_g()
+                } else {
+                    gids.clone()
+                },
             ),
         }
     }
@@ -412,7 +421,9 @@ impl Store {
     /// Stores a big-data item with a layer.
     pub fn set_big_data(&mut self, key: &str, name: &str, data: &[u8]) -> Result<()> {
         if name.is_empty() {
-            return Err(Error::Invalid("can't set empty name for layer big data item".into()));
+            return Err(Error::Invalid(
+                "can't set empty name for layer big data item".into(),
+            ));
         }
         self.write(|s| {
             let i = s.state.get(key)?;

@@ -29,7 +29,12 @@ pub struct MountRequest {
 
 /// Whether `path` is the root of a mount (statx `STATX_ATTR_MOUNT_ROOT`).
 pub fn is_mount_root(path: &Path) -> bool {
-    match rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+    match rustix::fs::statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    ) {
         Ok(st) => {
             st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
                 && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)

@@ -39,7 +39,11 @@ pub struct Layer {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub metadata: String,
     /// SELinux label for mounts.
-    #[serde(default, rename = "mountlabel", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "mountlabel",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub mount_label: String,
     /// Creation time, RFC 3339 with nanoseconds (Go's `RFC3339Nano`).
     #[serde(default = "zero_time")]
@@ -55,7 +59,11 @@ pub struct Layer {
     #[serde(default, rename = "compressed-size", skip_serializing_if = "is_zero")]
     pub compressed_size: i64,
     /// `sha256:…` of the uncompressed tar.
-    #[serde(default, rename = "diff-digest", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "diff-digest",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub uncompressed_digest: String,
     /// Size of the uncompressed tar.
     #[serde(default, rename = "diff-size", skip_serializing_if = "is_zero")]
@@ -79,7 +87,11 @@ pub struct Layer {
     #[serde(default, rename = "gidmap", skip_serializing_if = "Vec::is_empty")]
     pub gid_map: Vec<IdMap>,
     /// Names of the big-data items stored with the layer.
-    #[serde(default, rename = "big-data-names", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "big-data-names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub big_data_names: Vec<String>,
     /// Fields this version does not know, kept as they were.
     #[serde(flatten)]
@@ -121,10 +133,7 @@ pub fn to_json<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<Vec<u8>> {
 /// Go escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings; outside
 /// strings they cannot occur in JSON, so a byte-level rewrite is exact.
 fn go_escape(json: Vec<u8>) -> Vec<u8> {
-    if !json
-        .iter()
-        .any(|b| matches!(b, b'<' | b'>' | b'&' | 0xe2))
-    {
+    if !json.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xe2)) {
         return json;
     }
     let s = String::from_utf8_lossy(&json);

@@ -82,7 +82,12 @@ impl Paths {
 impl State {
     /// Reloads whichever file changed since it was last read (another
     /// writer's token in the lock file, or a different mtime).
-    pub fn refresh(&mut self, paths: &Paths, layers_lock: &LockFile, mounts_lock: &LockFile) -> Result<()> {
+    pub fn refresh(
+        &mut self,
+        paths: &Paths,
+        layers_lock: &LockFile,
+        mounts_lock: &LockFile,
+    ) -> Result<()> {
         let lp = paths.layers_json();
         let seen = Seen {
             token: Some(layers_lock.token()?),
@@ -124,7 +129,12 @@ impl State {
 
     /// Writes both files and records the writes in both lock files (as the
     /// reference does on every save). Call with both locks held exclusively.
-    pub fn save(&mut self, paths: &Paths, layers_lock: &LockFile, mounts_lock: &LockFile) -> Result<()> {
+    pub fn save(
+        &mut self,
+        paths: &Paths,
+        layers_lock: &LockFile,
+        mounts_lock: &LockFile,
+    ) -> Result<()> {
         let lp = paths.layers_json();
         let data = to_json(&self.layers).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&lp, &data, 0o600)?;

@@ -89,8 +89,14 @@ impl Store {
         let layers_dir = graph_root.join(format!("{name}-layers"));
         let mounts_dir = run_root.join(format!("{name}-layers"));
         for (dir, lock) in [
-            (graph_root.join(format!("{name}-images")), Some("images.lock")),
-            (graph_root.join(format!("{name}-containers")), Some("containers.lock")),
+            (
+                graph_root.join(format!("{name}-images")),
+                Some("images.lock"),
+            ),
+            (
+                graph_root.join(format!("{name}-containers")),
+                Some("containers.lock"),
+            ),
             (layers_dir.clone(), None),
             (mounts_dir.clone(), None),
             (run_root.join(format!("{name}-containers")), None),

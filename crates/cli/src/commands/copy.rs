@@ -34,15 +34,19 @@ fn under(root: &Path, rel: &str) -> PathBuf {
 fn parse_chown(s: &str) -> Result<(u32, u32)> {
     let (u, g) = s.split_once(':').unwrap_or((s, s));
     Ok((
-        u.parse().with_context(|| format!("bad --chown uid {u:?}"))?,
-        g.parse().with_context(|| format!("bad --chown gid {g:?}"))?,
+        u.parse()
+            .with_context(|| format!("bad --chown uid {u:?}"))?,
+        g.parse()
+            .with_context(|| format!("bad --chown gid {g:?}"))?,
     ))
 }
 
 /// Runs the command.
 pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitCode> {
     let owner = chown.map(parse_chown).transpose()?;
-    let (dest, sources) = paths.split_last().context("copy: need a source and a destination")?;
+    let (dest, sources) = paths
+        .split_last()
+        .context("copy: need a source and a destination")?;
     let (dlayer, dpath) = split(dest);
     let Some(dlayer) = dlayer else {
         bail!("copy: destination must be LAYER:/path");
@@ -100,7 +104,10 @@ fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()> {
         std::fs::copy(src, dst).with_context(|| format!("copy to {}", dst.display()))?;
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
     } else {
-        bail!("{}: only files, directories and symlinks can be copied", src.display());
+        bail!(
+            "{}: only files, directories and symlinks can be copied",
+            src.display()
+        );
     }
     let (uid, gid) = owner.unwrap_or((md.uid(), md.gid()));
     std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
@@ -120,7 +127,10 @@ mod tests {
         assert_eq!(split("abc:/etc/x"), (Some("abc"), "/etc/x"));
         assert_eq!(split("/etc/x"), (None, "/etc/x"));
         assert_eq!(split("./a:b"), (None, "./a:b"));
-        assert_eq!(under(Path::new("/m"), "/../../etc"), PathBuf::from("/m/etc"));
+        assert_eq!(
+            under(Path::new("/m"), "/../../etc"),
+            PathBuf::from("/m/etc")
+        );
         assert_eq!(parse_chown("1:2").unwrap(), (1, 2));
         assert_eq!(parse_chown("7").unwrap(), (7, 7));
     }
