@@ -66,6 +66,16 @@ impl Store {
     /// Opens (creating when missing) the store described by `opts`, and
     /// removes layers left incomplete by an interrupted writer.
     pub fn open(opts: &StoreOptions) -> Result<Self> {
+        Self::open_inner(opts, None)
+    }
+
+    /// Opens the store with a driver the caller made (its name decides the
+    /// `<driver>-layers` directories).
+    pub fn open_with_driver(opts: &StoreOptions, driver: Box<dyn Driver>) -> Result<Self> {
+        Self::open_inner(opts, Some(driver))
+    }
+
+    fn open_inner(opts: &StoreOptions, given: Option<Box<dyn Driver>>) -> Result<Self> {
         if opts.graph_root.as_os_str().is_empty() || opts.run_root.as_os_str().is_empty() {
             return Err(Error::Invalid(
                 "no storage runroot or graphroot specified".into(),
@@ -81,9 +91,12 @@ impl Store {
         touch(&graph_root.join("userns.lock"))?;
 
         let ids = IdMappings::new(opts.uid_map.clone(), opts.gid_map.clone());
-        let driver = {
-            let _g = graph_lock.lock(LockMode::Exclusive)?;
-            pick_driver(&graph_root, &run_root, opts, &ids)?
+        let driver = match given {
+            Some(d) => d,
+            None => {
+                let _g = graph_lock.lock(LockMode::Exclusive)?;
+                pick_driver(&graph_root, &run_root, opts, &ids)?
+            }
         };
         let name = driver.name().to_string();
         let layers_dir = graph_root.join(format!("{name}-layers"));
