@@ -29,14 +29,37 @@ pub fn ficlone(dst: impl AsFd, src: impl AsFd) -> io::Result<()> {
     rustix::fs::ioctl_ficlone(dst, src).map_err(io::Error::from)
 }
 
+/// Size facts of a source file, as `fstat(2)` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Logical size in bytes (`st_size`).
+    pub len: u64,
+    /// Allocated bytes (`st_blocks * 512`); less than `len` means holes.
+    pub allocated: u64,
+}
+
 /// Copies the whole content of `src` into the empty file `dst`, trying
 /// `start` first and falling back to the cheaper-to-support methods when the
 /// filesystem refuses. Returns the method that worked, so a caller copying
 /// many files can start there next time.
 pub fn copy_data(src: impl AsFd, dst: impl AsFd, start: CopyMethod) -> io::Result<CopyMethod> {
+    let st = rustix::fs::fstat(src.as_fd())?;
+    let extent = Extent {
+        len: u64::try_from(st.st_size).unwrap_or(0),
+        allocated: (st.st_blocks as u64).saturating_mul(512),
+    };
+    copy_extent(src, dst, extent, start)
+}
+
+/// [`copy_data`] for a caller that already has the source's `stat`.
+pub fn copy_extent(
+    src: impl AsFd,
+    dst: impl AsFd,
+    extent: Extent,
+    start: CopyMethod,
+) -> io::Result<CopyMethod> {
     let (src, dst) = (src.as_fd(), dst.as_fd());
-    let st = rustix::fs::fstat(src)?;
-    let len = u64::try_from(st.st_size).unwrap_or(0);
+    let len = extent.len;
     if len == 0 {
         return Ok(start);
     }
@@ -50,17 +73,19 @@ pub fn copy_data(src: impl AsFd, dst: impl AsFd, start: CopyMethod) -> io::Resul
     }
     // Fewer allocated blocks than the size means holes (or inline data);
     // then copy only the data segments.
-    let maybe_sparse = (st.st_blocks as u64).saturating_mul(512) < len;
-    let segments = if maybe_sparse {
+    let segments = if extent.allocated < len {
         data_segments(src, len)?
     } else {
         vec![(0, len)]
     };
+    let end = segments.last().map_or(0, |(o, l)| o + l);
     for (off, seg_len) in segments {
         method = copy_segment(src, dst, (off, seg_len), method)?;
     }
-    // Trailing hole: extend to the full size without writing.
-    rustix::fs::ftruncate(dst, len)?;
+    if end < len {
+        // Trailing hole: extend to the full size without writing.
+        rustix::fs::ftruncate(dst, len)?;
+    }
     Ok(method)
 }
 
@@ -110,9 +135,16 @@ fn copy_segment(
         while done < len {
             let mut off_in = off + done;
             let mut off_out = off + done;
-            let chunk = usize::try_from(len - done).unwrap_or(usize::MAX).min(1 << 30);
-            match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), chunk)
-            {
+            let chunk = usize::try_from(len - done)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match rustix::fs::copy_file_range(
+                src,
+                Some(&mut off_in),
+                dst,
+                Some(&mut off_out),
+                chunk,
+            ) {
                 Ok(0) => break, // source shrank under us
                 Ok(n) => done += n as u64,
                 Err(Errno::INTR) => continue,
@@ -136,7 +168,9 @@ fn read_write(
     let mut buf = vec![0u8; 256 * 1024];
     let mut done = 0u64;
     while done < len {
-        let want = usize::try_from(len - done).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = match rustix::io::pread(src, &mut buf[..want], off + done) {
             Ok(0) => break,
             Ok(n) => n,
@@ -176,9 +210,13 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let src_path = dir.path().join("src");
         let want = sparse_file(&src_path);
-        for (i, start) in [CopyMethod::Clone, CopyMethod::CopyRange, CopyMethod::ReadWrite]
-            .into_iter()
-            .enumerate()
+        for (i, start) in [
+            CopyMethod::Clone,
+            CopyMethod::CopyRange,
+            CopyMethod::ReadWrite,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let dst_path = dir.path().join(format!("dst{i}"));
             let src = std::fs::File::open(&src_path).unwrap();
@@ -190,7 +228,11 @@ mod tests {
             let m = std::fs::metadata(&dst_path).unwrap();
             assert_eq!(m.len(), 12 << 20);
             // 12 MiB logical; a copy that wrote the holes would use all of it.
-            assert!(m.blocks() * 512 < 2 << 20, "{start:?}: holes filled ({} blocks)", m.blocks());
+            assert!(
+                m.blocks() * 512 < 2 << 20,
+                "{start:?}: holes filled ({} blocks)",
+                m.blocks()
+            );
         }
     }
 

@@ -58,7 +58,12 @@ pub fn parse(data: &[u8]) -> Result<Vec<MountInfo>, ParseError> {
     data.split(|&b| b == b'\n')
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| parse_line(l).map_err(|reason| ParseError { line: i + 1, reason }))
+        .map(|(i, l)| {
+            parse_line(l).map_err(|reason| ParseError {
+                line: i + 1,
+                reason,
+            })
+        })
         .collect()
 }
 
@@ -169,7 +174,12 @@ mod tests {
             (b"end\\", b"end\\"),
         ];
         for (input, want) in cases {
-            assert_eq!(unescape(input), *want, "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                unescape(input),
+                *want,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
