@@ -4,16 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use driver::{Driver, InitOptions};
+use driver::Driver;
 use idmap::IdMappings;
 
 use crate::files::{absolute, mkdir_all};
 use crate::lockfile::{LockFile, LockMode};
 use crate::state::{Paths, State};
 use crate::{Error, Result, StoreOptions};
-
-/// Drivers tried, in order, when none is named and the store has none yet.
-pub const DRIVER_PRIORITY: &[&str] = &["overlay", "btrfs", "vfs"];
 
 #[derive(Debug)]
 pub(crate) struct Locks {
@@ -48,18 +45,6 @@ fn touch(path: &Path) -> Result<()> {
     // once, which would drop this process's fcntl locks on it — none are
     // held at this point.
     LockFile::open(path).map(drop)
-}
-
-/// Makes a driver by name.
-pub fn init_driver(name: &str, opts: &InitOptions) -> driver::Result<Box<dyn Driver>> {
-    match name {
-        "vfs" => driver::vfs::init(opts),
-        "overlay" | "overlay2" => driver::overlay::init(opts),
-        "btrfs" => driver::btrfs::init(opts),
-        other => Err(driver::Error::NotSupported(format!(
-            "unknown storage driver {other:?}"
-        ))),
-    }
 }
 
 impl Store {
@@ -216,31 +201,15 @@ fn pick_driver(
     opts: &StoreOptions,
     ids: &IdMappings,
 ) -> Result<Box<dyn Driver>> {
-    let init = |name: &str| {
-        let o = InitOptions {
-            home: graph_root.join(name),
-            run_root: run_root.join(name),
-            driver_options: opts.driver_options.clone(),
-            id_mappings: ids.clone(),
-            experimental: false,
-        };
-        init_driver(name, &o).map_err(|e| Error::driver("initializing driver", name, e))
+    let topts = driver::table::StoreOptions {
+        graph_root: graph_root.to_path_buf(),
+        run_root: run_root.to_path_buf(),
+        driver_options: opts.driver_options.clone(),
+        id_mappings: ids.clone(),
+        experimental: false,
     };
-    if let Some(name) = opts.driver.as_deref().filter(|n| !n.is_empty()) {
-        return init(name);
-    }
-    // The driver the store already uses.
-    for name in DRIVER_PRIORITY {
-        if graph_root.join(format!("{name}-layers")).is_dir() {
-            return init(name);
-        }
-    }
-    let mut last = None;
-    for name in DRIVER_PRIORITY {
-        match init(name) {
-            Ok(d) => return Ok(d),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Unsupported("no storage driver".into())))
+    let name = opts.driver.as_deref().filter(|n| !n.is_empty());
+    driver::table::Drivers::builtin()
+        .new_driver(name, &topts)
+        .map_err(|e| Error::driver("initializing driver", name.unwrap_or("(any)"), e))
 }

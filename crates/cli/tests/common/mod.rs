@@ -196,7 +196,7 @@ pub fn first_line(s: &str) -> String {
 /// link, an empty file and a file with a long name.
 pub fn small_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut dir = |path: &str| {
+    let dir = |path: &str| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
@@ -209,7 +209,7 @@ pub fn small_tar() -> Vec<u8> {
         let mut h = h;
         b.append_data(&mut h, p, std::io::empty()).unwrap();
     }
-    let mut file = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32| {
+    let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(mode);
