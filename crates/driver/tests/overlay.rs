@@ -266,9 +266,37 @@ fn privileged_overlay_repairs_links() {
 
 fn chain(d: &dyn Driver, s: &Scratch, n: usize) -> String {
     create(d, "l0", None);
-    fs::write(diff_dir(s, "l0").join("bottom"), "from-bottom").unwrap();
+    let bottom = diff_dir(s, "l0");
+    fs::write(bottom.join("bottom"), "from-bottom").unwrap();
+    fs::write(bottom.join("victim"), "deleted above").unwrap();
+    fs::create_dir(bottom.join("od")).unwrap();
+    fs::write(bottom.join("od/hidden"), "hidden by an opaque dir").unwrap();
+    // Deletions far above the bottom (across the kernel's 500-lower limit
+    // in deep chains) must still hide it.
+    let upper = n * 7 / 10;
     for i in 1..n {
-        create(d, &format!("l{i}"), Some(&format!("l{}", i - 1)));
+        let id = format!("l{i}");
+        create(d, &id, Some(&format!("l{}", i - 1)));
+        if i == upper {
+            let dd = diff_dir(s, &id);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                dd.join("victim"),
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::empty(),
+                0,
+            )
+            .unwrap();
+            fs::create_dir(dd.join("od")).unwrap();
+            rustix::fs::setxattr(
+                dd.join("od"),
+                "trusted.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+            fs::write(dd.join("od/kept"), "k").unwrap();
+        }
     }
     let top = format!("l{}", n - 1);
     fs::write(diff_dir(s, &top).join("top"), "from-top").unwrap();
@@ -285,6 +313,11 @@ fn deep(n: usize, extra: &[&str]) {
     let mounted = t0.elapsed() - created;
     assert_eq!(fs::read_to_string(m.join("bottom")).unwrap(), "from-bottom");
     assert_eq!(fs::read_to_string(m.join("top")).unwrap(), "from-top");
+    assert!(!m.join("victim").exists(), "whiteout across the stack");
+    assert!(!m.join("od/hidden").exists(), "opaque dir across the stack");
+    assert!(m.join("od/kept").exists());
+    fs::write(m.join("written"), "w").unwrap();
+    assert!(diff_dir(&s, &top).join("written").exists());
     eprintln!("{n}-layer chain {extra:?}: create {created:?}, mount {mounted:?}");
     d.put(&top).unwrap();
     assert!(!is_mounted(&m));
@@ -615,6 +648,61 @@ fn privileged_overlay_rootless_userxattr() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ROOTLESS-OK"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const IDMAP_CHILD_ENV: &str = "STRATA_OVERLAY_NOIDMAP_CHILD";
+
+#[test]
+fn privileged_overlay_idmap_disabled_by_env() {
+    if let Some(dir) = std::env::var_os(IDMAP_CHILD_ENV) {
+        // Child: _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes is set.
+        let d = Overlay::new(&InitOptions {
+            home: Path::new(&dir).join("root/overlay"),
+            run_root: Path::new(&dir).join("run/overlay"),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!d.features().idmapped_lower);
+        assert!(!d.supports_shifting());
+        create(&d, "base", None);
+        fs::write(Path::new(&dir).join("root/overlay/base/diff/f"), "f").unwrap();
+        let opts = MountOptions {
+            uid_maps: vec![IdMap::new(0, 100000, 65536)],
+            gid_maps: vec![IdMap::new(0, 100000, 65536)],
+            ..Default::default()
+        };
+        // Maps are not applied at mount time (the layer would have been
+        // chowned when created).
+        let m = d.get("base", &opts).unwrap();
+        assert_eq!(fs::metadata(m.join("f")).unwrap().uid(), 0);
+        d.put("base").unwrap();
+        d.cleanup().unwrap();
+        println!("NOIDMAP-OK");
+        return;
+    }
+    if !privileged("privileged_overlay_idmap_disabled_by_env") {
+        return;
+    }
+    let s = Scratch::new();
+    // A probe cached as true must not override the switch.
+    fs::create_dir_all(s.path().join("run/overlay")).unwrap();
+    fs::write(s.path().join("run/overlay/idmapped-lower-dir-true"), "").unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "privileged_overlay_idmap_disabled_by_env",
+            "--nocapture",
+        ])
+        .env(IDMAP_CHILD_ENV, s.path())
+        .env("_CONTAINERS_OVERLAY_DISABLE_IDMAP", "yes")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("NOIDMAP-OK"),
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

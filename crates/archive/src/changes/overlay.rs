@@ -51,11 +51,7 @@ type Visit<'a> = dyn FnMut(&[u8], &Path, &Meta) -> Result<()> + 'a;
 
 /// Visits every entry below `dir` in walk order: `f(path_in_layer, meta)`
 /// where the path has no leading `/`.
-fn walk(
-    dir: &Path,
-    rel: &mut Vec<u8>,
-    f: &mut Visit<'_>,
-) -> Result<()> {
+fn walk(dir: &Path, rel: &mut Vec<u8>, f: &mut Visit<'_>) -> Result<()> {
     for name in read_dir_sorted(dir)? {
         let len = rel.len();
         if !rel.is_empty() {

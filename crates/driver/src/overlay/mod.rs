@@ -318,23 +318,38 @@ impl Overlay {
         m.options = options;
         let shift =
             !opts.disable_shifting && (!opts.uid_maps.is_empty() || !opts.gid_maps.is_empty());
+        let maps = if shift {
+            (&opts.uid_maps[..], &opts.gid_maps[..])
+        } else {
+            (&[][..], &[][..])
+        };
         if let Some(prog) = &self.mount_program {
             m.lowers = lowers;
-            let maps = if shift {
-                (&opts.uid_maps[..], &opts.gid_maps[..])
-            } else {
-                (&[][..], &[][..])
-            };
             mounting::mount_fuse(prog, &m, &merged, maps)?;
             return Ok(merged);
         }
+        // Without idmapped lowers the layers were chowned when created
+        // (chown-based shifting by the caller); the maps go unused, as
+        // with the reference.
+        let shift = shift && self.features.idmapped_lower;
+        if lowers.len() > mounting::MAX_STACK {
+            // The kernel stacks at most 500 lowers, and nesting overlays
+            // loses whiteouts across the nested boundary; a FUSE overlay
+            // has no such limit.
+            if Path::new(DEFAULT_MOUNT_PROGRAM).exists() {
+                m.lowers = lowers;
+                m.options.retain(|o| o != "userxattr" && o != "volatile");
+                mounting::mount_fuse(Path::new(DEFAULT_MOUNT_PROGRAM), &m, &merged, maps)?;
+                return Ok(merged);
+            }
+            tracing::warn!(
+                layer = id,
+                depth = lowers.len(),
+                "no mount program for a deep stack: nesting kernel overlays, whiteouts between nested groups are not honoured"
+            );
+        }
         let mut staging = mounting::Staging::new(self.run_root.join("staging").join(id));
         if shift {
-            if !self.features.idmapped_lower {
-                return Err(Error::Unsupported(
-                    "idmapped lower layers (kernel support missing or disabled by _CONTAINERS_OVERLAY_DISABLE_IDMAP)".into(),
-                ));
-            }
             if lowers.len() > mounting::MAX_STACK {
                 return Err(Error::Unsupported(format!(
                     "idmapped mounts of more than {} layers",
@@ -367,7 +382,7 @@ impl Overlay {
         if !mounting::is_mounted(&merged) {
             return Ok(());
         }
-        if self.mount_program.is_some() {
+        if self.mount_program.is_some() || mounting::is_fuse(&merged) {
             mounting::unmount_fuse(&merged)
         } else {
             mounting::unmount_kernel(&merged)

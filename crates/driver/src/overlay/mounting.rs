@@ -260,3 +260,10 @@ pub fn unmount_kernel(target: &Path) -> Result<()> {
 pub fn is_mounted(p: &Path) -> bool {
     sys::mount::is_mount_root(p).unwrap_or(false)
 }
+
+/// Whether `p` is on a FUSE filesystem.
+pub fn is_fuse(p: &Path) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(p).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC)
+}
