@@ -229,7 +229,11 @@ pub fn corpus(test: &str, files: &[&str]) -> Option<PathBuf> {
     let dir = PathBuf::from(dir);
     for f in files {
         if !dir.join(f).exists() {
-            assert!(std::env::var_os("CI").is_none(), "{test}: {} is missing", dir.join(f).display());
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: {} is missing",
+                dir.join(f).display()
+            );
             eprintln!("skipping {test}: {} is missing", dir.join(f).display());
             return None;
         }
@@ -328,8 +332,17 @@ impl Reference {
             .stderr(Stdio::piped())
             .output()
             .expect("spawn containers-storage");
-        assert!(out.status.success(), "import-layer: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf-8").split_whitespace().last().expect("id").to_string()
+        assert!(
+            out.status.success(),
+            "import-layer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .split_whitespace()
+            .last()
+            .expect("id")
+            .to_string()
     }
 
     pub fn run_line(&self, args: &[&str]) -> String {
