@@ -24,6 +24,7 @@ use crate::{
 };
 
 mod diff;
+mod idmap;
 pub mod layout;
 pub mod mounting;
 pub mod options;
@@ -330,6 +331,7 @@ impl Overlay {
             (&[][..], &[][..])
         };
         if let Some(prog) = &self.mount_program {
+            mounting::check_fuse_options(&m.options)?;
             m.lowers = lowers;
             mounting::mount_fuse(prog, &m, &merged, maps)?;
             return Ok(merged);
@@ -472,7 +474,9 @@ impl Driver for Overlay {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        let (mode, parent) = match &req.parent {
+        // A child's diff takes its parent's mode and owner, as with the
+        // reference, so a child of an ID-mapped layer stays mapped.
+        let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
                     .find_layer(p)?
@@ -480,21 +484,21 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
                 let d = pdir.join("diff");
-                let mode = fs::metadata(&d)
-                    .map_err(|e| Error::path("stat", &d, e))?
-                    .permissions()
-                    .mode()
-                    & 0o7777;
-                (mode, Some(layout::ParentLinks::read(&pdir)?))
+                let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
+                let mode = md.permissions().mode() & 0o7777;
+                (
+                    mode,
+                    (md.uid(), md.gid()),
+                    Some(layout::ParentLinks::read(&pdir)?),
+                )
             }
-            None => (0o555, None),
+            None => (0o555, (root.uid, root.gid), None),
         };
         // Image and container layers share one layout (`req.access` only
         // matters to callers that mount them).
-        self.layout
-            .create(&req.id, parent.as_ref(), (root.uid, root.gid), mode)?;
+        self.layout.create(&req.id, parent.as_ref(), owner, mode)?;
         if let Some(q) = quota {
             if let Err(e) = q.apply(&self.layout.dir(&req.id), limits) {
                 let _ = self.remove(&req.id);
@@ -665,6 +669,16 @@ impl Driver for Overlay {
             return self.native_diff_size(&req.id);
         }
         naive::diff_size(self, req)
+    }
+
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        _mount_label: Option<&str>,
+    ) -> Result<()> {
+        self.update_id_map(id, to_container, to_host)
     }
 
     fn apply_diff(
