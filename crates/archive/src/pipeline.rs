@@ -139,7 +139,9 @@ fn run(
             .map_err(|e| Error::io("starting decompression thread", e))?;
         let parse = std::thread::Builder::new()
             .name("strata-parse".into())
-            .spawn_scoped(s, move || parse(bytes_rx, tar_split, deliver.then_some(items_tx)))
+            .spawn_scoped(s, move || {
+                parse(bytes_rx, tar_split, deliver.then_some(items_tx))
+            })
             .map_err(|e| Error::io("starting parse thread", e))?;
 
         let mut first_err: Option<Error> = None;
@@ -257,7 +259,9 @@ fn decompress(input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<De
         }
         Err(e) => {
             let _ = tx.send(Err(e));
-            Err(Error::Unsupported("decompression failed (reported downstream)".into()))
+            Err(Error::Unsupported(
+                "decompression failed (reported downstream)".into(),
+            ))
         }
     }
 }
@@ -345,7 +349,9 @@ fn parse(
             Err(e) => {
                 if let Some(tx) = &tx {
                     let _ = tx.send(Err(e));
-                    return Err(Error::Unsupported("parse failed (reported downstream)".into()));
+                    return Err(Error::Unsupported(
+                        "parse failed (reported downstream)".into(),
+                    ));
                 }
                 return Err(e);
             }

@@ -315,7 +315,12 @@ mod tests {
             (&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00], Some(256)),
             (&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x2a], Some(42)),
             (&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe], Some(-2)),
-            (&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0], None),
+            (
+                &[
+                    0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0,
+                ],
+                None,
+            ),
         ];
         for (field, want) in cases {
             let got = numeric(field, "t").ok();
@@ -328,7 +333,7 @@ mod tests {
 
     #[test]
     fn pax_records_table() {
-        let ok = b"30 mtime=1432668921.098285006\n19 path=dir/x\ny z\n12 uid=1000\n";
+        let ok = b"30 mtime=1432668921.098285006\n18 path=dir/x\ny z\n12 uid=1000\n";
         let recs = pax_records(ok).unwrap();
         assert_eq!(
             recs,
@@ -349,13 +354,18 @@ mod tests {
             b"12uid=1000\n",
             b"99999999999999999999999 a=b\n",
         ] {
-            assert!(pax_records(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                pax_records(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn pax_time_table() {
-        let cases: &[(&[u8], Option<(i64, u32)>)] = &[
+        type Case<'a> = (&'a [u8], Option<(i64, u32)>);
+        let cases: &[Case] = &[
             (b"1432668921", Some((1432668921, 0))),
             (b"1432668921.5", Some((1432668921, 500_000_000))),
             (b"1.098285006123", Some((1, 98_285_006))),
@@ -376,23 +386,47 @@ mod tests {
     fn sparse_maps() {
         let m = sparse_map_01(b"0,10,4096,20").unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(m[1], SparseRegion { offset: 4096, length: 20 });
+        assert_eq!(
+            m[1],
+            SparseRegion {
+                offset: 4096,
+                length: 20
+            }
+        );
         assert!(sparse_map_01(b"1,2,3").is_err());
         let (m, used) = sparse_map_10(b"2\n0\n5\n100\n7\nXYZ").unwrap().unwrap();
         assert_eq!(used, 12);
-        assert_eq!(m, vec![
-            SparseRegion { offset: 0, length: 5 },
-            SparseRegion { offset: 100, length: 7 },
-        ]);
+        assert_eq!(
+            m,
+            vec![
+                SparseRegion {
+                    offset: 0,
+                    length: 5
+                },
+                SparseRegion {
+                    offset: 100,
+                    length: 7
+                },
+            ]
+        );
         assert!(sparse_map_10(b"2\n0\n5\n10").unwrap().is_none());
         assert_eq!(check_sparse(&m, 107).unwrap(), 12);
         assert!(check_sparse(&m, 106).is_err());
         let overlap = [
-            SparseRegion { offset: 0, length: 10 },
-            SparseRegion { offset: 5, length: 1 },
+            SparseRegion {
+                offset: 0,
+                length: 10,
+            },
+            SparseRegion {
+                offset: 5,
+                length: 1,
+            },
         ];
         assert!(check_sparse(&overlap, 100).is_err());
-        let overflow = [SparseRegion { offset: u64::MAX, length: 2 }];
+        let overflow = [SparseRegion {
+            offset: u64::MAX,
+            length: 2,
+        }];
         assert!(check_sparse(&overflow, u64::MAX).is_err());
     }
 

@@ -307,7 +307,9 @@ impl<R: Read, S: RawSink> Reader<R, S> {
             let mut extended = g.isextended[0] != 0;
             while extended {
                 if self.read_block()?.is_none() {
-                    return Err(Error::UnexpectedEof("inside sparse extension headers".into()));
+                    return Err(Error::UnexpectedEof(
+                        "inside sparse extension headers".into(),
+                    ));
                 }
                 take_budget(budget, BLOCK as u64)?;
                 let mut ext = tar::GnuExtSparseHeader::new();
@@ -357,7 +359,10 @@ impl<R: Read, S: RawSink> Reader<R, S> {
             }),
             _ => None,
         };
-        let names = h.as_ustar().map(|u| (u.uname, u.gname)).or(gnu.map(|g| (g.uname, g.gname)));
+        let names = h
+            .as_ustar()
+            .map(|u| (u.uname, u.gname))
+            .or(gnu.map(|g| (g.uname, g.gname)));
         let nonempty = |v: &[u8]| (!v.is_empty()).then(|| v.to_vec());
         let uname = pax
             .uname
@@ -418,7 +423,11 @@ impl<R: Read, S: RawSink> Reader<R, S> {
 
     /// Reads the GNU sparse 1.0 map at the start of the data, in whole
     /// blocks (recorded as raw bytes); returns it and the bytes it used.
-    fn read_sparse_map_10(&mut self, size: u64, budget: &mut u64) -> Result<(Vec<SparseRegion>, u64)> {
+    fn read_sparse_map_10(
+        &mut self,
+        size: u64,
+        budget: &mut u64,
+    ) -> Result<(Vec<SparseRegion>, u64)> {
         let mut buf = Vec::new();
         loop {
             if buf.len() as u64 + BLOCK as u64 > size.min(MAX_HEADER_RECORD) {

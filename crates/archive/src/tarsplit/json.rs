@@ -51,7 +51,10 @@ mod tests {
         let cases = [
             ("./e/<&>", r#""./e/\u003c\u0026\u003e""#),
             ("a\"b\\c", r#""a\"b\\c""#),
-            ("t\tn\nr\r\u{8}\u{c}\u{1f}\u{7f}", r#""t\tn\nr\r\u0008\u000c\u001f\u{7f}""#),
+            (
+                "t\tn\nr\r\u{8}\u{c}\u{1f}\u{7f}",
+                r#""t\tn\nr\r\u0008\u000c\u001f\u{7f}""#,
+            ),
             ("\u{2028}\u{2029}é", r#""\u2028\u2029é""#),
         ];
         for (input, want) in cases {

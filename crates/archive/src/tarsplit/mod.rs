@@ -196,7 +196,12 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                 let name = match (&entry.name, &entry.name_raw) {
                     (Some(s), _) => s.as_bytes().to_vec(),
                     (None, Some(raw)) => decode_b64(raw, n)?,
-                    (None, None) => return Err(corrupt("tar-split record", format!("line {}: file entry without a name", n + 1))),
+                    (None, None) => {
+                        return Err(corrupt(
+                            "tar-split record",
+                            format!("line {}: file entry without a name", n + 1),
+                        ))
+                    }
                 };
                 let shown = String::from_utf8_lossy(&name).into_owned();
                 let want = decode_b64(entry.payload.as_deref().unwrap_or(""), n)?;

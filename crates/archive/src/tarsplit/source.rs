@@ -88,8 +88,15 @@ fn open_confined(root: &OwnedFd, rel: &[u8]) -> std::result::Result<OwnedFd, Err
 
 /// Fallback without openat2: open one component at a time, refusing `..`
 /// and symlinks (stricter than openat2, never looser).
-pub(crate) fn walk(root: &OwnedFd, rel: &[u8], flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
-    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+pub(crate) fn walk(
+    root: &OwnedFd,
+    rel: &[u8],
+    flags: OFlags,
+) -> std::result::Result<OwnedFd, Errno> {
+    let comps: Vec<&[u8]> = rel
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
     let mut dir: Option<OwnedFd> = None;
     for (i, comp) in comps.iter().enumerate() {
         if *comp == b".." {
@@ -139,11 +146,15 @@ mod tests {
         // `..` and symlinks never leave the directory they are resolved in.
         assert_eq!(read(b"../secret").unwrap(), b"inside");
         assert_eq!(read(b"../../../../secret").unwrap(), b"inside");
-        assert!(read(b"abs").is_err(), "re-rooted into upper: no /secret there");
+        assert!(
+            read(b"abs").is_err(),
+            "re-rooted into upper: no /secret there"
+        );
         assert!(read(b"rel").is_err());
         assert!(read(b"missing").is_err());
         // The fallback walk agrees on plain names and refuses the rest.
-        let root = rustix::fs::open(&upper, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let root =
+            rustix::fs::open(&upper, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
         assert!(walk(&root, b"d/a", flags).is_ok());
         assert_eq!(walk(&root, b"../secret", flags).unwrap_err(), Errno::XDEV);
