@@ -13,6 +13,7 @@
 //! - [`apply`]: writes entries into a directory handle, confined to it
 //!   (`openat2(RESOLVE_IN_ROOT)`), in overlay form or onto a full tree;
 //! - [`tarsplit`]: the `<id>.tar-split.gz` record and its byte-exact replay;
+//! - [`writer`]: a tar writer shaped like the reference's `diff` output;
 //! - [`changes`]: changes between trees or in an overlay upper directory,
 //!   their export as a tar, and their size.
 //!
@@ -35,6 +36,7 @@ mod error;
 mod pipeline;
 pub mod reader;
 pub mod tarsplit;
+pub mod writer;
 
 pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, WhiteoutStyle};
 pub use changes::{Change, ChangeKind};

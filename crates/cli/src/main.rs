@@ -1,22 +1,121 @@
 //! `strata`: the command-line front end of strata's layer store, accepting
 //! the commands, flags and output formats of `containers-storage`.
+//!
+//! Parsing happens in two stages: [`args`] is what the user typed;
+//! [`commands`] turns it into store calls and prints the results.
 
+mod args;
+mod commands;
+mod output;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use clap::Parser;
+
+/// Exit status for usage errors, as the reference uses.
+const EXIT_USAGE: u8 = 125;
+
+/// Commands of the reference that strata does not implement yet.
+const LATER: &[&str] = &[
+    "container",
+    "list-container-data",
+    "get-container-data",
+    "get-container-data-size",
+    "get-container-data-digest",
+    "set-container-data",
+    "get-container-dir",
+    "get-container-run-dir",
+    "container-parent-owners",
+    "containers",
+    "create-image",
+    "create-container",
+    "delete-image",
+    "delete-container",
+    "image",
+    "list-image-data",
+    "get-image-data",
+    "get-image-data-size",
+    "get-image-data-digest",
+    "set-image-data",
+    "images",
+    "images-by-digest",
+];
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version") => {
-            println!("Version: {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            return match e.kind() {
+                K::DisplayHelp
+                | K::DisplayVersion
+                | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                K::InvalidSubcommand => {
+                    let cmd = std::env::args()
+                        .skip(1)
+                        .find(|a| !a.starts_with('-'))
+                        .unwrap_or_default();
+                    eprintln!("{cmd}: unrecognized command.");
+                    ExitCode::FAILURE
+                }
+                _ => {
+                    let _ = e.print();
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
         }
-        Some(cmd) => {
-            eprintln!("strata: command {cmd:?} is not yet supported");
-            ExitCode::from(125)
+    };
+    init_tracing(cli.debug);
+    if let args::Cmd::Other(v) = &cli.cmd {
+        let name = v.first().map(String::as_str).unwrap_or("");
+        if LATER.contains(&name) {
+            eprintln!("{name}: images and containers are not yet supported by strata");
+            return ExitCode::from(EXIT_USAGE);
         }
-        None => {
-            eprintln!("usage: strata COMMAND [OPTIONS]");
-            ExitCode::from(2)
+        eprintln!("{name}: unrecognized command.");
+        return ExitCode::FAILURE;
+    }
+    let debug = cli.debug;
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if debug {
+                eprintln!("Error: {e:?}");
+            } else {
+                eprintln!("{}", one_line(&e));
+            }
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once (a message that
+/// already quotes its cause is not repeated).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&c);
+        }
+    }
+    msg.replace('\n', " ")
+}
+
+fn init_tracing(debug: bool) {
+    let level = if debug { "debug" } else { "off" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -2,33 +2,118 @@
 //! archive engine; the seed's `NaiveDiffDriver`, `NaiveLayerIDMapUpdater` and
 //! `NaiveCreateFromTemplate`. Drivers with a native path override the
 //! corresponding [`Driver`] methods; these stay callable directly.
+//!
+//! Every function mounts what it needs and releases it before returning,
+//! also on failure ([`Mounted`] puts on drop).
 
-use std::io::Read;
+use std::io::{Read, Seek};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
+use archive::changes::{changes_between, changes_size, export_changes, ExportOptions};
+use archive::{ApplyMode, ApplyOptions};
 use idmap::IdMappings;
 
 use crate::{
     ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, Driver, Error, FileSource,
-    LayerRef, Result,
+    LayerRef, MountOptions, Result,
 };
 
-fn todo(what: &str) -> Error {
-    Error::Unsupported(format!("{what} (not yet implemented)"))
+/// A layer mounted by [`Driver::get`], released with [`Driver::put`] on drop.
+pub struct Mounted<'d, D: Driver + ?Sized> {
+    driver: &'d D,
+    id: String,
+    path: PathBuf,
+}
+
+impl<'d, D: Driver + ?Sized> Mounted<'d, D> {
+    /// Mounts `id` with `opts`.
+    pub fn new(driver: &'d D, id: &str, opts: &MountOptions) -> Result<Self> {
+        let path = driver.get(id, opts)?;
+        Ok(Self {
+            driver,
+            id: id.to_string(),
+            path,
+        })
+    }
+
+    /// Where the layer's tree is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl<D: Driver + ?Sized> Drop for Mounted<'_, D> {
+    fn drop(&mut self) {
+        if let Err(e) = self.driver.put(&self.id) {
+            tracing::warn!("releasing layer {}: {e}", self.id);
+        }
+    }
+}
+
+fn mount_opts(label: Option<&str>) -> MountOptions {
+    MountOptions {
+        mount_label: label.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// Mounts the layer and (if any) its parent, and lists the changes.
+fn with_changes<D: Driver + ?Sized, T>(
+    d: &D,
+    req: &DiffRequest,
+    f: impl FnOnce(&Path, Vec<Change>) -> Result<T>,
+) -> Result<T> {
+    let opts = mount_opts(req.mount_label.as_deref());
+    let layer = Mounted::new(d, &req.id, &opts)?;
+    let parent = match &req.parent {
+        Some(p) => Some(Mounted::new(d, p, &opts)?),
+        None => None,
+    };
+    let changes = changes_between(layer.path(), parent.as_ref().map(|p| p.path()))?;
+    f(layer.path(), changes)
 }
 
 /// Generic diff: changes against the parent, exported as a tar.
+///
+/// The tar is written to an unnamed temporary file first (the returned
+/// reader must not borrow the driver, and the layers must stay mounted
+/// while being read), then handed back positioned at its start.
 pub fn diff<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
-    let _ = (d, req);
-    Err(todo("naive diff"))
+    let tmpdir = std::env::temp_dir();
+    let mut file = tempfile_in(&tmpdir)?;
+    with_changes(d, req, |root, changes| {
+        let opts = ExportOptions {
+            id_mappings: req.id_mappings.clone(),
+            ..Default::default()
+        };
+        let mut w = std::io::BufWriter::new(&mut file);
+        export_changes(root, &changes, &opts, &mut w)?;
+        std::io::Write::flush(&mut w).map_err(|e| Error::path("write", &tmpdir, e))?;
+        Ok(())
+    })?;
+    file.rewind().map_err(|e| Error::path("seek", &tmpdir, e))?;
+    Ok(Box::new(file))
+}
+
+fn tempfile_in(dir: &Path) -> Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd: OwnedFd = rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| Error::path("create temporary file in", dir, e.into()))?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// Generic changes: mounts both layers and compares the trees.
 pub fn changes<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<Vec<Change>> {
-    let _ = (d, req);
-    Err(todo("naive changes"))
+    with_changes(d, req, |_, c| Ok(c))
 }
 
-/// Generic apply: mounts the layer and applies onto the full tree.
+/// Generic apply: mounts the layer and applies onto the full tree
+/// (whiteouts delete from it).
 pub fn apply_diff<D: Driver + ?Sized>(
     d: &D,
     target: LayerRef<'_>,
@@ -36,14 +121,35 @@ pub fn apply_diff<D: Driver + ?Sized>(
     diff: &mut (dyn Read + Send),
     tar_split: Option<Box<dyn std::io::Write + Send>>,
 ) -> Result<ApplyReport> {
-    let _ = (d, target, opts, diff, tar_split);
-    Err(todo("naive apply-diff"))
+    let layer = Mounted::new(d, target.id, &mount_opts(opts.mount_label.as_deref()))?;
+    let root = open_root(layer.path())?;
+    let report = archive::apply_layer(
+        std::os::fd::AsFd::as_fd(&root),
+        diff,
+        ApplyOptions {
+            mode: ApplyMode::FullTree,
+            id_mappings: opts.id_mappings.clone(),
+            ignore_chown_errors: opts.ignore_chown_errors,
+            force_mask: opts.force_mask,
+            tar_split,
+        },
+    )?;
+    Ok(report)
+}
+
+fn open_root(p: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::path("open", p, e.into()))
 }
 
 /// Generic diff size: size of the changes against the parent.
 pub fn diff_size<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<u64> {
-    let _ = (d, req);
-    Err(todo("naive diff-size"))
+    with_changes(d, req, |root, changes| Ok(changes_size(root, &changes)?))
 }
 
 /// Generic ID-map update: mounts the layer and re-owns every file.
@@ -53,24 +159,99 @@ pub fn update_layer_id_map<D: Driver + ?Sized>(
     maps: (&IdMappings, &IdMappings),
     mount_label: Option<&str>,
 ) -> Result<()> {
-    let _ = (d, id, maps, mount_label);
-    Err(todo("naive update-layer-id-map"))
+    let layer = Mounted::new(d, id, &mount_opts(mount_label))?;
+    crate::chown::chown_path_by_maps(layer.path(), maps.0, maps.1)
 }
 
 /// Generic create-from-template: a new layer on the template's parent with
-/// the template's diff applied.
+/// the template's diff applied. On failure the new layer is removed.
 pub fn create_from_template<D: Driver + ?Sized>(
     d: &D,
     req: &CreateRequest,
     template: &str,
     template_mappings: &IdMappings,
 ) -> Result<()> {
-    let _ = (d, req, template, template_mappings);
-    Err(todo("naive create-from-template"))
+    d.create(req)?;
+    let result = (|| {
+        let mut tar = d.diff(&DiffRequest {
+            id: template.to_string(),
+            id_mappings: template_mappings.clone(),
+            parent: req.parent.clone(),
+            parent_mappings: req.id_mappings.clone(),
+            mount_label: req.mount_label.clone(),
+        })?;
+        d.apply_diff(
+            LayerRef {
+                id: &req.id,
+                parent: req.parent.as_deref(),
+            },
+            &ApplyDiffOptions {
+                id_mappings: req.id_mappings.clone(),
+                mount_label: req.mount_label.clone(),
+                ..Default::default()
+            },
+            &mut tar,
+            None,
+        )
+    })();
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if let Err(c) = d.remove(&req.id) {
+                tracing::warn!("removing half-made layer {}: {c}", req.id);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A [`archive::tarsplit::FileSource`] over a directory, confined to it:
+/// names resolve with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
+/// so `..` and absolute symlinks cannot leave the root.
+pub struct DirFileSource {
+    root: OwnedFd,
+}
+
+impl DirFileSource {
+    /// A source reading under `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        Ok(Self {
+            root: open_root(root)?,
+        })
+    }
+}
+
+impl archive::tarsplit::FileSource for DirFileSource {
+    fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(name);
+        let rel = Path::new(name);
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let fd = rustix::fs::openat2(
+            &self.root,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(Box::new(std::fs::File::from(fd)))
+    }
 }
 
 /// Generic diff getter: files read from the mounted layer.
+///
+/// The layer is mounted, its root opened, and released at once: the open
+/// handle keeps the tree reachable. Drivers whose `put` must not run while
+/// a handle is open (a mount that cannot be detached) override
+/// [`Driver::diff_getter`].
 pub fn diff_getter<D: Driver + ?Sized>(d: &D, id: &str) -> Result<FileSource> {
-    let _ = (d, id);
-    Err(todo("naive diff-getter"))
+    let layer = Mounted::new(d, id, &MountOptions::default())?;
+    let src = DirFileSource::open(layer.path())?;
+    drop(layer);
+    Ok(Box::new(src))
 }

@@ -1,0 +1,197 @@
+//! Export of changes as a layer tar, shaped like the reference's `diff`.
+//!
+//! - members are written in path order (bytes), deletions as AUFS
+//!   whiteouts (`dir/.wh.NAME`, an empty regular file, mode 0, owned 0:0,
+//!   stamped with the export time) at the place of the deleted path;
+//! - the first member of a hard-linked inode carries the data, later ones
+//!   are link entries naming it;
+//! - owners are translated host→container; `uname`/`gname` are the host's
+//!   names of the host IDs, as the reference fills them;
+//! - xattrs that belong to a layer (`security.capability`, `user.*` except
+//!   overlay's own) become `SCHILY.xattr.*` records;
+//! - sockets are skipped (tar cannot carry them).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use idmap::{IdMappings, IdPair};
+
+use super::meta::{self, layer_xattrs, lstat, Meta, Names};
+use super::{Change, ChangeKind, ExportOptions};
+use crate::entry::{EntryKind, Header, Timestamp};
+use crate::writer::{ModeField, TarWriter};
+use crate::{Error, Result};
+
+/// Builds member headers from files, remembering hard-linked inodes.
+pub(crate) struct Exporter<'a, W: Write> {
+    pub tar: TarWriter<W>,
+    maps: &'a IdMappings,
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<'a, W: Write> Exporter<'a, W> {
+    pub fn new(out: W, maps: &'a IdMappings) -> Self {
+        Self {
+            tar: TarWriter::new(out),
+            maps,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Header of the file at `path` (already `lstat`ed as `m`) named `name`
+    /// in the archive; `None` for sockets. Registers hard links.
+    pub fn header(&mut self, path: &Path, m: &Meta, name: &[u8]) -> Result<Option<Header>> {
+        let kind = match m.file_type() {
+            meta::S_IFREG => EntryKind::File,
+            meta::S_IFDIR => EntryKind::Directory,
+            meta::S_IFLNK => {
+                let t = std::fs::read_link(path)
+                    .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;
+                EntryKind::Symlink {
+                    target: t.as_os_str().as_bytes().to_vec(),
+                }
+            }
+            meta::S_IFCHR => EntryKind::CharDevice {
+                major: rustix::fs::major(m.rdev),
+                minor: rustix::fs::minor(m.rdev),
+            },
+            meta::S_IFBLK => EntryKind::BlockDevice {
+                major: rustix::fs::major(m.rdev),
+                minor: rustix::fs::minor(m.rdev),
+            },
+            meta::S_IFIFO => EntryKind::Fifo,
+            _ => return Ok(None),
+        };
+        let mut h = Header::new(name.to_vec(), kind);
+        h.mode = m.mode & 0o7777;
+        let ids = self
+            .maps
+            .to_container(IdPair {
+                uid: m.uid,
+                gid: m.gid,
+            })
+            .map_err(|e| Error::Refused {
+                path: String::from_utf8_lossy(name).into_owned(),
+                reason: format!("owner {}:{} has no container ID: {e}", m.uid, m.gid),
+            })?;
+        h.uid = ids.uid;
+        h.gid = ids.gid;
+        h.uname = Names::host().user(m.uid);
+        h.gname = Names::host().group(m.gid);
+        h.mtime = m.mtime;
+        h.atime = Some(m.atime);
+        h.xattrs = layer_xattrs(path)?;
+        if h.kind == EntryKind::File {
+            h.size = m.size;
+        }
+        if m.nlink > 1 && !m.is_dir() {
+            match self.links.get(&(m.dev, m.ino)) {
+                Some(first) => {
+                    h.kind = EntryKind::HardLink {
+                        target: first.clone(),
+                    };
+                    h.size = 0;
+                }
+                None => {
+                    self.links.insert((m.dev, m.ino), name.to_vec());
+                }
+            }
+        }
+        Ok(Some(h))
+    }
+
+    /// Writes the file at `path` as member `name`.
+    pub fn add_file(&mut self, path: &Path, m: &Meta, name: &[u8]) -> Result<()> {
+        let Some(h) = self.header(path, m, name)? else {
+            tracing::debug!(path = %path.display(), "skipping socket in export");
+            return Ok(());
+        };
+        if h.kind == EntryKind::File && h.size > 0 {
+            let f = File::options()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            self.tar
+                .append(&h, std::io::BufReader::with_capacity(256 * 1024, f))
+        } else {
+            self.tar.append_header(&h)
+        }
+    }
+}
+
+/// An AUFS whiteout member for `name` (`dir/.wh.base`).
+pub(crate) fn whiteout_name(path: &[u8]) -> Vec<u8> {
+    let (dir, base) = match path.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => (&b""[..], path),
+    };
+    [dir, b".wh.", base].concat()
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+/// See [`super::export_changes`].
+pub(crate) fn export_changes(
+    root: &Path,
+    changes: &[Change],
+    opts: &ExportOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut sorted: Vec<&Change> = changes.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut ex = Exporter::new(out, &opts.id_mappings);
+    let stamp = now();
+    for c in sorted {
+        let rel = c.path.strip_prefix(b"/").unwrap_or(&c.path);
+        if rel.is_empty() {
+            continue;
+        }
+        if c.kind == ChangeKind::Delete {
+            let mut h = Header::new(whiteout_name(rel), EntryKind::File);
+            h.mode = 0;
+            h.mtime = stamp;
+            ex.tar.append_header_with(&h, ModeField::PermissionsOnly)?;
+            continue;
+        }
+        let path = meta::join(root, rel);
+        let m = match lstat(&path) {
+            Ok(m) => m,
+            // A running container may delete files while it is diffed; the
+            // reference skips them too.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), "changed file vanished during export");
+                continue;
+            }
+            Err(e) => return Err(Error::io(format!("lstat {}", path.display()), e)),
+        };
+        ex.add_file(&path, &m, rel)?;
+    }
+    ex.tar.finish()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names() {
+        assert_eq!(whiteout_name(b"etc/passwd"), b"etc/.wh.passwd");
+        assert_eq!(whiteout_name(b"fifo"), b".wh.fifo");
+        assert_eq!(whiteout_name(b"a/b/c"), b"a/b/.wh.c");
+    }
+}

@@ -1,0 +1,137 @@
+//! `copy [LAYER:]/src … LAYER:/dest`: copies host files or another layer's
+//! files into a layer, through the layers' mounts.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use store::{Force, MountRequest, Store};
+
+/// Splits `LAYER:/path`; a plain path has no layer.
+fn split(arg: &str) -> (Option<&str>, &str) {
+    match arg.split_once(':') {
+        Some((l, p)) if !l.is_empty() && !l.contains('/') => (Some(l), p),
+        _ => (None, arg),
+    }
+}
+
+/// Joins `rel` under `root` without letting `..` climb out.
+fn under(root: &Path, rel: &str) -> PathBuf {
+    let mut out = root.to_path_buf();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir if out != root => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn parse_chown(s: &str) -> Result<(u32, u32)> {
+    let (u, g) = s.split_once(':').unwrap_or((s, s));
+    Ok((
+        u.parse()
+            .with_context(|| format!("bad --chown uid {u:?}"))?,
+        g.parse()
+            .with_context(|| format!("bad --chown gid {g:?}"))?,
+    ))
+}
+
+/// Runs the command.
+pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitCode> {
+    let owner = chown.map(parse_chown).transpose()?;
+    let (dest, sources) = paths
+        .split_last()
+        .context("copy: need a source and a destination")?;
+    let (dlayer, dpath) = split(dest);
+    let Some(dlayer) = dlayer else {
+        bail!("copy: destination must be LAYER:/path");
+    };
+    let mut mounted: Vec<String> = Vec::new();
+    let res = (|| -> Result<()> {
+        let droot = s.mount(dlayer, &MountRequest::default())?;
+        mounted.push(dlayer.to_string());
+        let dtarget = under(&droot, dpath);
+        for src in sources {
+            let (slayer, spath) = split(src);
+            let sfull = match slayer {
+                Some(l) => {
+                    let r = s.mount(l, &MountRequest::default())?;
+                    mounted.push(l.to_string());
+                    under(&r, spath)
+                }
+                None => PathBuf::from(spath),
+            };
+            let target = if dtarget.is_dir() {
+                dtarget.join(sfull.file_name().unwrap_or_default())
+            } else {
+                dtarget.clone()
+            };
+            copy_tree(&sfull, &target, owner)
+                .with_context(|| format!("copying {} to {}", sfull.display(), dest))?;
+        }
+        Ok(())
+    })();
+    for l in mounted.iter().rev() {
+        if let Err(e) = s.unmount(l, Force::No) {
+            tracing::warn!("unmounting {l}: {e}");
+        }
+    }
+    res.map(|_| ExitCode::SUCCESS)
+}
+
+fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    let md = std::fs::symlink_metadata(src).with_context(|| format!("stat {}", src.display()))?;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let t = std::fs::read_link(src)?;
+        let _ = std::fs::remove_file(dst);
+        std::os::unix::fs::symlink(t, dst)?;
+    } else if ft.is_dir() {
+        if !dst.is_dir() {
+            std::fs::create_dir(dst).with_context(|| format!("mkdir {}", dst.display()))?;
+        }
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            copy_tree(&e.path(), &dst.join(e.file_name()), owner)?;
+        }
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    } else if ft.is_file() {
+        std::fs::copy(src, dst).with_context(|| format!("copy to {}", dst.display()))?;
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    } else {
+        bail!(
+            "{}: only files, directories and symlinks can be copied",
+            src.display()
+        );
+    }
+    let (uid, gid) = owner.unwrap_or((md.uid(), md.gid()));
+    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+    if !ft.is_symlink() && owner.is_none() {
+        // chown clears set-id bits; restore the mode.
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_confine() {
+        assert_eq!(split("abc:/etc/x"), (Some("abc"), "/etc/x"));
+        assert_eq!(split("/etc/x"), (None, "/etc/x"));
+        assert_eq!(split("./a:b"), (None, "./a:b"));
+        assert_eq!(
+            under(Path::new("/m"), "/../../etc"),
+            PathBuf::from("/m/etc")
+        );
+        assert_eq!(parse_chown("1:2").unwrap(), (1, 2));
+        assert_eq!(parse_chown("7").unwrap(), (7, 7));
+    }
+}

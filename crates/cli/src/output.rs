@@ -1,0 +1,221 @@
+//! Output formats shared by several commands, as the reference prints them.
+
+use std::io::Write;
+
+use store::{Change, ChangeKind, Layer};
+
+/// Go's `%q` quoting of a byte string (`strconv.Quote`).
+pub fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                quote_str(s, &mut out);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                quote_str(std::str::from_utf8(good).unwrap_or(""), &mut out);
+                let n = e.error_len().unwrap_or(bad.len()).max(1);
+                for b in &bad[..n] {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn quote_str(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() || c == '\u{feff}' => {
+                if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// `Modify "/etc"` lines.
+pub fn changes_text(changes: &[Change]) -> String {
+    let mut s = String::new();
+    for c in changes {
+        let kind = match c.kind {
+            ChangeKind::Modify => "Modify",
+            ChangeKind::Add => "Add",
+            ChangeKind::Delete => "Delete",
+        };
+        s.push_str(kind);
+        s.push(' ');
+        s.push_str(&go_quote(&c.path));
+        s.push('\n');
+    }
+    s
+}
+
+/// `[{"Path":"/d","Kind":1},…]`.
+pub fn changes_json(changes: &[Change]) -> String {
+    let v: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "Path": String::from_utf8_lossy(&c.path),
+                "Kind": c.kind as u8,
+            })
+        })
+        .collect();
+    json(&v)
+}
+
+/// Compact JSON with Go's escaping.
+pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    String::from_utf8(store::record::to_json(v).unwrap_or_default()).unwrap_or_default()
+}
+
+/// `layers -t`: a tree rooted at `(base)`.
+pub fn layers_tree(layers: &[Layer], mounts: &[store::MountRecord]) -> String {
+    fn label(l: &Layer, mounts: &[store::MountRecord]) -> Vec<String> {
+        let mut v = vec![l.id.clone()];
+        v.extend(l.names.iter().map(|n| format!("name: {n}")));
+        if let Some(m) = mounts.iter().find(|m| m.id == l.id && m.count > 0) {
+            v.push(format!("mount: {}", m.path));
+        }
+        v
+    }
+    fn walk(
+        parent: &str,
+        layers: &[Layer],
+        mounts: &[store::MountRecord],
+        prefix: &str,
+        out: &mut String,
+    ) {
+        let kids: Vec<&Layer> = layers
+            .iter()
+            .filter(|l| {
+                l.parent == parent
+                    || (parent.is_empty() && !layers.iter().any(|p| p.id == l.parent))
+            })
+            .collect();
+        for (i, k) in kids.iter().enumerate() {
+            let last = i + 1 == kids.len();
+            let (branch, cont) = if last {
+                ("└─", "  ")
+            } else {
+                ("├─", "│ ")
+            };
+            let lines = label(k, mounts);
+            out.push_str(&format!("{prefix}{branch}{}\n", lines[0]));
+            for l in &lines[1..] {
+                out.push_str(&format!("{prefix}{cont}{l}\n"));
+            }
+            walk(&k.id, layers, mounts, &format!("{prefix}{cont}"), out);
+        }
+    }
+    let mut out = String::from("(base)\n");
+    walk("", layers, mounts, "", &mut out);
+    out
+}
+
+/// `layer`: `ID:`, maps, `Parent:`, `Name:` lines.
+pub fn layer_text(l: &Layer) -> String {
+    let mut s = format!("ID: {}\n", l.id);
+    for m in &l.uid_map {
+        s.push_str(&format!(
+            "UID mapping: (container={}, host={}, size={})\n",
+            m.container_id, m.host_id, m.size
+        ));
+    }
+    for m in &l.gid_map {
+        s.push_str(&format!(
+            "GID mapping: (container={}, host={}, size={})\n",
+            m.container_id, m.host_id, m.size
+        ));
+    }
+    if !l.parent.is_empty() {
+        s.push_str(&format!("Parent: {}\n", l.parent));
+    }
+    for n in &l.names {
+        s.push_str(&format!("Name: {n}\n"));
+    }
+    s
+}
+
+/// Go's `%v` of an int slice: `[0 1 2]`.
+pub fn go_list(v: &[u32]) -> String {
+    let items: Vec<String> = v.iter().map(u32::to_string).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Writes to stdout, treating a closed pipe as the end.
+pub fn print(s: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_like_go() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"/etc/motd", r#""/etc/motd""#),
+            (b"/a \"b\"\\", r#""/a \"b\"\\""#),
+            (b"/tab\there\n", r#""/tab\there\n""#),
+            (b"/\x01\x7f", r#""/\x01\x7f""#),
+            (b"/\xff\xfeok", r#""/\xff\xfeok""#),
+            ("/ünï".as_bytes(), "\"/ünï\""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(go_quote(input), *want);
+        }
+    }
+
+    #[test]
+    fn tree_like_reference() {
+        let mk = |id: &str, names: &[&str], parent: &str| Layer {
+            id: id.into(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            parent: parent.into(),
+            ..Default::default()
+        };
+        let layers = vec![
+            mk("a", &[], ""),
+            mk("b", &["base", "base2"], ""),
+            mk("c", &["mapped"], ""),
+            mk("d", &["kid"], "b"),
+        ];
+        let mounts = vec![store::MountRecord {
+            id: "d".into(),
+            path: "/m/d".into(),
+            count: 2,
+            ..Default::default()
+        }];
+        let want = "(base)\n├─a\n├─b\n│ name: base\n│ name: base2\n│ └─d\n│   name: kid\n│   mount: /m/d\n└─c\n  name: mapped\n";
+        assert_eq!(layers_tree(&layers, &mounts), want);
+    }
+}

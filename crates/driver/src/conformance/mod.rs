@@ -1,0 +1,245 @@
+//! The conformance suite every driver runs.
+//!
+//! One public function per behaviour, each given a [`Suite`] (how to make
+//! the driver) and run in a fresh temporary directory with no shared state.
+//! When a case fails, the whole store tree is printed (mode, owner, size,
+//! path) before the panic continues. [`conformance_tests!`](crate::conformance_tests)
+//! generates one `#[test]` per case:
+//!
+//! ```ignore
+//! fn suite() -> driver::conformance::Suite {
+//!     driver::conformance::Suite::new("vfs", driver::vfs::init)
+//! }
+//! driver::conformance_tests!(suite());
+//! ```
+//!
+//! Every case needs root (it creates files owned by other users), so the
+//! generated tests are named `privileged_*`: without root they print why and
+//! return, and fail when `CI` is set.
+
+mod cases;
+mod tree;
+
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use crate::{Driver, InitFn, InitOptions};
+
+pub use cases::*;
+pub use tree::{dump_tree, Entry, Fixture};
+
+/// Sets up a case's graph root before the driver starts (e.g. mounts a
+/// loop-backed btrfs there); the returned guard is dropped after the case.
+pub type Prepare = fn(&Path) -> std::result::Result<Box<dyn Any>, String>;
+
+/// How to make the driver under test.
+#[derive(Clone)]
+pub struct Suite {
+    /// Driver name; its home is `<tmp>/graph/<name>`.
+    pub name: &'static str,
+    /// Initialises the driver.
+    pub init: InitFn,
+    /// Driver options given at every init.
+    pub options: Vec<String>,
+    /// Mode of an empty base layer's root (the reference makes 0555 for
+    /// vfs and overlay).
+    pub empty_root_mode: u32,
+    /// Option key naming additional image stores (`imagestore`), or `None`
+    /// when the driver has none.
+    pub image_store_key: Option<&'static str>,
+    /// Per-case setup of the graph root.
+    pub prepare: Option<Prepare>,
+}
+
+impl Suite {
+    /// A suite for driver `name` with defaults: root mode 0555, image stores
+    /// under the `imagestore` key, no setup.
+    pub fn new(name: &'static str, init: InitFn) -> Self {
+        Self {
+            name,
+            init,
+            options: Vec::new(),
+            empty_root_mode: 0o555,
+            image_store_key: Some("imagestore"),
+            prepare: None,
+        }
+    }
+}
+
+/// One case's world: a temp dir, the store's roots and the driver.
+pub struct Env {
+    /// Graph root (`<tmp>/graph`).
+    pub graph: PathBuf,
+    /// Run root (`<tmp>/run`).
+    pub run: PathBuf,
+    /// The driver under test.
+    pub driver: Box<dyn Driver>,
+    suite: Suite,
+    extra: Vec<(Box<dyn Driver>, PathBuf)>,
+    _guard: Option<Box<dyn Any>>,
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// Makes a fresh environment for `suite`.
+    pub fn new(suite: &Suite) -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("strata-conformance-")
+            .tempdir_in("/var/tmp")
+            .expect("temp dir");
+        let graph = tmp.path().join("graph");
+        let run = tmp.path().join("run");
+        std::fs::create_dir_all(&graph).expect("graph root");
+        std::fs::create_dir_all(&run).expect("run root");
+        let guard = suite
+            .prepare
+            .map(|p| p(&graph).unwrap_or_else(|e| panic!("preparing {}: {e}", graph.display())));
+        let driver = start(suite, &graph, &run, &[]);
+        Env {
+            graph,
+            run,
+            driver,
+            suite: suite.clone(),
+            extra: Vec::new(),
+            _guard: guard,
+            tmp,
+        }
+    }
+
+    /// Starts another driver of the same kind in a sibling store
+    /// (`<tmp>/<name>/graph`), with extra options; kept until the case ends.
+    pub fn another_store(&mut self, name: &str, options: &[String]) -> (usize, PathBuf) {
+        let base = self.tmp.path().join(name);
+        let graph = base.join("graph");
+        let run = base.join("run");
+        std::fs::create_dir_all(&graph).expect("graph root");
+        std::fs::create_dir_all(&run).expect("run root");
+        let d = start(&self.suite, &graph, &run, options);
+        self.extra.push((d, graph.clone()));
+        (self.extra.len() - 1, graph)
+    }
+
+    /// A driver made by [`Env::another_store`].
+    pub fn store(&self, i: usize) -> &dyn Driver {
+        self.extra[i].0.as_ref()
+    }
+
+    /// The temp dir of this case.
+    pub fn tmp(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+fn start(suite: &Suite, graph: &Path, run: &Path, extra: &[String]) -> Box<dyn Driver> {
+    let mut options = suite.options.clone();
+    options.extend_from_slice(extra);
+    let opts = InitOptions {
+        home: graph.join(suite.name),
+        run_root: run.join(suite.name),
+        driver_options: options,
+        ..Default::default()
+    };
+    match (suite.init)(&opts) {
+        Ok(d) => d,
+        Err(e) => panic!(
+            "initialising {} in {}: {e}",
+            suite.name,
+            opts.home.display()
+        ),
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (d, _) in &self.extra {
+            if let Err(e) = d.cleanup() {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        if let Err(e) = self.driver.cleanup() {
+            eprintln!("cleanup: {e}");
+        }
+        // Whatever the driver left mounted under our temp dir, detach it so
+        // the temp dir can go. Only paths under our own temp dir.
+        if let Ok(list) = crate::mounts::mounts_under(self.tmp.path()) {
+            for p in list {
+                if p.starts_with(self.tmp.path()) {
+                    let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
+                }
+            }
+        }
+    }
+}
+
+/// True when running as root. Otherwise prints why the case is skipped and
+/// returns false, or panics when `CI` is set (CI runs as root).
+pub fn need_root(case: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{case}: needs root, and CI is set"
+    );
+    eprintln!("skipping {case}: needs root");
+    false
+}
+
+/// Runs `body` in a fresh [`Env`]; on panic prints the store tree first.
+pub fn run_case(suite: &Suite, case: &str, body: impl FnOnce(&mut Env)) {
+    if !need_root(case) {
+        return;
+    }
+    let mut env = Env::new(suite);
+    let r = catch_unwind(AssertUnwindSafe(|| body(&mut env)));
+    if let Err(panic) = r {
+        eprintln!(
+            "--- {} / {case} failed; tree of {} ---",
+            suite.name,
+            env.tmp().display()
+        );
+        eprintln!("{}", dump_tree(env.tmp()));
+        drop(env);
+        resume_unwind(panic);
+    }
+}
+
+/// Runs every case for `suite` in turn (the generated tests run them one
+/// per `#[test]` instead).
+pub fn run_all(suite: &Suite) {
+    for (name, case) in CASES {
+        eprintln!("case {name}");
+        case(suite);
+    }
+}
+
+/// Generates one `#[test]` per conformance case for a [`Suite`] expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($suite:expr) => {
+        $crate::conformance_tests!(@cases $suite;
+            privileged_create_empty => create_empty,
+            privileged_base_layer => base_layer,
+            privileged_child_inherits => child_inherits,
+            privileged_template_copies => template_copies,
+            privileged_deep_read_50 => deep_read_50,
+            privileged_diff_apply_round_trip => diff_apply_round_trip,
+            privileged_changes_after_edits => changes_after_edits,
+            privileged_recreate_at_depths => recreate_at_depths,
+            privileged_list_layers => list_layers,
+            privileged_mount_ref_counting => mount_ref_counting,
+            privileged_read_128_layers => read_128_layers,
+            privileged_id_mapped_layer => id_mapped_layer,
+            privileged_additional_image_store => additional_image_store,
+        );
+    };
+    (@cases $suite:expr; $($test:ident => $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::conformance::$case(&$suite);
+            }
+        )*
+    };
+}

@@ -1,0 +1,121 @@
+//! Native diff-family operations: read changes straight from a layer's
+//! upper directory (`diff`) when the kernel keeps it self-describing
+//! (native-diff probe true: no redirects, no metacopy), and apply layers in
+//! overlay form into an empty `diff`.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use archive::changes::{changes_size, export_overlay_upper, overlay_changes, ExportOptions};
+use archive::{ApplyMode, ApplyOptions, OpaqueXattr, WhiteoutStyle};
+
+use super::Overlay;
+use crate::{ApplyDiffOptions, ApplyReport, Change, DiffRequest, Error, LayerRef, Result};
+
+impl Overlay {
+    /// The opaque-directory xattr this driver's layers use.
+    pub(super) fn opaque_xattr(&self) -> OpaqueXattr {
+        if self.rootless {
+            OpaqueXattr::User
+        } else {
+            OpaqueXattr::Trusted
+        }
+    }
+
+    /// Whether `req` can be answered from the upper directory: native diff
+    /// is usable and the parent asked for is the layer's real parent.
+    pub(super) fn use_native_diff(&self, req: &DiffRequest) -> Result<bool> {
+        if !self.features.native_diff || self.mount_program.is_some() {
+            return Ok(false);
+        }
+        Ok(self.parent_of(&req.id)? == req.parent)
+    }
+
+    /// The lower directories of `id` (absolute, nearest first).
+    pub(super) fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>> {
+        self.layout
+            .read_lower(id)?
+            .iter()
+            .map(|l| self.resolve_lower(l))
+            .collect()
+    }
+
+    pub(super) fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
+        let lowers = self.lower_dirs(id)?;
+        Ok(overlay_changes(
+            &self.layer_diff(id)?,
+            &lowers,
+            self.opaque_xattr(),
+        )?)
+    }
+
+    pub(super) fn native_diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
+        let upper = self.layer_diff(&req.id)?;
+        let lowers = self.lower_dirs(&req.id)?;
+        let opts = ExportOptions {
+            id_mappings: req.id_mappings.clone(),
+            opaque: self.opaque_xattr(),
+        };
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::path("pipe", "", e.into()))?;
+        let mut w = std::fs::File::from(w);
+        std::thread::Builder::new()
+            .name("overlay-diff".into())
+            .spawn(move || {
+                if let Err(e) = export_overlay_upper(&upper, &lowers, &opts, &mut w) {
+                    // The reader sees a truncated tar; log the cause.
+                    tracing::error!(error = %e, "overlay diff export failed");
+                }
+            })
+            .map_err(|e| Error::path("spawn", "overlay-diff", e))?;
+        Ok(Box::new(std::fs::File::from(r)))
+    }
+
+    pub(super) fn native_diff_size(&self, id: &str) -> Result<u64> {
+        let changes = self.native_changes(id)?;
+        Ok(changes_size(&self.layer_diff(id)?, &changes)?)
+    }
+
+    pub(super) fn apply_overlay_form(
+        &self,
+        target: LayerRef<'_>,
+        opts: &ApplyDiffOptions,
+        diff: &mut (dyn Read + Send),
+        tar_split: Option<Box<dyn std::io::Write + Send>>,
+    ) -> Result<ApplyReport> {
+        let dir = self.layout.diff(target.id);
+        let fd = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => Error::LayerUnknown(target.id.to_string()),
+            e => Error::path("open", &dir, e.into()),
+        })?;
+        let whiteouts = if self.mount_program.is_some() {
+            WhiteoutStyle::AufsFiles
+        } else {
+            WhiteoutStyle::CharDevice
+        };
+        let id_mappings = if opts.id_mappings.is_identity() {
+            self.id_mappings.clone()
+        } else {
+            opts.id_mappings.clone()
+        };
+        let aopts = ApplyOptions {
+            mode: ApplyMode::Overlay {
+                whiteouts,
+                opaque: self.opaque_xattr(),
+            },
+            id_mappings,
+            ignore_chown_errors: opts.ignore_chown_errors || self.opts.ignore_chown_errors,
+            force_mask: opts.force_mask.or(self.opts.force_mask),
+            tar_split,
+        };
+        Ok(archive::apply_layer(fd.as_fd(), diff, aopts)?)
+    }
+}

@@ -1,0 +1,666 @@
+//! The overlay driver: layers are directories stacked by the kernel overlay
+//! filesystem, or by a FUSE program (`fuse-overlayfs`) when configured or
+//! when the kernel overlay is not usable.
+//!
+//! The home has the same layout as containers/storage's overlay driver (see
+//! [`layout`]), so either can read the other's layers. The run root keeps
+//! the feature probe results (see [`probe`]).
+//!
+//! Mounting a layer stacks its `diff` (upper, with `work`) on the `diff`s
+//! its `lower` file names through the `l/` short links; a base layer uses
+//! its `empty` directory as the lower. See [`mounting`] for deep stacks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sys::mount::OverlayMount;
+
+use crate::{
+    naive, ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, DiskUsage, Driver,
+    Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
+};
+
+mod diff;
+pub mod layout;
+pub mod mounting;
+pub mod options;
+pub mod probe;
+
+use layout::{check_id, Layout};
+pub use options::OverlayOptions;
+
+/// Where fuse-overlayfs is looked for when the kernel overlay is unusable.
+const DEFAULT_MOUNT_PROGRAM: &str = "/usr/bin/fuse-overlayfs";
+
+const OVERLAY_MAGIC: i64 = 0x794c_7630;
+const AUFS_MAGIC: i64 = 0x6175_6673;
+const ECRYPTFS_MAGIC: i64 = 0xf15f;
+
+/// Name of a backing filesystem as the reference prints it.
+fn fs_name(magic: i64) -> String {
+    match magic {
+        0xef53 => "extfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683e => "btrfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        OVERLAY_MAGIC => "overlayfs".into(),
+        0x6573_5546 => "fuseblk".into(),
+        0x2fc1_2fc1 => "zfs".into(),
+        m => format!("<unknown 0x{m:x}>"),
+    }
+}
+
+fn statfs_magic(p: &Path) -> Result<i64> {
+    let st = rustix::fs::statfs(p).map_err(|e| Error::path("statfs", p, e.into()))?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Whether this process runs in a user namespace other than the initial one.
+fn in_user_namespace() -> bool {
+    match fs::read_to_string("/proc/self/uid_map") {
+        Ok(s) => {
+            let f: Vec<&str> = s.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
+/// The overlay driver.
+pub struct Overlay {
+    layout: Layout,
+    run_root: PathBuf,
+    opts: OverlayOptions,
+    features: probe::Features,
+    rootless: bool,
+    mount_program: Option<PathBuf>,
+    backing: i64,
+    home_mounted: Mutex<bool>,
+    counts: Mutex<HashMap<String, u32>>,
+    id_mappings: IdMappings,
+}
+
+/// Initialises the driver in `opts.home`.
+pub fn init(opts: &InitOptions) -> Result<Box<dyn Driver>> {
+    Ok(Box::new(Overlay::new(opts)?))
+}
+
+impl Overlay {
+    /// Initialises the driver (see [`init`]).
+    pub fn new(init: &InitOptions) -> Result<Self> {
+        let opts = OverlayOptions::parse(&init.driver_options)?;
+        let home = init.home.clone();
+        for (d, mode) in [(&home, 0o700), (&init.run_root, 0o700)] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(d)
+                .map_err(|e| Error::path("mkdir", d, e))?;
+        }
+        let links = home.join("l");
+        if !links.exists() {
+            layout::mkdir_mode(&links, 0o755)?;
+        }
+        let backing = statfs_magic(&home)?;
+        let rootless = in_user_namespace();
+        let mut base_opts = Vec::new();
+        if rootless {
+            base_opts.push("userxattr".to_string());
+        }
+        let mut mount_program = opts.mount_program.clone();
+        if mount_program.is_none() && [OVERLAY_MAGIC, AUFS_MAGIC, ECRYPTFS_MAGIC].contains(&backing)
+        {
+            return Err(Error::IncompatibleFs(format!(
+                "overlay cannot stack on {} at {} without a mount program",
+                fs_name(backing),
+                home.display()
+            )));
+        }
+        let mut features = probe::Features::default();
+        if mount_program.is_none() {
+            match probe::overlay_supported(&home, &init.run_root, &base_opts) {
+                Ok(()) => {
+                    let mut mo = base_opts.clone();
+                    mo.extend(opts.mount_options.iter().cloned());
+                    let prefix = if rootless {
+                        "user.overlay."
+                    } else {
+                        "trusted.overlay."
+                    };
+                    let (metacopy, native) = probe::features(&home, &init.run_root, &mo, prefix)?;
+                    features.metacopy = metacopy;
+                    features.native_diff = native;
+                    features.idmapped_lower =
+                        !rootless && probe::idmapped_lower(&home, &init.run_root);
+                }
+                Err(e) if Path::new(DEFAULT_MOUNT_PROGRAM).exists() => {
+                    tracing::info!(error = %e, "kernel overlay unusable, using fuse-overlayfs");
+                    mount_program = Some(DEFAULT_MOUNT_PROGRAM.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(p) = &mount_program {
+            if !p.exists() {
+                return Err(Error::Prerequisites(format!(
+                    "mount program {} not found",
+                    p.display()
+                )));
+            }
+        }
+        let hm = home.join(".has-mount-program");
+        fs::write(
+            &hm,
+            if mount_program.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .map_err(|e| Error::path("write", &hm, e))?;
+        if opts.size.is_some() || opts.inodes.is_some() {
+            check_project_quota(&home, backing)?;
+        }
+        let home_mounted = if opts.skip_mount_home {
+            false
+        } else {
+            sys::mount::make_private(&home).map_err(|e| Error::Mount {
+                op: "make private",
+                path: home.clone(),
+                source: e,
+            })?
+        };
+        Ok(Self {
+            layout: Layout { home },
+            run_root: init.run_root.clone(),
+            opts,
+            features,
+            rootless,
+            mount_program,
+            backing,
+            home_mounted: Mutex::new(home_mounted),
+            counts: Mutex::new(HashMap::new()),
+            id_mappings: init.id_mappings.clone(),
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &OverlayOptions {
+        &self.opts
+    }
+
+    /// The probed features.
+    pub fn features(&self) -> probe::Features {
+        self.features
+    }
+
+    /// The FUSE program in use, if any.
+    pub fn mount_program(&self) -> Option<&Path> {
+        self.mount_program.as_deref()
+    }
+
+    /// The layer directory of `id`: in the home, else in an additional
+    /// image store (then read-only). `None` when unknown.
+    fn find_layer(&self, id: &str) -> Result<Option<(PathBuf, bool)>> {
+        check_id(id)?;
+        let own = self.layout.dir(id);
+        if exists(&own)? {
+            return Ok(Some((own, false)));
+        }
+        for s in &self.opts.image_stores {
+            let p = s.join("overlay").join(id);
+            if exists(&p)? {
+                return Ok(Some((p, true)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn layer_diff(&self, id: &str) -> Result<PathBuf> {
+        match self.find_layer(id)? {
+            Some((d, _)) => Ok(d.join("diff")),
+            None => Err(Error::LayerUnknown(id.to_string())),
+        }
+    }
+
+    /// An `l/LINK` entry as an absolute path: in the home, else in the
+    /// first additional image store that has it.
+    fn resolve_lower(&self, entry: &str) -> Result<PathBuf> {
+        let own = self.layout.home.join(entry);
+        if own.symlink_metadata().is_ok() {
+            return Ok(own);
+        }
+        for s in &self.opts.image_stores {
+            let p = s.join("overlay").join(entry);
+            if p.symlink_metadata().is_ok() {
+                // A store's `l/` links are relative to its own home; use the
+                // target so the path does not depend on the symlink.
+                return fs::canonicalize(&p).map_err(|e| Error::path("resolve", p, e));
+            }
+        }
+        Err(Error::path(
+            "resolve lower",
+            own,
+            io::Error::from(io::ErrorKind::NotFound),
+        ))
+    }
+
+    /// The parent of `id` as recorded by its `lower` file.
+    fn parent_of(&self, id: &str) -> Result<Option<String>> {
+        let Some((dir, _)) = self.find_layer(id)? else {
+            return Err(Error::LayerUnknown(id.to_string()));
+        };
+        let lower = match fs::read_to_string(dir.join("lower")) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::path("read", dir.join("lower"), e)),
+        };
+        let Some(first) = lower.trim().split(':').next().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let link = self.resolve_lower(first)?;
+        let target = fs::read_link(&link).unwrap_or(link);
+        // `../<parent>/diff`, or an absolute `<home>/<parent>/diff`.
+        Ok(target
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned()))
+    }
+
+    fn mount_layer(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
+        let (dir, in_store) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        if !in_store {
+            self.layout.repair(id)?;
+        }
+        let merged = self.layout.merged(id);
+        let mut options: Vec<String> = if opts.options.is_empty() {
+            self.opts.mount_options.clone()
+        } else {
+            opts.options.clone()
+        };
+        let read_only = in_store || options.iter().any(|o| o == "ro");
+        options.retain(|o| o != "ro" && o != "rw");
+        if self.rootless && !options.iter().any(|o| o == "userxattr") {
+            options.push("userxattr".into());
+        }
+        if opts.volatile {
+            options.push("volatile".into());
+        }
+        if let Some(label) = &opts.mount_label {
+            if !label.is_empty() {
+                options.push(format!("context=\"{label}\""));
+            }
+        }
+        let mut lowers = self.lower_dirs_of(&dir)?;
+        let diff = dir.join("diff");
+        let mut m = OverlayMount::default();
+        if read_only {
+            lowers.insert(0, diff);
+            if lowers.len() == 1 {
+                lowers.push(dir.join("empty"));
+            }
+            if self.mount_program.is_none() {
+                options.push("ro".into());
+            }
+        } else {
+            if lowers.is_empty() {
+                lowers.push(dir.join("empty"));
+            }
+            m.upper = Some(diff);
+            m.work = Some(dir.join("work"));
+        }
+        m.options = options;
+        let shift =
+            !opts.disable_shifting && (!opts.uid_maps.is_empty() || !opts.gid_maps.is_empty());
+        let maps = if shift {
+            (&opts.uid_maps[..], &opts.gid_maps[..])
+        } else {
+            (&[][..], &[][..])
+        };
+        if let Some(prog) = &self.mount_program {
+            m.lowers = lowers;
+            mounting::mount_fuse(prog, &m, &merged, maps)?;
+            return Ok(merged);
+        }
+        // Without idmapped lowers the layers were chowned when created
+        // (chown-based shifting by the caller); the maps go unused, as
+        // with the reference.
+        let shift = shift && self.features.idmapped_lower;
+        if lowers.len() > mounting::MAX_STACK {
+            // The kernel stacks at most 500 lowers, and nesting overlays
+            // loses whiteouts across the nested boundary; a FUSE overlay
+            // has no such limit.
+            if Path::new(DEFAULT_MOUNT_PROGRAM).exists() {
+                m.lowers = lowers;
+                m.options.retain(|o| o != "userxattr" && o != "volatile");
+                mounting::mount_fuse(Path::new(DEFAULT_MOUNT_PROGRAM), &m, &merged, maps)?;
+                return Ok(merged);
+            }
+            tracing::warn!(
+                layer = id,
+                depth = lowers.len(),
+                "no mount program for a deep stack: nesting kernel overlays, whiteouts between nested groups are not honoured"
+            );
+        }
+        let mut staging = mounting::Staging::new(self.run_root.join("staging").join(id));
+        if shift {
+            if lowers.len() > mounting::MAX_STACK {
+                return Err(Error::Unsupported(format!(
+                    "idmapped mounts of more than {} layers",
+                    mounting::MAX_STACK
+                )));
+            }
+            lowers = staging.idmap(&lowers, &opts.uid_maps, &opts.gid_maps)?;
+        }
+        m.lowers = lowers;
+        mounting::mount_kernel(&m, &self.layout.home, &merged, &mut staging)?;
+        Ok(merged)
+    }
+
+    fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let p = dir.join("lower");
+        match fs::read_to_string(&p) {
+            Ok(s) => s
+                .trim()
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(|l| self.resolve_lower(l))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::path("read", p, e)),
+        }
+    }
+
+    fn unmount_layer(&self, id: &str) -> Result<()> {
+        let merged = self.layout.merged(id);
+        if !mounting::is_mounted(&merged) {
+            return Ok(());
+        }
+        if self.mount_program.is_some() || mounting::is_fuse(&merged) {
+            mounting::unmount_fuse(&merged)
+        } else {
+            mounting::unmount_kernel(&merged)
+        }
+    }
+}
+
+fn exists(p: &Path) -> Result<bool> {
+    match p.symlink_metadata() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::path("stat", p, e)),
+    }
+}
+
+/// Project quotas (`size`, `inodes`) need XFS mounted with `prjquota`.
+fn check_project_quota(home: &Path, backing: i64) -> Result<()> {
+    if backing != 0x5846_5342 {
+        return Err(Error::Unsupported(format!(
+            "size/inodes quotas need project quota support, which the {} backing filesystem at {} lacks",
+            fs_name(backing),
+            home.display()
+        )));
+    }
+    Err(Error::Unsupported(
+        "size/inodes quotas: XFS project quota setup is not implemented yet".into(),
+    ))
+}
+
+fn disk_usage(root: &Path) -> Result<DiskUsage> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut du = DiskUsage::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = p
+            .symlink_metadata()
+            .map_err(|e| Error::path("stat", &p, e))?;
+        if md.nlink() > 1 && !md.is_dir() && !seen.insert((md.dev(), md.ino())) {
+            continue;
+        }
+        du.inodes += 1;
+        du.size += md.blocks() * 512;
+        if md.is_dir() {
+            for e in fs::read_dir(&p).map_err(|e| Error::path("readdir", &p, e))? {
+                stack.push(e.map_err(|e| Error::path("readdir", &p, e))?.path());
+            }
+        }
+    }
+    Ok(du)
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+impl Driver for Overlay {
+    fn name(&self) -> &str {
+        "overlay"
+    }
+
+    fn create(&self, req: &CreateRequest) -> Result<()> {
+        check_id(&req.id)?;
+        if req.storage_opt.contains_key("size") || req.storage_opt.contains_key("inodes") {
+            check_project_quota(&self.layout.home, self.backing)?;
+        }
+        if let Some(k) = req
+            .storage_opt
+            .keys()
+            .find(|k| !["size", "inodes"].contains(&k.as_str()))
+        {
+            return Err(Error::InvalidOption {
+                key: k.clone(),
+                reason: "unknown storage option for overlay".into(),
+            });
+        }
+        let maps = if req.id_mappings.is_identity() {
+            &self.id_mappings
+        } else {
+            &req.id_mappings
+        };
+        let root = maps.root_pair()?;
+        let (mode, parent) = match &req.parent {
+            Some(p) => {
+                let (pdir, in_store) = self
+                    .find_layer(p)?
+                    .ok_or_else(|| Error::LayerUnknown(p.clone()))?;
+                if !in_store {
+                    self.layout.repair(p)?;
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let d = pdir.join("diff");
+                let mode = fs::metadata(&d)
+                    .map_err(|e| Error::path("stat", &d, e))?
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                (mode, Some(layout::ParentLinks::read(&pdir)?))
+            }
+            None => (0o555, None),
+        };
+        // Image and container layers share one layout (`req.access` only
+        // matters to callers that mount them).
+        self.layout
+            .create(&req.id, parent.as_ref(), (root.uid, root.gid), mode)
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let dir = self.layout.dir(id);
+        if !exists(&dir)? {
+            return Ok(());
+        }
+        self.unmount_layer(id)?;
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(link) = self.layout.read_link(id)? {
+            if layout::is_link_id(&link) {
+                let l = self.layout.links().join(&link);
+                match fs::remove_file(&l) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::path("remove", l, e)),
+                }
+            }
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::path("remove", dir, e)),
+        }
+    }
+
+    fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let merged = self.layout.merged(id);
+        if let Some(c) = counts.get_mut(id) {
+            if mounting::is_mounted(&merged) {
+                *c += 1;
+                return Ok(merged);
+            }
+        }
+        let p = self.mount_layer(id, opts)?;
+        counts.insert(id.to_string(), 1);
+        Ok(p)
+    }
+
+    fn put(&self, id: &str) -> Result<()> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = counts.get_mut(id) {
+            if *c > 1 {
+                *c -= 1;
+                return Ok(());
+            }
+        }
+        counts.remove(id);
+        if self.find_layer(id)?.is_none() {
+            return Err(Error::LayerUnknown(id.to_string()));
+        }
+        self.unmount_layer(id)
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        Ok(self.find_layer(id)?.is_some())
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("Backing Filesystem".to_string(), fs_name(self.backing)),
+            ("Supports d_type".to_string(), "true".to_string()),
+            (
+                "Native Overlay Diff".to_string(),
+                (self.features.native_diff && self.mount_program.is_none()).to_string(),
+            ),
+            (
+                "Using metacopy".to_string(),
+                self.features.metacopy.to_string(),
+            ),
+        ];
+        if let Some(p) = &self.mount_program {
+            v.push(("Mount Program".to_string(), p.display().to_string()));
+        }
+        v
+    }
+
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        let (dir, _) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        let mut m = BTreeMap::new();
+        m.insert("WorkDir".into(), dir.join("work").display().to_string());
+        m.insert("MergedDir".into(), dir.join("merged").display().to_string());
+        m.insert("UpperDir".into(), dir.join("diff").display().to_string());
+        let lowers = self.lower_dirs_of(&dir)?;
+        if !lowers.is_empty() {
+            let resolved: Vec<String> = lowers
+                .iter()
+                .map(|l| match fs::read_link(l) {
+                    Ok(t) if t.is_relative() => {
+                        let base = l.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
+                        let t = t.strip_prefix("..").unwrap_or(&t);
+                        base.join(t).display().to_string()
+                    }
+                    Ok(t) => t.display().to_string(),
+                    Err(_) => l.display().to_string(),
+                })
+                .collect();
+            m.insert("LowerDir".into(), resolved.join(":"));
+        }
+        Ok(m)
+    }
+
+    fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
+        disk_usage(&self.layer_diff(id)?)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        let ids: Vec<String> = self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(k, _)| k)
+            .collect();
+        let mut first_err = None;
+        for id in ids {
+            if let Err(e) = self.unmount_layer(&id) {
+                tracing::warn!(layer = id, error = %e, "unmount at cleanup failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
+        if *hm {
+            mounting::unmount_kernel(&self.layout.home)?;
+            *hm = false;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.opts.image_stores.clone()
+    }
+
+    fn supports_shifting(&self) -> bool {
+        self.mount_program.is_none() && self.features.idmapped_lower
+    }
+
+    fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
+        if self.use_native_diff(req)? {
+            return self.native_diff(req);
+        }
+        naive::diff(self, req)
+    }
+
+    fn changes(&self, req: &DiffRequest) -> Result<Vec<Change>> {
+        if self.use_native_diff(req)? {
+            return self.native_changes(&req.id);
+        }
+        naive::changes(self, req)
+    }
+
+    fn diff_size(&self, req: &DiffRequest) -> Result<u64> {
+        if self.use_native_diff(req)? {
+            return self.native_diff_size(&req.id);
+        }
+        naive::diff_size(self, req)
+    }
+
+    fn apply_diff(
+        &self,
+        target: LayerRef<'_>,
+        opts: &ApplyDiffOptions,
+        diff: &mut (dyn Read + Send),
+        tar_split: Option<Box<dyn std::io::Write + Send>>,
+    ) -> Result<ApplyReport> {
+        if self.parent_of(target.id)?.as_deref() != target.parent {
+            return naive::apply_diff(self, target, opts, diff, tar_split);
+        }
+        self.apply_overlay_form(target, opts, diff, tar_split)
+    }
+}

@@ -1,0 +1,375 @@
+//! Copying a layer tree for a vfs child: every entry with its mode, owner,
+//! nanosecond times, xattrs; hard links kept as links; file data reflinked
+//! where the filesystem can, else copied in-kernel with holes kept
+//! (`sys::clone`).
+//!
+//! The walk is parallel: one rayon task per directory, each opening its
+//! directories relative to the two root handles. Directory metadata (owner,
+//! mode, xattrs, times) is applied after every task is done, so a read-only
+//! directory is only made read-only once its children exist and its mtime is
+//! not disturbed by them.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+use sys::clone::{CopyMethod, Extent};
+
+use crate::{Error, Result};
+
+struct Ctx<'a> {
+    src_root: &'a Path,
+    dst_root: &'a Path,
+    src_fd: OwnedFd,
+    dst_fd: OwnedFd,
+    method: AtomicU8,
+    links: Mutex<HashMap<(u64, u64), PathBuf>>,
+    dirs: Mutex<Vec<(PathBuf, Stat)>>,
+    err: Mutex<Option<Error>>,
+    failed: AtomicBool,
+    euid: u32,
+    egid: u32,
+}
+
+fn io(op: &'static str, p: &Path, e: Errno) -> Error {
+    Error::path(op, p, e.into())
+}
+
+fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        at,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Copies the content of directory `src` into the existing empty directory
+/// `dst`, and `src`'s own metadata onto `dst`.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let src_fd = open_dir(rustix::fs::CWD, src).map_err(|e| io("open", src, e))?;
+    let dst_fd = open_dir(rustix::fs::CWD, dst).map_err(|e| io("open", dst, e))?;
+    let root_st = rustix::fs::fstat(&src_fd).map_err(|e| io("stat", src, e))?;
+    let ctx = Ctx {
+        src_root: src,
+        dst_root: dst,
+        src_fd,
+        dst_fd,
+        method: AtomicU8::new(0),
+        links: Mutex::new(HashMap::new()),
+        dirs: Mutex::new(vec![(PathBuf::from("."), root_st)]),
+        err: Mutex::new(None),
+        failed: AtomicBool::new(false),
+        euid: rustix::process::geteuid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
+    };
+    rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()));
+    if let Some(e) = ctx.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let dirs = std::mem::take(&mut *ctx.dirs.lock().unwrap_or_else(|p| p.into_inner()));
+    for (rel, st) in dirs {
+        finish_dir(&ctx, &rel, &st)?;
+    }
+    Ok(())
+}
+
+fn fail(ctx: &Ctx<'_>, e: Error) {
+    ctx.failed.store(true, Ordering::Relaxed);
+    let mut g = ctx.err.lock().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        *g = Some(e);
+    }
+}
+
+fn copy_dir<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: PathBuf) {
+    if ctx.failed.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = copy_dir_entries(s, ctx, &rel) {
+        fail(ctx, e);
+    }
+}
+
+fn rel_or_dot(rel: &Path) -> &Path {
+    if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    }
+}
+
+fn copy_dir_entries<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: &Path) -> Result<()> {
+    let src_dir = open_dir(ctx.src_fd.as_fd(), rel_or_dot(rel))
+        .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
+    let dst_dir = open_dir(ctx.dst_fd.as_fd(), rel_or_dot(rel))
+        .map_err(|e| io("open", &ctx.dst_root.join(rel), e))?;
+    let entries = rustix::fs::Dir::read_from(&src_dir)
+        .map_err(|e| io("read directory", &ctx.src_root.join(rel), e))?;
+    for ent in entries {
+        let ent = ent.map_err(|e| io("read directory", &ctx.src_root.join(rel), e))?;
+        let name = ent.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let child_rel = rel.join(OsStr::from_bytes(bytes));
+        let st = rustix::fs::statat(&src_dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io("lstat", &ctx.src_root.join(&child_rel), e))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        match ft {
+            FileType::Directory => {
+                rustix::fs::mkdirat(&dst_dir, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| io("mkdir", &ctx.dst_root.join(&child_rel), e))?;
+                ctx.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((child_rel.clone(), st));
+                s.spawn(move |s| copy_dir(s, ctx, child_rel));
+            }
+            FileType::RegularFile => copy_file(ctx, (&src_dir, &dst_dir), name, &child_rel, &st)?,
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(&src_dir, name, Vec::new())
+                    .map_err(|e| io("readlink", &ctx.src_root.join(&child_rel), e))?;
+                rustix::fs::symlinkat(target.as_c_str(), &dst_dir, name)
+                    .map_err(|e| io("symlink", &ctx.dst_root.join(&child_rel), e))?;
+                finish_special(ctx, &dst_dir, name, &child_rel, &st)?;
+            }
+            FileType::CharacterDevice
+            | FileType::BlockDevice
+            | FileType::Fifo
+            | FileType::Socket => {
+                rustix::fs::mknodat(
+                    &dst_dir,
+                    name,
+                    ft,
+                    Mode::from_raw_mode(st.st_mode & 0o7777),
+                    st.st_rdev,
+                )
+                .map_err(|e| io("mknod", &ctx.dst_root.join(&child_rel), e))?;
+                finish_special(ctx, &dst_dir, name, &child_rel, &st)?;
+            }
+            FileType::Unknown => {
+                return Err(Error::Unsupported(format!(
+                    "copy of {:?}: unknown file type",
+                    ctx.src_root.join(&child_rel)
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn method_of(v: u8) -> CopyMethod {
+    match v {
+        0 => CopyMethod::Clone,
+        1 => CopyMethod::CopyRange,
+        _ => CopyMethod::ReadWrite,
+    }
+}
+
+fn method_code(m: CopyMethod) -> u8 {
+    match m {
+        CopyMethod::Clone => 0,
+        CopyMethod::CopyRange => 1,
+        CopyMethod::ReadWrite => 2,
+    }
+}
+
+fn copy_file(
+    ctx: &Ctx<'_>,
+    (src_dir, dst_dir): (&OwnedFd, &OwnedFd),
+    name: &CStr,
+    rel: &Path,
+    st: &Stat,
+) -> Result<()> {
+    let create = |what: &Path| {
+        rustix::fs::openat(
+            dst_dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io("create", &ctx.dst_root.join(what), e))
+    };
+    let dst = if st.st_nlink > 1 {
+        // The first name of an inode creates the file; later names link to
+        // it (the content may still be arriving: it is the same inode).
+        let mut links = ctx.links.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (st.st_dev, st.st_ino);
+        if let Some(first) = links.get(&key) {
+            rustix::fs::linkat(&ctx.dst_fd, first, dst_dir, name, AtFlags::empty())
+                .map_err(|e| io("link", &ctx.dst_root.join(rel), e))?;
+            return Ok(());
+        }
+        let fd = create(rel)?;
+        links.insert(key, rel.to_path_buf());
+        fd
+    } else {
+        create(rel)?
+    };
+    let src = rustix::fs::openat(
+        src_dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
+    let extent = Extent {
+        len: u64::try_from(st.st_size).unwrap_or(0),
+        allocated: (st.st_blocks as u64).saturating_mul(512),
+    };
+    let start = method_of(ctx.method.load(Ordering::Relaxed));
+    let used = sys::clone::copy_extent(&src, &dst, extent, start)
+        .map_err(|e| Error::path("copy", ctx.dst_root.join(rel), e))?;
+    if used != start {
+        ctx.method.fetch_max(method_code(used), Ordering::Relaxed);
+    }
+    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+        rustix::fs::fchown(
+            &dst,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        )
+        .map_err(|e| io("chown", &ctx.dst_root.join(rel), e))?;
+    }
+    copy_xattrs_fd(&src, &dst).map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
+    if st.st_mode & 0o7777 != 0o600 {
+        rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
+            .map_err(|e| io("chmod", &ctx.dst_root.join(rel), e))?;
+    }
+    rustix::fs::futimens(&dst, &times(st))
+        .map_err(|e| io("set times", &ctx.dst_root.join(rel), e))?;
+    Ok(())
+}
+
+fn times(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    }
+}
+
+/// Owner, xattrs, mode (not for symlinks) and times of a non-regular,
+/// non-directory entry.
+fn finish_special(
+    ctx: &Ctx<'_>,
+    dst_dir: &OwnedFd,
+    name: &CStr,
+    rel: &Path,
+    st: &Stat,
+) -> Result<()> {
+    let dst_path = ctx.dst_root.join(rel);
+    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+        rustix::fs::chownat(
+            dst_dir,
+            name,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io("lchown", &dst_path, e))?;
+    }
+    copy_xattrs_path(&ctx.src_root.join(rel), &dst_path)
+        .map_err(|e| io("copy xattrs", &dst_path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        rustix::fs::chmodat(
+            dst_dir,
+            name,
+            Mode::from_raw_mode(st.st_mode & 0o7777),
+            AtFlags::empty(),
+        )
+        .map_err(|e| io("chmod", &dst_path, e))?;
+    }
+    rustix::fs::utimensat(dst_dir, name, &times(st), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io("set times", &dst_path, e))?;
+    Ok(())
+}
+
+fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
+    let dst_path = ctx.dst_root.join(rel);
+    let fd = open_dir(ctx.dst_fd.as_fd(), rel).map_err(|e| io("open", &dst_path, e))?;
+    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+        rustix::fs::fchown(
+            &fd,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        )
+        .map_err(|e| io("chown", &dst_path, e))?;
+    }
+    let src =
+        open_dir(ctx.src_fd.as_fd(), rel).map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
+    copy_xattrs_fd(&src, &fd).map_err(|e| io("copy xattrs", &dst_path, e))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777))
+        .map_err(|e| io("chmod", &dst_path, e))?;
+    rustix::fs::futimens(&fd, &times(st)).map_err(|e| io("set times", &dst_path, e))?;
+    Ok(())
+}
+
+fn xattr_unsupported(e: Errno) -> bool {
+    e == Errno::OPNOTSUPP || e == Errno::NOSYS
+}
+
+fn copy_xattrs_fd(src: &OwnedFd, dst: &OwnedFd) -> rustix::io::Result<()> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::flistxattr(src, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => {
+                let want = rustix::fs::flistxattr_query(src)?;
+                names.resize(want.max(names.len() * 2), 0);
+            }
+            Err(e) if xattr_unsupported(e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let len = match rustix::fs::fgetxattr_query(src, name) {
+            Ok(l) => l,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut v = vec![0u8; len];
+        let got = rustix::fs::fgetxattr(src, name, &mut v[..])?;
+        v.truncate(got);
+        rustix::fs::fsetxattr(dst, name, &v, rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+fn copy_xattrs_path(src: &Path, dst: &Path) -> rustix::io::Result<()> {
+    let n = match rustix::fs::llistxattr_query(src) {
+        Ok(0) => return Ok(()),
+        Ok(n) => n,
+        Err(e) if xattr_unsupported(e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut names = vec![0u8; n];
+    let n = rustix::fs::llistxattr(src, &mut names[..])?;
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let len = match rustix::fs::lgetxattr_query(src, name) {
+            Ok(l) => l,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut v = vec![0u8; len];
+        let got = rustix::fs::lgetxattr(src, name, &mut v[..])?;
+        v.truncate(got);
+        rustix::fs::lsetxattr(dst, name, &v, rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}

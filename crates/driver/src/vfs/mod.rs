@@ -1,0 +1,337 @@
+//! The vfs driver: every layer is a full tree, and a child starts as a copy
+//! of its parent. Slow to create on filesystems without reflinks, but works
+//! anywhere and needs no mounts.
+//!
+//! On-disk layout (as containers/storage 1.43 lays it out, so either tool
+//! reads the other's layers):
+//!
+//! ```text
+//! <graph root>/vfs/            0700   (the driver's home)
+//! └── dir/                     0700
+//!     ├── <id>/                0555 for a base layer (owned by the mapped
+//!     │                        root); a child copies its parent's root
+//!     └── .tmp-<id>-<rand>/    a layer being made, renamed into place when
+//!                              complete; leftovers are removed at init
+//! ```
+//!
+//! The run root is not used. `get` returns `dir/<id>`; `put` has nothing to
+//! release. Options: `ignore_chown_errors`, `imagestore` (read-only stores
+//! whose `vfs/dir/<id>` layers can be parents); `mountopt` is refused and
+//! the only mount option accepted is `ro`.
+
+mod copy;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use idmap::IdMappings;
+use rustix::fs::{Gid, Mode, Uid};
+
+use crate::options::VfsOptions;
+use crate::{
+    naive, ApplyDiffOptions, ApplyReport, CreateRequest, DiskUsage, Driver, Error, InitOptions,
+    LayerRef, MountOptions, Result,
+};
+
+/// Mode of a base layer's root directory (what the reference creates).
+pub const BASE_ROOT_MODE: u32 = 0o555;
+
+/// Initialises the driver in `opts.home`.
+pub fn init(opts: &InitOptions) -> Result<Box<dyn Driver>> {
+    Ok(Box::new(Vfs::new(opts)?))
+}
+
+/// The vfs driver.
+#[derive(Debug)]
+pub struct Vfs {
+    home: PathBuf,
+    options: VfsOptions,
+    id_mappings: IdMappings,
+}
+
+fn mkdir_private(p: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(p)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::path("mkdir", p, e)),
+    }
+}
+
+impl Vfs {
+    /// Opens (creating if needed) a vfs home.
+    pub fn new(opts: &InitOptions) -> Result<Self> {
+        let options = VfsOptions::parse(&opts.driver_options)?;
+        let d = Vfs {
+            home: opts.home.clone(),
+            options,
+            id_mappings: opts.id_mappings.clone(),
+        };
+        mkdir_private(&d.home)?;
+        mkdir_private(&d.home.join("dir"))?;
+        let root = d.id_mappings.root_pair()?;
+        if !opts.id_mappings.is_identity() {
+            for p in [&d.home, &d.home.join("dir")] {
+                rustix::fs::chown(
+                    p,
+                    Some(Uid::from_raw(root.uid)),
+                    Some(Gid::from_raw(root.gid)),
+                )
+                .map_err(|e| Error::path("chown", p, e.into()))?;
+            }
+        }
+        d.remove_leftovers()?;
+        Ok(d)
+    }
+
+    fn dir_root(&self) -> PathBuf {
+        self.home.join("dir")
+    }
+
+    /// Layers a crashed create or remove left behind.
+    fn remove_leftovers(&self) -> Result<()> {
+        let root = self.dir_root();
+        let rd = std::fs::read_dir(&root).map_err(|e| Error::path("read directory", &root, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::path("read directory", &root, e))?;
+            if ent.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                remove_tree(&ent.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_id(id: &str) -> Result<()> {
+        if id.is_empty() || id.starts_with('.') || id.contains('/') || id == ".." {
+            return Err(Error::InvalidOption {
+                key: id.to_string(),
+                reason: "not a valid layer ID".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn own_dir(&self, id: &str) -> PathBuf {
+        self.dir_root().join(id)
+    }
+
+    /// Where layer `id` lives: this store first, then the image stores.
+    fn find(&self, id: &str) -> Result<Option<PathBuf>> {
+        Self::check_id(id)?;
+        let own = self.own_dir(id);
+        let stores = self
+            .options
+            .image_stores
+            .iter()
+            .map(|s| s.join("vfs").join("dir").join(id));
+        for p in std::iter::once(own).chain(stores) {
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => return Ok(Some(p)),
+                Ok(_) => {
+                    return Err(Error::path(
+                        "open layer",
+                        &p,
+                        std::io::Error::other("not a directory"),
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::path("stat", &p, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn layer_dir(&self, id: &str) -> Result<PathBuf> {
+        self.find(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))
+    }
+
+    fn staging(&self, id: &str) -> PathBuf {
+        let r: u64 = rand::random();
+        self.dir_root().join(format!(".tmp-{id}-{r:016x}"))
+    }
+
+    fn build(&self, req: &CreateRequest, tmp: &Path) -> Result<()> {
+        let maps = if req.id_mappings.is_identity() {
+            &self.id_mappings
+        } else {
+            &req.id_mappings
+        };
+        let root = maps.root_pair()?;
+        std::fs::create_dir(tmp).map_err(|e| Error::path("mkdir", tmp, e))?;
+        match &req.parent {
+            Some(parent) => {
+                let src = self.layer_dir(parent)?;
+                copy::copy_tree(&src, tmp)?;
+            }
+            None => {
+                rustix::fs::chown(
+                    tmp,
+                    Some(Uid::from_raw(root.uid)),
+                    Some(Gid::from_raw(root.gid)),
+                )
+                .map_err(|e| Error::path("chown", tmp, e.into()))?;
+                rustix::fs::chmod(tmp, Mode::from_raw_mode(BASE_ROOT_MODE))
+                    .map_err(|e| Error::path("chmod", tmp, e.into()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes a tree, making directories writable where needed (a layer may
+/// hold directories without write permission, which stop a non-root
+/// remover).
+pub(crate) fn remove_tree(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_writable(p);
+            std::fs::remove_dir_all(p).map_err(|e| Error::path("remove", p, e))
+        }
+        Err(e) => Err(Error::path("remove", p, e)),
+    }
+}
+
+fn make_writable(p: &Path) {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let _ = rustix::fs::chmod(p, Mode::from_raw_mode((m.mode() & 0o7777) | 0o700));
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for ent in rd.flatten() {
+            make_writable(&ent.path());
+        }
+    }
+}
+
+impl Driver for Vfs {
+    fn name(&self) -> &str {
+        "vfs"
+    }
+
+    fn create(&self, req: &CreateRequest) -> Result<()> {
+        Self::check_id(&req.id)?;
+        if !req.storage_opt.is_empty() {
+            return Err(Error::Unsupported(
+                "--storage-opt is not supported for vfs".into(),
+            ));
+        }
+        if self.find(&req.id)?.is_some() {
+            return Err(Error::LayerExists(req.id.clone()));
+        }
+        let tmp = self.staging(&req.id);
+        if let Err(e) = self.build(req, &tmp) {
+            if let Err(c) = remove_tree(&tmp) {
+                tracing::warn!("cleaning up {}: {c}", tmp.display());
+            }
+            return Err(e);
+        }
+        let dst = self.own_dir(&req.id);
+        if let Err(e) = std::fs::rename(&tmp, &dst) {
+            let _ = remove_tree(&tmp);
+            return Err(Error::path("rename", &dst, e));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        Self::check_id(id)?;
+        let dir = self.own_dir(id);
+        // Move it out of sight first, so a crash mid-removal leaves no
+        // half-deleted layer under its real name.
+        let doomed = self.staging(id);
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => remove_tree(&doomed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::path("rename", &dir, e)),
+        }
+    }
+
+    fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
+        if let Some(o) = opts.options.iter().find(|o| o.as_str() != "ro") {
+            return Err(Error::InvalidOption {
+                key: o.clone(),
+                reason: "vfs driver does not support mount options".into(),
+            });
+        }
+        self.layer_dir(id)
+    }
+
+    fn put(&self, id: &str) -> Result<()> {
+        // Nothing is mounted; only check that the layer is known.
+        self.layer_dir(id).map(|_| ())
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        Ok(self.find(id)?.is_some())
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        // The reference reports no driver-specific status for vfs.
+        Vec::new()
+    }
+
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        self.layer_dir(id)?;
+        Ok(BTreeMap::new())
+    }
+
+    fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
+        disk_usage(&self.layer_dir(id)?)
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.options.image_stores.clone()
+    }
+
+    fn apply_diff(
+        &self,
+        target: LayerRef<'_>,
+        opts: &ApplyDiffOptions,
+        diff: &mut (dyn Read + Send),
+        tar_split: Option<Box<dyn std::io::Write + Send>>,
+    ) -> Result<ApplyReport> {
+        let mut opts = opts.clone();
+        opts.ignore_chown_errors |= self.options.ignore_chown_errors;
+        naive::apply_diff(self, target, &opts, diff, tar_split)
+    }
+}
+
+/// Allocated bytes and inodes under `root`, each inode counted once.
+pub(crate) fn disk_usage(root: &Path) -> Result<DiskUsage> {
+    let mut seen = std::collections::HashSet::new();
+    let mut usage = DiskUsage::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).map_err(|e| Error::path("lstat", &p, e))?;
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        usage.inodes += 1;
+        usage.size += m.blocks() * 512;
+        if m.is_dir() {
+            let rd = std::fs::read_dir(&p).map_err(|e| Error::path("read directory", &p, e))?;
+            for ent in rd {
+                stack.push(
+                    ent.map_err(|e| Error::path("read directory", &p, e))?
+                        .path(),
+                );
+            }
+        }
+    }
+    Ok(usage)
+}

@@ -1,0 +1,290 @@
+//! The conformance suite on the vfs driver, plus vfs specifics: on-disk
+//! layout, copy fidelity (sparse files, hard links, xattrs, devices), mount
+//! options, staging leftovers.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use driver::conformance::{need_root, Suite};
+use driver::{Access, CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
+
+fn suite() -> Suite {
+    Suite::new("vfs", driver::vfs::init)
+}
+
+mod conformance {
+    use super::suite;
+    driver::conformance_tests!(suite());
+}
+
+fn init_in(home: &Path, options: &[&str]) -> driver::Result<Box<dyn Driver>> {
+    driver::vfs::init(&InitOptions {
+        home: home.to_path_buf(),
+        run_root: home.with_extension("run"),
+        driver_options: options.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+fn req(id: &str, parent: Option<&str>) -> CreateRequest {
+    CreateRequest {
+        id: id.into(),
+        parent: parent.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn privileged_layout_matches_reference() {
+    if !need_root("layout") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = tmp.path().join("graph/vfs");
+    let d = init_in(&home, &[]).unwrap();
+    d.create(&req("base", None)).unwrap();
+    for (p, mode) in [
+        (home.clone(), 0o700),
+        (home.join("dir"), 0o700),
+        (home.join("dir/base"), 0o555),
+    ] {
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o7777, mode, "{}", p.display());
+    }
+    assert_eq!(
+        d.get("base", &MountOptions::default()).unwrap(),
+        home.join("dir/base")
+    );
+    let ro = MountOptions {
+        options: vec!["ro".into()],
+        ..Default::default()
+    };
+    assert!(d.get("base", &ro).is_ok());
+    let e = d
+        .get(
+            "base",
+            &MountOptions {
+                options: vec!["nodev".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not support mount options"),
+        "{e}"
+    );
+    assert!(
+        d.status().is_empty(),
+        "the reference shows no vfs status lines"
+    );
+    assert!(
+        !tmp.path().join("graph/vfs.run").exists(),
+        "vfs uses no run dir"
+    );
+    let e = d
+        .create(&CreateRequest {
+            storage_opt: [("size".to_string(), "1G".to_string())].into(),
+            ..req("sized", None)
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(!d.exists("sized").unwrap());
+    // A read-write (container) layer is laid out the same way.
+    d.create(&CreateRequest {
+        access: Access::ReadWrite,
+        ..req("rw", Some("base"))
+    })
+    .unwrap();
+    assert!(home.join("dir/rw").is_dir());
+}
+
+#[test]
+fn options_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (opt, key) in [
+        ("vfs.mountopt=nodev", "vfs.mountopt"),
+        ("vfs.foo=1", "vfs.foo"),
+        (".ignore_chown_errors=perhaps", ".ignore_chown_errors"),
+    ] {
+        let e = init_in(&tmp.path().join("vfs"), &[opt]).err().expect(opt);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{opt}");
+        assert!(e.to_string().contains(key), "{opt}: {e}");
+    }
+    init_in(
+        &tmp.path().join("vfs"),
+        &["vfs.ignore_chown_errors=true", "overlay.mountopt=nodev"],
+    )
+    .unwrap();
+    let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
+    for bad in ["", "../x", ".hidden", "a/b"] {
+        assert_eq!(
+            d.create(&req(bad, None)).unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{bad:?}"
+        );
+    }
+    let e = d.create(&req("orphan", Some("nosuch"))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(
+        !d.exists("orphan").unwrap(),
+        "a failed create leaves nothing"
+    );
+}
+
+#[test]
+fn privileged_copy_keeps_everything() {
+    if !need_root("copy") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
+    d.create(&req("base", None)).unwrap();
+    let b = d.get("base", &MountOptions::default()).unwrap();
+    // A sparse file: 8 MiB with two small data islands.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(b.join("sparse")).unwrap();
+        f.write_all(b"start").unwrap();
+        f.seek(SeekFrom::Start(5 << 20)).unwrap();
+        f.write_all(b"island").unwrap();
+        f.set_len(8 << 20).unwrap();
+    }
+    std::fs::write(b.join("big"), vec![0xa5u8; 3 << 20]).unwrap();
+    std::fs::write(b.join("h1"), b"linked").unwrap();
+    std::fs::create_dir(b.join("sub")).unwrap();
+    std::fs::hard_link(b.join("h1"), b.join("sub/h2")).unwrap();
+    std::fs::hard_link(b.join("h1"), b.join("h3")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        b.join("null").as_path(),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        b.join("fifo").as_path(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let cap: [u8; 20] = [
+        0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    rustix::fs::lsetxattr(
+        b.join("big").as_path(),
+        "security.capability",
+        &cap,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        b.join("sub").as_path(),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/absolute/target", b.join("abs")).unwrap();
+    std::os::unix::fs::lchown(b.join("abs"), Some(7), Some(8)).unwrap();
+    std::fs::set_permissions(b.join("sub"), std::fs::Permissions::from_mode(0o500)).unwrap();
+    d.put("base").unwrap();
+
+    d.create(&req("child", Some("base"))).unwrap();
+    let c = d.get("child", &MountOptions::default()).unwrap();
+    let sm = std::fs::metadata(c.join("sparse")).unwrap();
+    assert_eq!(sm.len(), 8 << 20);
+    assert!(
+        sm.blocks() * 512 < 1 << 20,
+        "holes were filled: {} blocks",
+        sm.blocks()
+    );
+    assert_eq!(
+        std::fs::read(c.join("sparse")).unwrap(),
+        std::fs::read(b.join("sparse")).unwrap()
+    );
+    assert_eq!(std::fs::read(c.join("big")).unwrap(), vec![0xa5u8; 3 << 20]);
+    let h1 = std::fs::metadata(c.join("h1")).unwrap();
+    assert_eq!(h1.nlink(), 3);
+    for other in ["sub/h2", "h3"] {
+        assert_eq!(
+            std::fs::metadata(c.join(other)).unwrap().ino(),
+            h1.ino(),
+            "{other}"
+        );
+    }
+    assert_ne!(
+        h1.ino(),
+        std::fs::metadata(b.join("h1")).unwrap().ino(),
+        "child shares an inode with its parent"
+    );
+    let n = std::fs::symlink_metadata(c.join("null")).unwrap();
+    assert!(n.file_type().is_char_device());
+    assert_eq!(n.rdev(), rustix::fs::makedev(1, 3));
+    assert_eq!(n.mode() & 0o7777, 0o640);
+    assert!(std::fs::symlink_metadata(c.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let mut buf = [0u8; 64];
+    let k = rustix::fs::lgetxattr(c.join("big").as_path(), "security.capability", &mut buf[..])
+        .unwrap();
+    assert_eq!(&buf[..k], &cap);
+    let k = rustix::fs::lgetxattr(
+        c.join("sub").as_path(),
+        "trusted.overlay.opaque",
+        &mut buf[..],
+    )
+    .unwrap();
+    assert_eq!(&buf[..k], b"y");
+    let a = std::fs::symlink_metadata(c.join("abs")).unwrap();
+    assert_eq!((a.uid(), a.gid()), (7, 8));
+    assert_eq!(
+        std::fs::read_link(c.join("abs")).unwrap(),
+        Path::new("/absolute/target")
+    );
+    // Every entry has the parent's ns mtime, mode and owner.
+    for rel in [
+        "sparse", "big", "h1", "sub", "sub/h2", "null", "fifo", "abs", ".",
+    ] {
+        let x = std::fs::symlink_metadata(b.join(rel)).unwrap();
+        let y = std::fs::symlink_metadata(c.join(rel)).unwrap();
+        assert_eq!(
+            (x.mtime(), x.mtime_nsec()),
+            (y.mtime(), y.mtime_nsec()),
+            "{rel}: mtime"
+        );
+        assert_eq!(
+            (x.mode(), x.uid(), x.gid()),
+            (y.mode(), y.uid(), y.gid()),
+            "{rel}"
+        );
+    }
+    d.put("child").unwrap();
+    // A tree with a read-only directory is removed completely.
+    d.remove("child").unwrap();
+    d.remove("base").unwrap();
+    assert!(std::fs::read_dir(tmp.path().join("vfs/dir"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn privileged_leftovers_are_removed_at_init() {
+    if !need_root("leftovers") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = tmp.path().join("vfs");
+    let d = init_in(&home, &[]).unwrap();
+    d.create(&req("kept", None)).unwrap();
+    let stale = home.join("dir/.tmp-half-0000000000000000");
+    std::fs::create_dir_all(stale.join("x/y")).unwrap();
+    drop(d);
+    let d = init_in(&home, &[]).unwrap();
+    assert!(!stale.exists());
+    assert!(d.exists("kept").unwrap());
+}

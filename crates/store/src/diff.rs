@@ -1,0 +1,160 @@
+//! Changes, diffs and diff sizes between layers.
+
+use std::io::{BufReader, Write};
+
+use archive::{Change, Compression};
+use driver::DiffRequest;
+
+use crate::{Error, Result, Store};
+
+impl Store {
+    fn diff_request(&self, from: Option<&str>, to: &str) -> Result<(DiffRequest, bool)> {
+        let ti = self.state.get(to)?;
+        let t = &self.state.layers[ti];
+        let (parent, parent_mappings, is_parent) = match from.filter(|f| !f.is_empty()) {
+            Some(f) => {
+                let fi = self.state.get(f)?;
+                let fl = &self.state.layers[fi];
+                (Some(fl.id.clone()), fl.id_mappings(), fl.id == t.parent)
+            }
+            None => match t.parent() {
+                Some(p) => {
+                    let pm = self
+                        .state
+                        .lookup(p)
+                        .map(|i| self.state.layers[i].id_mappings())
+                        .unwrap_or_default();
+                    (Some(p.to_string()), pm, true)
+                }
+                None => (None, Default::default(), true),
+            },
+        };
+        Ok((
+            DiffRequest {
+                id: t.id.clone(),
+                id_mappings: t.id_mappings(),
+                parent,
+                parent_mappings,
+                mount_label: (!t.mount_label.is_empty()).then(|| t.mount_label.clone()),
+            },
+            is_parent,
+        ))
+    }
+
+    /// Changes of layer `to` against `from` (default: its parent).
+    pub fn changes(&mut self, from: Option<&str>, to: &str) -> Result<Vec<Change>> {
+        self.read(|s| {
+            let (req, _) = s.diff_request(from, to)?;
+            s.driver
+                .changes(&req)
+                .map_err(|e| Error::driver("computing changes of", &req.id, e))
+        })
+    }
+
+    /// Size in bytes of the changes of `to` against `from` (default: its parent).
+    pub fn diff_size(&mut self, from: Option<&str>, to: &str) -> Result<u64> {
+        self.read(|s| {
+            let (req, _) = s.diff_request(from, to)?;
+            s.driver
+                .diff_size(&req)
+                .map_err(|e| Error::driver("computing diff size of", &req.id, e))
+        })
+    }
+
+    /// Writes the diff of `to` against `from` (default: its parent) to
+    /// `out`, compressed as `compression` asks (default: as the layer was
+    /// imported). An imported layer compared with its parent is rebuilt from
+    /// its tar-split record, byte for byte as it was imported.
+    pub fn diff(
+        &mut self,
+        from: Option<&str>,
+        to: &str,
+        compression: Option<Compression>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        self.read(|s| {
+            let (req, is_parent) = s.diff_request(from, to)?;
+            let ti = s.state.get(to)?;
+            let layer_compression =
+                Compression::from_u8(s.state.layers[ti].compression).unwrap_or_default();
+            let kind = compression.unwrap_or(layer_compression);
+            let mut w = compressor(kind, out)?;
+            let ts = s.paths.tar_split(&req.id);
+            if is_parent && ts.exists() {
+                let f = std::fs::File::open(&ts).map_err(|e| Error::io("open", &ts, e))?;
+                let record = BufReader::new(flate2::read::GzDecoder::new(f));
+                let source = s
+                    .driver
+                    .diff_getter(&req.id)
+                    .map_err(|e| Error::driver("reading files of", &req.id, e))?;
+                archive::tarsplit::replay(record, &*source, &mut w).map_err(|e| {
+                    Error::Archive {
+                        op: "replaying tar-split of",
+                        layer: req.id.clone(),
+                        source: e,
+                    }
+                })?;
+            } else {
+                let mut r = s
+                    .driver
+                    .diff(&req)
+                    .map_err(|e| Error::driver("computing diff of", &req.id, e))?;
+                std::io::copy(&mut r, &mut w)
+                    .map_err(|e| Error::io("write diff of", &req.id, e))?;
+            }
+            w.finish()
+        })
+    }
+}
+
+/// A writer that may compress, finished explicitly so errors surface.
+pub(crate) enum Compressor<'a> {
+    Plain(&'a mut dyn Write),
+    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
+}
+
+impl Write for Compressor<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressor::Plain(w) => w.write(buf),
+            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(w) => w.flush(),
+            Compressor::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl Compressor<'_> {
+    fn finish(self) -> Result<()> {
+        let r = match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(w) => w.finish().and_then(|w| w.flush()),
+            Compressor::Zstd(w) => w.finish().and_then(|w| w.flush()),
+        };
+        r.map_err(|e| Error::io("write diff", "<output>", e))
+    }
+}
+
+fn compressor(kind: Compression, out: &mut dyn Write) -> Result<Compressor<'_>> {
+    match kind {
+        Compression::None => Ok(Compressor::Plain(out)),
+        Compression::Gzip => Ok(Compressor::Gzip(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::default(),
+        ))),
+        Compression::Zstd => zstd::stream::write::Encoder::new(out, 3)
+            .map(Compressor::Zstd)
+            .map_err(|e| Error::io("start zstd", "<output>", e)),
+        other => Err(Error::Unsupported(format!(
+            "{} compression of diffs",
+            other.name()
+        ))),
+    }
+}

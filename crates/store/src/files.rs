@@ -1,0 +1,129 @@
+//! Small file helpers: atomic writes, directories with modes, big-data
+//! file names.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::RngCore;
+
+use crate::{Error, Result};
+
+/// Creates `path` and its missing parents with `mode` (existing
+/// directories keep theirs).
+pub fn mkdir_all(path: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io("mkdir", path, e))
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same
+/// directory, data synced, renamed over `path`, directory synced.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut r = [0u8; 6];
+    rand::rng().fill_bytes(&mut r);
+    let tmp = dir.join(format!(".tmp-{base}{}", hex::encode(r)));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return res;
+    }
+    sync_dir(dir)
+}
+
+/// fsyncs a directory.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync", dir, e))
+}
+
+/// Syncs the whole filesystem that holds `path` (`syncfs(2)`).
+pub fn syncfs(path: &Path) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    rustix::fs::syncfs(&f).map_err(|e| Error::io("syncfs", path, e.into()))
+}
+
+/// The file name a big-data item is stored under: the key itself when it
+/// uses only `.`, digits and lower-case letters, else `=` and the key in
+/// standard base64 (so any key maps to one safe file name).
+pub fn big_data_file_name(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|c| c == b'.' || c.is_ascii_digit() || c.is_ascii_lowercase())
+        && key != "."
+        && key != ".."
+    {
+        key.to_string()
+    } else {
+        format!("={}", base64::engine::general_purpose::STANDARD.encode(key))
+    }
+}
+
+/// Removes a file; a missing file is fine.
+pub fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Removes a directory tree; a missing one is fine.
+pub fn remove_dir_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Makes `p` absolute against the current directory without resolving links.
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_data_names() {
+        assert_eq!(big_data_file_name("blob1"), "blob1");
+        assert_eq!(big_data_file_name("a.b9"), "a.b9");
+        assert_eq!(big_data_file_name("Blob"), "=QmxvYg==");
+        assert_eq!(big_data_file_name("../x"), "=Li4veA==");
+        assert_eq!(big_data_file_name(".."), "=Li4=");
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+    }
+}
