@@ -57,7 +57,8 @@ impl Overlay {
             id_mappings: req.id_mappings.clone(),
             opaque: self.opaque_xattr(),
         };
-        let (r, w) = rustix::pipe::pipe().map_err(|e| Error::path("pipe", "", e.into()))?;
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::path("pipe", "", e.into()))?;
         let mut w = std::fs::File::from(w);
         std::thread::Builder::new()
             .name("overlay-diff".into())
