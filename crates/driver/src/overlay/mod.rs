@@ -319,8 +319,15 @@ impl Overlay {
             if lowers.is_empty() {
                 lowers.push(dir.join("empty"));
             }
+            let work = dir.join("work");
+            // A volatile mount leaves work/work/incompat/volatile behind and
+            // the kernel refuses the workdir until it is cleared.
+            let inner = work.join("work");
+            if inner.join("incompat/volatile").exists() {
+                fs::remove_dir_all(&inner).map_err(|e| Error::path("remove", &inner, e))?;
+            }
             m.upper = Some(diff);
-            m.work = Some(dir.join("work"));
+            m.work = Some(work);
         }
         m.options = options;
         let shift =
@@ -371,16 +378,20 @@ impl Overlay {
         Ok(merged)
     }
 
+    /// Lower directories of the layer at `dir`, nearest first: its rotated
+    /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
+    /// the layers its `lower` file names.
     fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut v = rotated_diffs(dir);
         let p = dir.join("lower");
         match fs::read_to_string(&p) {
-            Ok(s) => s
-                .trim()
-                .split(':')
-                .filter(|s| !s.is_empty())
-                .map(|l| self.resolve_lower(l))
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(s) => {
+                for l in s.trim().split(':').filter(|s| !s.is_empty()) {
+                    v.push(self.resolve_lower(l)?);
+                }
+                Ok(v)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(v),
             Err(e) => Err(Error::path("read", p, e)),
         }
     }
@@ -396,6 +407,14 @@ impl Overlay {
             mounting::unmount_kernel(&merged)
         }
     }
+}
+
+/// `diff1`, `diff2`, … of a layer directory, as long as they exist.
+fn rotated_diffs(dir: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| dir.join(format!("diff{i}")))
+        .take_while(|p| p.is_dir())
+        .collect()
 }
 
 fn exists(p: &Path) -> Result<bool> {
@@ -648,6 +667,17 @@ impl Driver for Overlay {
 
     fn supports_shifting(&self) -> bool {
         self.mount_program.is_none() && self.features.idmapped_lower
+    }
+
+    fn diff_getter(&self, id: &str) -> Result<crate::FileSource> {
+        let (dir, _) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        if !rotated_diffs(&dir).is_empty() {
+            return naive::diff_getter(self, id);
+        }
+        // The layer's own files are all in its upper directory.
+        Ok(Box::new(naive::DirFileSource::open(&dir.join("diff"))?))
     }
 
     fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {

@@ -197,7 +197,7 @@ pub fn mount_fuse(
     target: &Path,
     id_maps: (&[IdMap], &[IdMap]),
 ) -> Result<()> {
-    let mut data = String::from_utf8_lossy(&sys::mount::overlay_data(m)).into_owned();
+    let mut data = String::from_utf8_lossy(&sys::mount::overlay_data_all(m)).into_owned();
     let fmt = |maps: &[IdMap]| {
         maps.iter()
             .map(|x| format!("{}:{}:{}", x.container_id, x.host_id, x.size))
