@@ -628,7 +628,8 @@ fn whiteouts_of_the_root_and_siblings() {
 
 #[test]
 fn root_as_symlink_or_file() {
-    let layers: Vec<(&str, Box<dyn Fn(&str) -> L>)> = vec![
+    type Layer = Box<dyn Fn(&str) -> L>;
+    let layers: Vec<(&str, Layer)> = vec![
         ("dot_symlink", Box::new(|v: &str| L::new().symlink(".", v))),
         (
             "dotslash_symlink",
