@@ -53,7 +53,7 @@ pub use layer_ops::{LayerMaps, NewLayer, Safety};
 pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;
 pub use state::MountRecord;
-pub use store::{init_driver, Store, DRIVER_PRIORITY};
+pub use store::Store;
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then

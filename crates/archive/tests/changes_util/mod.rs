@@ -219,6 +219,28 @@ pub fn mask_whiteout(m: &mut Member) {
     }
 }
 
+/// The corpus directory from `STRATA_CORPUS` when set and holding `files`;
+/// `None` (with a note) when unset. Missing files fail under CI.
+pub fn corpus(test: &str, files: &[&str]) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("STRATA_CORPUS") else {
+        eprintln!("skipping {test}: STRATA_CORPUS is not set");
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    for f in files {
+        if !dir.join(f).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: {} is missing",
+                dir.join(f).display()
+            );
+            eprintln!("skipping {test}: {} is missing", dir.join(f).display());
+            return None;
+        }
+    }
+    Some(dir)
+}
+
 /// The reference binary and a store in a temp dir.
 pub struct Reference {
     pub graph: PathBuf,
@@ -298,6 +320,29 @@ impl Reference {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    /// `import-layer [parent]` with stdin from a file.
+    pub fn import_file(&self, tar: &Path, parent: Option<&str>) -> String {
+        let mut args = vec!["import-layer"];
+        args.extend(parent);
+        let out = self
+            .cmd(&args)
+            .stdin(std::fs::File::open(tar).expect("open tar"))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn containers-storage");
+        assert!(
+            out.status.success(),
+            "import-layer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .split_whitespace()
+            .last()
+            .expect("id")
+            .to_string()
     }
 
     pub fn run_line(&self, args: &[&str]) -> String {
