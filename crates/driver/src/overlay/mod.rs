@@ -293,7 +293,10 @@ impl Overlay {
         };
         let read_only = in_store || options.iter().any(|o| o == "ro");
         options.retain(|o| o != "ro" && o != "rw");
-        if self.rootless && !options.iter().any(|o| o == "userxattr") {
+        if self.rootless
+            && self.mount_program.is_none()
+            && !options.iter().any(|o| o == "userxattr")
+        {
             options.push("userxattr".into());
         }
         if opts.volatile {
