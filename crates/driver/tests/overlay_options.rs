@@ -237,3 +237,58 @@ fn privileged_overlay_additional_layer_store() {
     assert!(l.join("diff/from-store").exists(), "the store's files stay");
     d.cleanup().unwrap();
 }
+
+struct WriteFile;
+
+impl driver::Differ for WriteFile {
+    fn apply_diff(
+        &self,
+        dest: &Path,
+        _: &driver::ApplyDiffOptions,
+    ) -> driver::Result<driver::DifferOutput> {
+        fs::write(dest.join("staged"), "from differ").unwrap();
+        Ok(driver::DifferOutput {
+            size: 11,
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn privileged_overlay_differ_staging() {
+    if !privileged("privileged_overlay_differ_staging") {
+        return;
+    }
+    let s = Scratch::new();
+    let d = s.init(&[]);
+    create(&d, "base", None);
+    create(&d, "child", Some("base"));
+    let dif = d.differ().expect("overlay supports differs");
+    let opts = driver::ApplyDiffOptions::default();
+    let out = dif
+        .apply_with_differ(Some("base"), &opts, &WriteFile)
+        .unwrap();
+    assert!(out
+        .target
+        .starts_with(s.0.path().join("root/overlay/staging")));
+    assert!(
+        dif.apply_from_staging("child", None, &out).is_err(),
+        "wrong parent"
+    );
+    dif.apply_from_staging("child", Some("base"), &out).unwrap();
+    assert!(!out.target.exists());
+    assert_eq!(
+        dif.differ_target("child").unwrap(),
+        s.layer("child").join("diff")
+    );
+    let m = d.get("child", &MountOptions::default()).unwrap();
+    assert_eq!(fs::read_to_string(m.join("staged")).unwrap(), "from differ");
+    d.put("child").unwrap();
+    // Abandoned staging directories are removed; paths elsewhere refused.
+    let out = dif.apply_with_differ(None, &opts, &WriteFile).unwrap();
+    dif.cleanup_staging(&out.target).unwrap();
+    assert!(!out.target.exists());
+    assert!(dif.cleanup_staging(&s.layer("base")).is_err());
+    assert!(s.layer("base").exists());
+    d.cleanup().unwrap();
+}

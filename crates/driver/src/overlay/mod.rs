@@ -25,6 +25,7 @@ use crate::{
 
 pub mod als;
 mod diff;
+mod differ;
 mod idmap;
 pub mod layout;
 pub mod mounting;
@@ -672,6 +673,10 @@ impl Driver for Overlay {
             *hm = false;
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn differ(&self) -> Option<&dyn crate::DifferSupport> {
+        Some(self)
     }
 
     fn additional_layer_store(&self) -> Option<&dyn crate::AdditionalLayerStore> {
