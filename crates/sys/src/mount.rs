@@ -400,6 +400,11 @@ impl UserNs {
         }
     }
 
+    /// PID of the process that holds the namespace (for `nsenter`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The namespace fd.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
