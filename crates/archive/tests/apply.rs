@@ -688,3 +688,36 @@ fn resolution_paths_are_exercised() {
         assert_eq!(std::fs::read(t.path().join("real/y")).unwrap(), b"y");
     }
 }
+
+#[test]
+fn setgid_parent_group_is_not_kept_by_mistake() {
+    if !is_root() {
+        eprintln!("skipping: chown needs root");
+        return;
+    }
+    // New objects in a setgid directory inherit its group; the applier must
+    // still chown them to the header's group.
+    let layer = L::new()
+        .dir("g")
+        .owner(0, 5000)
+        .mode(0o2775)
+        .file("g/f", b"x")
+        .dir("g/sub")
+        .symlink("g/l", "f")
+        .dir("g2")
+        .symlink("alias", "g2")
+        .file("alias/a", b"a")
+        .dir("g2")
+        .owner(0, 6000)
+        .mode(0o2755)
+        .file("alias/b", b"b")
+        .kind("alias/p", EntryKind::Fifo);
+    both(&layer, overlay(), |root| {
+        let t = snapshot(root);
+        for p in ["g/f", "g/sub", "g/l", "g2/a", "g2/b", "g2/p"] {
+            assert_eq!(node(&t, p).gid, 0, "{p}");
+        }
+        assert_eq!(node(&t, "g/sub").mode, 0o755, "setgid not inherited");
+        assert_eq!(node(&t, "g2").gid, 6000);
+    });
+}

@@ -113,6 +113,22 @@ fn names_metadata_and_data(driver: &str) {
     let dd = e.graph().join(format!("{driver}-layers/a"));
     assert!(dd.join("blob1").is_file());
     assert!(dd.join("=T2RkL05hbWU=").is_file());
+    // The --file forms.
+    let f = e.dir.path().join("data.in");
+    std::fs::write(&f, b"from file").unwrap();
+    let fs = f.to_str().unwrap();
+    e.ok(&["set-layer-data", "-f", fs, "a", "fromfile"]);
+    let g = e.dir.path().join("data.out");
+    e.ok(&[
+        "get-layer-data",
+        "--file",
+        g.to_str().unwrap(),
+        "a",
+        "fromfile",
+    ]);
+    assert_eq!(std::fs::read(&g).unwrap(), b"from file");
+    e.ok(&["set-metadata", "--metadata-file", fs, "b"]);
+    assert_eq!(e.ok(&["metadata", "-q", "b"]), "from file\n");
     let o = e.strata(&["get-layer-data", "a", "nope"]);
     assert!(!o.status.success());
     e.ok(&["delete-layer", "a"]);

@@ -171,15 +171,17 @@ impl Applier<'_> {
                     )
                 })?;
                 self.record(&dir, name, p)?;
+                let owner_now = self.meta.fresh_owner(&dir);
                 self.state = State::File(Box::new(OpenFile {
                     file: std::fs::File::from(fd),
                     path: p.to_vec(),
                     header: h,
                     end: 0,
+                    owner_now,
                 }));
                 return Ok(());
             }
-            EntryKind::Directory => self.make_dir(d, name, p, &h)?,
+            EntryKind::Directory => self.make_dir(&dir, name, p, &h)?,
             EntryKind::Symlink { target } => {
                 self.create_replacing((d, name, p), "symlink", || {
                     fs::symlinkat(target.as_slice(), d, name)
@@ -189,7 +191,8 @@ impl Applier<'_> {
                     name,
                     symlink: true,
                 };
-                self.meta.apply(t, &h, p)?;
+                let now = self.meta.fresh_owner(&dir);
+                self.meta.apply(t, &h, p, now)?;
                 self.meta.times(t, &timestamps(&h), p)?;
             }
             EntryKind::HardLink { target } => self.make_hardlink(d, name, p, target, &h)?,
@@ -205,17 +208,24 @@ impl Applier<'_> {
                     name,
                     symlink: false,
                 };
-                self.meta.apply(t, &h, p)?;
+                let now = self.meta.fresh_owner(&dir);
+                self.meta.apply(t, &h, p, now)?;
                 self.meta.times(t, &timestamps(&h), p)?;
             }
         }
         self.record(&dir, name, p)
     }
 
-    fn make_dir(&mut self, d: BorrowedFd<'_>, name: &[u8], p: &[u8], h: &Header) -> Result<()> {
+    fn make_dir(&mut self, dir: &CachedDir, name: &[u8], p: &[u8], h: &Header) -> Result<()> {
+        let d = dir.fd.as_fd();
+        let mut now = self.meta.fresh_owner(dir);
         match fs::mkdirat(d, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
+                // Whatever was there changes: cached directories (and what
+                // they know of their mode and group) may be stale.
+                self.res.invalidate();
+                now = None;
                 let st = resolve::lstat_at(d, name).map_err(|e| err("stat", p, e))?;
                 let is_dir =
                     st.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
@@ -228,7 +238,7 @@ impl Applier<'_> {
             Err(e) => return Err(err("mkdir", p, e)),
         }
         let fd = ops::open_subdir(d, name).map_err(|e| err("open", p, e))?;
-        self.meta.apply(Target::Fd(fd.as_fd()), h, p)?;
+        self.meta.apply(Target::Fd(fd.as_fd()), h, p, now)?;
         let st = fs::fstat(&fd).map_err(|e| err("stat", p, e))?;
         self.deferred.push(DeferredDir {
             path: p.to_vec(),
@@ -291,7 +301,7 @@ impl Applier<'_> {
             name,
             symlink: ttype == FileType::Symlink,
         };
-        self.meta.apply(target, h, p)?;
+        self.meta.apply(target, h, p, None)?;
         self.meta.times(target, &timestamps(h), p)
     }
 
@@ -305,7 +315,9 @@ impl Applier<'_> {
         }
         let fd =
             resolve::reopen_dir(self.res.root().fd.as_fd()).map_err(|e| err("open", b".", e))?;
-        self.meta.apply(Target::Fd(fd.as_fd()), &h, b".")?;
+        self.meta.apply(Target::Fd(fd.as_fd()), &h, b".", None)?;
+        self.res.root().forget_info();
+        self.res.invalidate();
         let st = fs::fstat(&fd).map_err(|e| err("stat", b".", e))?;
         self.deferred.push(DeferredDir {
             path: Vec::new(),
@@ -325,7 +337,7 @@ impl Applier<'_> {
                 .map_err(|e| err("truncate", &f.path, e))?;
         }
         let t = Target::Fd(f.file.as_fd());
-        self.meta.apply(t, &f.header, &f.path)?;
+        self.meta.apply(t, &f.header, &f.path, f.owner_now)?;
         self.meta.times(t, &timestamps(&f.header), &f.path)
     }
 }

@@ -12,7 +12,7 @@ use idmap::{IdMappings, IdPair};
 use rustix::fs::{self, AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
-use super::resolve::lossy;
+use super::resolve::{lossy, CachedDir};
 use crate::entry::{Header, Timestamp};
 use crate::{Error, Result};
 
@@ -95,6 +95,8 @@ pub(crate) struct Meta {
     ignore_chown_errors: bool,
     force_mask: Option<u32>,
     in_userns: bool,
+    euid: u32,
+    egid: u32,
     last_map: Option<(IdPair, IdPair)>,
     chown_failures: u64,
     xattr_warned: HashSet<Vec<u8>>,
@@ -112,6 +114,8 @@ impl Meta {
             ignore_chown_errors,
             force_mask,
             in_userns: in_user_namespace(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
             last_map: None,
             chown_failures: 0,
             xattr_warned: HashSet::new(),
@@ -121,6 +125,22 @@ impl Meta {
 
     pub(crate) fn force_mask(&self) -> Option<u32> {
         self.force_mask
+    }
+
+    /// The owner of an object this process creates now in `parent`: our
+    /// effective IDs, or the directory's group when it is setgid. `None`
+    /// when the directory cannot be examined.
+    pub(crate) fn fresh_owner(&self, parent: &CachedDir) -> Option<IdPair> {
+        let info = parent.info().ok()?;
+        let gid = if info.mode & 0o2000 != 0 {
+            info.gid
+        } else {
+            self.egid
+        };
+        Some(IdPair {
+            uid: self.euid,
+            gid,
+        })
     }
 
     /// Host owner of the container's root (owner of implicit parents).
@@ -269,18 +289,31 @@ impl Meta {
     /// directories defer them). Under force_mask the object gets the mask's
     /// mode and the container root's owner, and its real owner and mode go
     /// into `user.containers.override_stat` (not on symlinks).
-    pub(crate) fn apply(&mut self, t: Target<'_>, h: &Header, path: &[u8]) -> Result<()> {
+    ///
+    /// `now` is the owner the object is known to have (a fresh object's
+    /// creator); chown is skipped when it already is the wanted one.
+    pub(crate) fn apply(
+        &mut self,
+        t: Target<'_>,
+        h: &Header,
+        path: &[u8],
+        now: Option<IdPair>,
+    ) -> Result<()> {
         let symlink = matches!(t, Target::At { symlink: true, .. });
         let host = self.host_owner(h, path)?;
         match self.force_mask {
             None => {
-                self.chown(t, host, path)?;
+                if now != Some(host) {
+                    self.chown(t, host, path)?;
+                }
                 self.chmod(t, h.mode, path)?;
                 self.xattrs(t, h, path)
             }
             Some(mask) => {
                 let root = self.root_owner()?;
-                self.chown(t, root, path)?;
+                if now != Some(root) {
+                    self.chown(t, root, path)?;
+                }
                 self.chmod(t, mask, path)?;
                 self.xattrs(t, h, path)?;
                 if symlink {

@@ -136,6 +136,8 @@ struct OpenFile {
     path: Vec<u8>,
     header: Box<Header>,
     end: u64,
+    /// Owner the file was created with, if known.
+    owner_now: Option<idmap::IdPair>,
 }
 
 /// A directory whose times are set at the end.

@@ -70,26 +70,50 @@ const CACHE_CAP: usize = 512;
 pub(crate) struct CachedDir {
     /// `O_PATH` or read-only directory descriptor.
     pub fd: OwnedFd,
-    ident: std::cell::Cell<Option<(u64, u64)>>,
+    info: std::cell::Cell<Option<DirInfo>>,
+}
+
+/// What the applier needs to know about a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirInfo {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub gid: u32,
 }
 
 impl CachedDir {
     pub(crate) fn new(fd: OwnedFd) -> Rc<Self> {
         Rc::new(Self {
             fd,
-            ident: std::cell::Cell::new(None),
+            info: std::cell::Cell::new(None),
         })
     }
 
-    /// `(st_dev, st_ino)` of the directory, fetched once.
-    pub(crate) fn ident(&self) -> std::io::Result<(u64, u64)> {
-        if let Some(id) = self.ident.get() {
-            return Ok(id);
+    /// Identity, mode and group of the directory, fetched once.
+    pub(crate) fn info(&self) -> std::io::Result<DirInfo> {
+        if let Some(i) = self.info.get() {
+            return Ok(i);
         }
         let st = fs::fstat(&self.fd)?;
-        let id = (st.st_dev, st.st_ino);
-        self.ident.set(Some(id));
-        Ok(id)
+        let i = DirInfo {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            gid: st.st_gid,
+        };
+        self.info.set(Some(i));
+        Ok(i)
+    }
+
+    /// `(st_dev, st_ino)` of the directory.
+    pub(crate) fn ident(&self) -> std::io::Result<(u64, u64)> {
+        self.info().map(|i| (i.dev, i.ino))
+    }
+
+    /// Drops the remembered mode and group (after a metadata change).
+    pub(crate) fn forget_info(&self) {
+        self.info.set(None);
     }
 }
 

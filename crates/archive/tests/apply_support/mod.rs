@@ -413,3 +413,237 @@ impl Default for Sandbox {
 pub fn s(x: &str) -> Vec<u8> {
     x.as_bytes().to_vec()
 }
+
+/// A tiny tar writer for hostile archives: names and link names are written
+/// as raw bytes (no checks), with a PAX record when they do not fit or when
+/// extra records are given.
+#[derive(Default)]
+pub struct TarB {
+    pub out: Vec<u8>,
+}
+
+/// One member for [`TarB::add`].
+pub struct M<'a> {
+    pub name: &'a [u8],
+    pub kind: tar::EntryType,
+    pub link: &'a [u8],
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub data: &'a [u8],
+    pub dev: (u32, u32),
+    pub pax: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> M<'a> {
+    pub fn new(name: &'a str, kind: tar::EntryType) -> Self {
+        Self {
+            name: name.as_bytes(),
+            kind,
+            link: b"",
+            mode: if kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            },
+            uid: 0,
+            gid: 0,
+            data: b"",
+            dev: (0, 0),
+            pax: Vec::new(),
+        }
+    }
+    pub fn file(name: &'a str, data: &'a [u8]) -> Self {
+        Self {
+            data,
+            ..Self::new(name, tar::EntryType::Regular)
+        }
+    }
+    pub fn link(name: &'a str, kind: tar::EntryType, link: &'a str) -> Self {
+        Self {
+            link: link.as_bytes(),
+            mode: 0o777,
+            ..Self::new(name, kind)
+        }
+    }
+}
+
+fn pad(out: &mut Vec<u8>) {
+    let r = out.len() % 512;
+    if r != 0 {
+        out.resize(out.len() + 512 - r, 0);
+    }
+}
+
+impl TarB {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn header(&mut self, name: &[u8], kind: tar::EntryType, m: &M<'_>, size: u64) {
+        let mut h = tar::Header::new_ustar();
+        {
+            let u = h.as_ustar_mut().expect("ustar");
+            let n = name.len().min(100);
+            u.name[..n].copy_from_slice(&name[..n]);
+            let l = m.link.len().min(100);
+            u.linkname[..l].copy_from_slice(&m.link[..l]);
+        }
+        h.set_entry_type(kind);
+        h.set_mode(m.mode);
+        h.set_uid(m.uid);
+        h.set_gid(m.gid);
+        h.set_mtime(1_600_000_000);
+        h.set_size(size);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(m.dev.0).expect("major");
+            h.set_device_minor(m.dev.1).expect("minor");
+        }
+        h.set_cksum();
+        self.out.extend_from_slice(h.as_bytes());
+    }
+
+    pub fn add(mut self, m: M<'_>) -> Self {
+        let mut pax = m.pax.clone();
+        if m.name.len() > 100 {
+            pax.push(("path".into(), m.name.to_vec()));
+        }
+        if m.link.len() > 100 {
+            pax.push(("linkpath".into(), m.link.to_vec()));
+        }
+        if !pax.is_empty() {
+            let mut body = Vec::new();
+            for (k, v) in &pax {
+                // "len key=value\n" where len counts itself.
+                let rest = k.len() + v.len() + 3;
+                let mut len = rest + 1;
+                while len.to_string().len() + rest != len {
+                    len += 1;
+                }
+                body.extend_from_slice(format!("{len} {k}=").as_bytes());
+                body.extend_from_slice(v);
+                body.push(b'\n');
+            }
+            let ph = M::new("PaxHeader", tar::EntryType::XHeader);
+            self.header(
+                b"PaxHeader",
+                tar::EntryType::XHeader,
+                &ph,
+                body.len() as u64,
+            );
+            self.out.extend_from_slice(&body);
+            pad(&mut self.out);
+        }
+        self.header(m.name, m.kind, &m, m.data.len() as u64);
+        self.out.extend_from_slice(m.data);
+        pad(&mut self.out);
+        self
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.resize(self.out.len() + 1024, 0);
+        self.out
+    }
+}
+
+/// Applies a tar stream through the crate's pipeline: `apply_layer` for
+/// [`Resolution::Auto`], else `read_layer` feeding an applier that uses
+/// `resolution`.
+pub fn apply_tar(
+    root: &Path,
+    tar: &[u8],
+    opts: ApplierOptions,
+    resolution: Resolution,
+) -> archive::Result<()> {
+    let dir = File::open(root).expect("open root");
+    if resolution == Resolution::Auto {
+        let o = archive::ApplyOptions {
+            mode: opts.mode,
+            id_mappings: opts.id_mappings,
+            ignore_chown_errors: opts.ignore_chown_errors,
+            force_mask: opts.force_mask,
+            tar_split: None,
+        };
+        return archive::apply_layer(dir.as_fd(), tar, o).map(|_| ());
+    }
+    let mut a = Applier::with_resolution(dir.as_fd(), opts, resolution)?;
+    archive::read_layer(tar, None, |item| a.push(item))?;
+    a.finish()
+}
+
+/// What a hostile case must end with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expect {
+    Ok,
+    Err(archive::ErrorKind),
+}
+
+/// Runs one hostile case once per resolution in a fresh [`Sandbox`]:
+/// `apply(root, victim_path, resolution)`. Asserts that nothing outside the
+/// root changed, the outcome, that every run leaves the same tree inside,
+/// and `check` on successful runs.
+pub fn run_case<const N: usize>(
+    name: &str,
+    runs: [Resolution; N],
+    apply: impl Fn(&Path, &str, Resolution) -> archive::Result<()>,
+    expect: Expect,
+    check: impl Fn(&Path, &Tree),
+) {
+    let mut inside = Vec::new();
+    for r in runs {
+        let sb = Sandbox::new();
+        let victim = sb.victim().to_string_lossy().into_owned();
+        let before = sb.outside();
+        let got = apply(&sb.root(), &victim, r);
+        let after = sb.outside();
+        let d = diff_trees(&before, &after);
+        assert!(
+            d.is_empty(),
+            "{name} ({r:?}): outside the root changed:\n{}",
+            d.join("\n")
+        );
+        match (&got, expect) {
+            (Ok(()), Expect::Ok) => {}
+            (Err(e), Expect::Err(k)) => {
+                assert_eq!(e.kind(), k, "{name} ({r:?}): wrong error: {e}")
+            }
+            _ => panic!("{name} ({r:?}): expected {expect:?}, got {got:?}"),
+        }
+        let tree = sb.inside();
+        if got.is_ok() {
+            check(&sb.root(), &tree);
+        }
+        inside.push(without_sandbox_name(tree, sb.tmp.path()));
+    }
+    for (i, t) in inside.iter().enumerate().skip(1) {
+        let d = diff_trees(&inside[0], t);
+        assert!(
+            d.is_empty(),
+            "{name}: {:?} and {:?} differ:\n{}",
+            runs[0],
+            runs[i],
+            d.join("\n")
+        );
+    }
+}
+
+/// The tree with the sandbox's (random) path replaced by `SANDBOX`, so that
+/// two sandboxes compare equal.
+pub fn without_sandbox_name(t: Tree, sandbox: &Path) -> Tree {
+    let needle = sandbox
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+    let fix = |b: &[u8]| -> Vec<u8> {
+        String::from_utf8_lossy(b)
+            .replace(&needle, "SANDBOX")
+            .into_bytes()
+    };
+    t.into_iter()
+        .map(|(k, mut n)| {
+            n.target = n.target.as_deref().map(fix);
+            n.link_group = n.link_group.as_deref().map(fix);
+            (fix(&k), n)
+        })
+        .collect()
+}

@@ -24,6 +24,7 @@ use crate::{
 };
 
 mod diff;
+mod idmap;
 pub mod layout;
 pub mod mounting;
 pub mod options;
@@ -292,7 +293,10 @@ impl Overlay {
         };
         let read_only = in_store || options.iter().any(|o| o == "ro");
         options.retain(|o| o != "ro" && o != "rw");
-        if self.rootless && !options.iter().any(|o| o == "userxattr") {
+        if self.rootless
+            && self.mount_program.is_none()
+            && !options.iter().any(|o| o == "userxattr")
+        {
             options.push("userxattr".into());
         }
         if opts.volatile {
@@ -318,8 +322,15 @@ impl Overlay {
             if lowers.is_empty() {
                 lowers.push(dir.join("empty"));
             }
+            let work = dir.join("work");
+            // A volatile mount leaves work/work/incompat/volatile behind and
+            // the kernel refuses the workdir until it is cleared.
+            let inner = work.join("work");
+            if inner.join("incompat/volatile").exists() {
+                fs::remove_dir_all(&inner).map_err(|e| Error::path("remove", &inner, e))?;
+            }
             m.upper = Some(diff);
-            m.work = Some(dir.join("work"));
+            m.work = Some(work);
         }
         m.options = options;
         let shift =
@@ -330,6 +341,7 @@ impl Overlay {
             (&[][..], &[][..])
         };
         if let Some(prog) = &self.mount_program {
+            mounting::check_fuse_options(&m.options)?;
             m.lowers = lowers;
             mounting::mount_fuse(prog, &m, &merged, maps)?;
             return Ok(merged);
@@ -369,16 +381,20 @@ impl Overlay {
         Ok(merged)
     }
 
+    /// Lower directories of the layer at `dir`, nearest first: its rotated
+    /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
+    /// the layers its `lower` file names.
     fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut v = rotated_diffs(dir);
         let p = dir.join("lower");
         match fs::read_to_string(&p) {
-            Ok(s) => s
-                .trim()
-                .split(':')
-                .filter(|s| !s.is_empty())
-                .map(|l| self.resolve_lower(l))
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(s) => {
+                for l in s.trim().split(':').filter(|s| !s.is_empty()) {
+                    v.push(self.resolve_lower(l)?);
+                }
+                Ok(v)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(v),
             Err(e) => Err(Error::path("read", p, e)),
         }
     }
@@ -394,6 +410,14 @@ impl Overlay {
             mounting::unmount_kernel(&merged)
         }
     }
+}
+
+/// `diff1`, `diff2`, … of a layer directory, as long as they exist.
+fn rotated_diffs(dir: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| dir.join(format!("diff{i}")))
+        .take_while(|p| p.is_dir())
+        .collect()
 }
 
 fn exists(p: &Path) -> Result<bool> {
@@ -472,7 +496,9 @@ impl Driver for Overlay {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        let (mode, parent) = match &req.parent {
+        // A child's diff takes its parent's mode and owner, as with the
+        // reference, so a child of an ID-mapped layer stays mapped.
+        let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
                     .find_layer(p)?
@@ -480,21 +506,21 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
                 let d = pdir.join("diff");
-                let mode = fs::metadata(&d)
-                    .map_err(|e| Error::path("stat", &d, e))?
-                    .permissions()
-                    .mode()
-                    & 0o7777;
-                (mode, Some(layout::ParentLinks::read(&pdir)?))
+                let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
+                let mode = md.permissions().mode() & 0o7777;
+                (
+                    mode,
+                    (md.uid(), md.gid()),
+                    Some(layout::ParentLinks::read(&pdir)?),
+                )
             }
-            None => (0o555, None),
+            None => (0o555, (root.uid, root.gid), None),
         };
         // Image and container layers share one layout (`req.access` only
         // matters to callers that mount them).
-        self.layout
-            .create(&req.id, parent.as_ref(), (root.uid, root.gid), mode)?;
+        self.layout.create(&req.id, parent.as_ref(), owner, mode)?;
         if let Some(q) = quota {
             if let Err(e) = q.apply(&self.layout.dir(&req.id), limits) {
                 let _ = self.remove(&req.id);
@@ -646,6 +672,17 @@ impl Driver for Overlay {
         self.mount_program.is_none() && self.features.idmapped_lower
     }
 
+    fn diff_getter(&self, id: &str) -> Result<crate::FileSource> {
+        let (dir, _) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        if !rotated_diffs(&dir).is_empty() {
+            return naive::diff_getter(self, id);
+        }
+        // The layer's own files are all in its upper directory.
+        Ok(Box::new(naive::DirFileSource::open(&dir.join("diff"))?))
+    }
+
     fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
         if self.use_native_diff(req)? {
             return self.native_diff(req);
@@ -665,6 +702,16 @@ impl Driver for Overlay {
             return self.native_diff_size(&req.id);
         }
         naive::diff_size(self, req)
+    }
+
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        _mount_label: Option<&str>,
+    ) -> Result<()> {
+        self.update_id_map(id, to_container, to_host)
     }
 
     fn apply_diff(
