@@ -23,7 +23,9 @@ use crate::{
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
 };
 
+pub mod als;
 mod diff;
+mod differ;
 mod idmap;
 pub mod layout;
 pub mod mounting;
@@ -82,6 +84,8 @@ pub struct Overlay {
     mount_program: Option<PathBuf>,
     backing: i64,
     home_mounted: Mutex<bool>,
+    /// Additional layer stores.
+    layer_stores: als::Stores,
     /// Project quotas, or why they are unavailable.
     quota: std::result::Result<quota::ProjectQuota, String>,
     counts: Mutex<HashMap<String, u32>>,
@@ -180,6 +184,10 @@ impl Overlay {
                 source: e,
             })?
         };
+        let layer_stores = als::Stores {
+            dirs: opts.layer_stores.clone(),
+            layout: Layout { home: home.clone() },
+        };
         Ok(Self {
             layout: Layout { home },
             run_root: init.run_root.clone(),
@@ -190,6 +198,7 @@ impl Overlay {
             backing,
             home_mounted: Mutex::new(home_mounted),
             quota,
+            layer_stores,
             counts: Mutex::new(HashMap::new()),
             id_mappings: init.id_mappings.clone(),
         })
@@ -291,7 +300,9 @@ impl Overlay {
         } else {
             opts.options.clone()
         };
-        let read_only = in_store || options.iter().any(|o| o == "ro");
+        // Layers from an additional image or layer store are never written.
+        let read_only =
+            in_store || dir.join("additionallayer").exists() || options.iter().any(|o| o == "ro");
         options.retain(|o| o != "ro" && o != "rw");
         if self.rootless
             && self.mount_program.is_none()
@@ -662,6 +673,14 @@ impl Driver for Overlay {
             *hm = false;
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn differ(&self) -> Option<&dyn crate::DifferSupport> {
+        Some(self)
+    }
+
+    fn additional_layer_store(&self) -> Option<&dyn crate::AdditionalLayerStore> {
+        (!self.layer_stores.dirs.is_empty()).then_some(&self.layer_stores as _)
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
