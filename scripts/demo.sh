@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # strata's main job on a fresh machine: import a small layer stack, create a
 # container layer on it, mount it, change files, and show `changes` and `diff`.
+#
+# Runs as root (mounts). The driver is overlay unless STRATA_DRIVER says
+# otherwise (vfs works everywhere). The store lives in a temporary directory
+# with a storage.conf of its own, so the machine's configuration and stores
+# are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-S=target/release/strata
-W=$(mktemp -d /tmp/strata-demo.XXXXXX)
-cleanup() { "$S" -g "$W/root" -R "$W/run" shutdown >/dev/null 2>&1 || true; rm -rf "$W"; }
+cargo build --release --quiet -p strata
+S=$PWD/target/release/strata
+DRIVER=${STRATA_DRIVER:-overlay}
+W=$(mktemp -d /var/tmp/strata-demo.XXXXXX)
+printf '[storage]\ndriver = "%s"\n' "$DRIVER" > "$W/storage.conf"
+export CONTAINERS_STORAGE_CONF=$W/storage.conf
+st() { "$S" -g "$W/root" -R "$W/run" -s "$DRIVER" "$@"; }
+cleanup() {
+  st shutdown --force >/dev/null 2>&1 || true
+  # Detach anything still mounted under our own directory, deepest first.
+  awk -v d="$W/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$W"
+}
 trap cleanup EXIT
-st() { "$S" -g "$W/root" -R "$W/run" "$@"; }
 
 # A base layer and a second layer, built with GNU tar from small trees.
 mkdir -p "$W/base/etc" "$W/base/usr/bin" "$W/l2/etc"
@@ -20,17 +34,23 @@ touch "$W/l2/etc/.wh.passwd"
 tar --numeric-owner -C "$W/base" -czf "$W/base.tar.gz" .
 tar --numeric-owner -C "$W/l2" -cf "$W/l2.tar" .
 
-base=$(st import-layer < "$W/base.tar.gz")
+echo "driver: $DRIVER, store: $W/root"
+base=$(st import-layer -n demo-base < "$W/base.tar.gz" | head -n1)
 echo "imported base layer:   $base"
-top=$(st import-layer "$base" < "$W/l2.tar")
+top=$(st import-layer "$base" < "$W/l2.tar" | head -n1)
 echo "imported second layer: $top"
-ctr=$(st create-layer "$top")
+ctr=$(st create-layer -n demo-container "$top" | head -n1)
 echo "container layer:       $ctr"
 mnt=$(st mount "$ctr")
 echo "mounted at $mnt:"; (cd "$mnt" && find . | sort | sed 's/^/  /')
 echo "etc/motd says: $(cat "$mnt/etc/motd")"
 echo "new file" > "$mnt/etc/new"; rm "$mnt/usr/bin/hi"
 st unmount "$ctr" >/dev/null
-echo "changes in the container layer:"; st changes "$ctr" | sed 's/^/  /'
+echo "changes in the container layer:"; st changes "$ctr" | sort | sed 's/^/  /'
 echo "its diff as a tar:"; st diff "$ctr" | tar -tvf - | sed 's/^/  /'
-echo "layers:"; st layers | sed 's/^/  /'
+if st diff -u "$base" | cmp -s - <(gzip -dc "$W/base.tar.gz"); then
+  echo "diff of the base layer is byte-identical to the imported tar"
+else
+  echo "diff of the base layer differs from the imported tar" >&2; exit 1
+fi
+echo "layers:"; st layers -t | sed 's/^/  /'

@@ -1,8 +1,8 @@
 //! Compression detection by magic bytes, and decompression.
 
-use std::io::Read;
+use std::io::{self, Read};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Compression of a layer stream. The discriminants are the numbers
 /// `layers.json` stores in `compression`.
@@ -68,16 +68,94 @@ impl Compression {
     }
 }
 
-/// Wraps `input` in the decoder for `kind`. Decoder errors surface from
-/// `read` as `io::Error`s; callers map them with [`crate::Error::Decompress`].
+/// Wraps `input` in the decoder for `kind` (concatenated gzip members,
+/// zstd frames, bzip2 and xz streams are all read through).
+///
+/// Errors from the returned reader are `io::Error`s carrying a crate
+/// [`Error`]: [`unwrap_error`] recovers it. A decoder error becomes
+/// [`Error::Decompress`]; a stream that ends too early gets a message with
+/// `unexpected EOF`, a corrupt one a message with `invalid tar header`, the
+/// wording scripts written for containers-storage match on. Errors of
+/// `input` itself pass through as [`Error::Io`].
 pub fn decoder<'a>(
     kind: Compression,
     input: Box<dyn Read + Send + 'a>,
 ) -> Result<Box<dyn Read + Send + 'a>> {
-    let _ = (kind, &input);
-    Err(crate::Error::Unsupported(
-        "decompression (not yet implemented)".into(),
-    ))
+    let input = InputErrors(input);
+    let inner: Box<dyn Read + Send + 'a> = match kind {
+        Compression::None => return Ok(Box::new(input)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(input)
+                .map_err(|e| Error::io("starting zstd decoder", e))?,
+        ),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+    };
+    Ok(Box::new(DecodeErrors { inner, kind }))
+}
+
+/// Turns an `io::Error` back into the crate error it carries, or wraps it
+/// with `context`.
+pub fn unwrap_error(e: io::Error, context: &str) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(ours) = inner.downcast::<Error>() {
+                return *ours;
+            }
+        }
+        return Error::Io {
+            context: context.to_string(),
+            source: io::Error::other("lost error"),
+        };
+    }
+    Error::io(context, e)
+}
+
+/// Carries a crate error through `io::Read`.
+pub fn smuggle(e: Error) -> io::Error {
+    io::Error::other(e)
+}
+
+struct InputErrors<'a>(Box<dyn Read + Send + 'a>);
+
+impl Read for InputErrors<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::Interrupted => e,
+            _ => smuggle(unwrap_error(e, "reading layer input")),
+        })
+    }
+}
+
+struct DecodeErrors<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    kind: Compression,
+}
+
+impl Read for DecodeErrors<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted
+                || e.get_ref().is_some_and(|i| i.is::<Error>())
+            {
+                return e;
+            }
+            let format = self.kind.name();
+            let source = if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("unexpected EOF: truncated {format} stream ({e})"),
+                )
+            } else {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("corrupt {format} data, invalid tar header ({e})"),
+                )
+            };
+            smuggle(Error::Decompress { format, source })
+        })
+    }
 }
 
 #[cfg(test)]

@@ -42,4 +42,4 @@ pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, WhiteoutStyle};
 pub use changes::{Change, ChangeKind};
 pub use compression::Compression;
 pub use error::{Error, ErrorKind, Result};
-pub use pipeline::{apply_layer, ApplyOptions, ApplyReport};
+pub use pipeline::{apply_layer, digest_layer, read_layer, ApplyOptions, ApplyReport};

@@ -1,11 +1,36 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
+//!
+//! ```text
+//! thread "decompress":  input ─> sha256 (compressed) ─> decoder ─┐ bytes (bounded)
+//! thread "parse":       ┌────────────────────────────────────────┘
+//!                       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
+//!                                                  │ items (bounded)
+//! calling thread:                                  └─> applier / callback
+//! ```
+//!
+//! Errors travel downstream in-band (an `Err` in the channel), so the caller
+//! sees the first real cause (a decoder error, a bad header, an applier
+//! error), never "channel closed". When a downstream stage stops, it drops
+//! its receiver and the upstream stages stop at their next send.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 
+use crossbeam_channel::{bounded, Receiver, Sender};
 use idmap::IdMappings;
+use sha2::{Digest, Sha256};
 
-use crate::{ApplyMode, Compression, Result};
+use crate::compression::{decoder, smuggle, unwrap_error};
+use crate::entry::{Item, CHUNK};
+use crate::reader::{read_full, NoRecord, RawSink, Reader, Record};
+use crate::tarsplit::Recorder;
+use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
+
+/// Chunks of decompressed bytes in flight between decompression and parsing.
+const BYTE_SLOTS: usize = 8;
+/// Items in flight between parsing and applying.
+const ITEM_SLOTS: usize = 16;
 
 /// Options of [`apply_layer`].
 #[derive(Default)]
@@ -20,7 +45,7 @@ pub struct ApplyOptions {
     /// stored in the `user.containers.override_stat` xattr.
     pub force_mask: Option<u32>,
     /// Receives the tar-split record as JSON lines (uncompressed); the caller
-    /// compresses it.
+    /// compresses it. It is flushed, not finished, at the end.
     pub tar_split: Option<Box<dyn Write + Send>>,
 }
 
@@ -51,8 +76,306 @@ pub fn apply_layer(
     input: impl Read + Send,
     opts: ApplyOptions,
 ) -> Result<ApplyReport> {
-    let _ = (root, input, opts);
-    Err(crate::Error::Unsupported(
-        "apply (not yet implemented)".into(),
-    ))
+    let mut applier = Applier::new(
+        root,
+        ApplierOptions {
+            mode: opts.mode,
+            id_mappings: opts.id_mappings,
+            ignore_chown_errors: opts.ignore_chown_errors,
+            force_mask: opts.force_mask,
+        },
+    )?;
+    let report = read_layer(input, opts.tar_split, |item| applier.push(item))?;
+    applier.finish()?;
+    Ok(report)
+}
+
+/// Everything [`apply_layer`] does except applying: digests, sizes, ID sets
+/// and the tar-split record of a (possibly compressed) layer stream.
+pub fn digest_layer(
+    input: impl Read + Send,
+    tar_split: Option<Box<dyn Write + Send>>,
+) -> Result<ApplyReport> {
+    run(input, tar_split, None)
+}
+
+/// Runs the pipeline and hands every [`Item`] to `on_item` on the calling
+/// thread; the first error (of any stage or of `on_item`) stops it.
+pub fn read_layer(
+    input: impl Read + Send,
+    tar_split: Option<Box<dyn Write + Send>>,
+    mut on_item: impl FnMut(Item) -> Result<()>,
+) -> Result<ApplyReport> {
+    run(input, tar_split, Some(&mut on_item))
+}
+
+type ItemFn<'a> = &'a mut dyn FnMut(Item) -> Result<()>;
+
+struct Decompressed {
+    compression: Compression,
+    digest: String,
+    size: u64,
+}
+
+struct Parsed {
+    digest: String,
+    size: u64,
+    uids: BTreeSet<u32>,
+    gids: BTreeSet<u32>,
+}
+
+fn run(
+    input: impl Read + Send,
+    tar_split: Option<Box<dyn Write + Send>>,
+    on_item: Option<ItemFn<'_>>,
+) -> Result<ApplyReport> {
+    let (bytes_tx, bytes_rx) = bounded::<Result<Vec<u8>>>(BYTE_SLOTS);
+    let deliver = on_item.is_some();
+    let (items_tx, items_rx) = bounded::<Result<Item>>(ITEM_SLOTS);
+    std::thread::scope(|s| {
+        let dec = std::thread::Builder::new()
+            .name("strata-decompress".into())
+            .spawn_scoped(s, move || decompress(input, bytes_tx))
+            .map_err(|e| Error::io("starting decompression thread", e))?;
+        let parse = std::thread::Builder::new()
+            .name("strata-parse".into())
+            .spawn_scoped(s, move || {
+                parse(bytes_rx, tar_split, deliver.then_some(items_tx))
+            })
+            .map_err(|e| Error::io("starting parse thread", e))?;
+
+        let mut first_err: Option<Error> = None;
+        if let Some(f) = on_item {
+            for msg in &items_rx {
+                match msg.and_then(&mut *f) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        first_err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        // Stop upstream stages: their next send fails.
+        drop(items_rx);
+        let parsed = join(parse, "parse");
+        let decompressed = join(dec, "decompression");
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // A parse error is the earliest cause that reached us; the
+        // decompression result matters only when parsing succeeded (a
+        // panic there shows up as an early, clean end of the tar stream).
+        let parsed = parsed?;
+        let decompressed = decompressed?;
+        Ok(ApplyReport {
+            compression: decompressed.compression,
+            compressed_digest: decompressed.digest,
+            compressed_size: decompressed.size,
+            uncompressed_digest: parsed.digest,
+            uncompressed_size: parsed.size,
+            uids: parsed.uids.into_iter().collect(),
+            gids: parsed.gids.into_iter().collect(),
+        })
+    })
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Result<T> {
+    h.join().unwrap_or_else(|_| {
+        Err(Error::io(
+            format!("{stage} stage"),
+            std::io::Error::other("thread panicked"),
+        ))
+    })
+}
+
+/// Counts and hashes everything read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hash: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hash.finalize())),
+            self.size,
+        )
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+fn decompress(input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<Decompressed> {
+    let mut hashed = Hashing::new(input);
+    let result = (|| {
+        let mut prefix = [0u8; 6];
+        let n = read_full(&mut hashed, &mut prefix)?;
+        let compression = Compression::detect(&prefix[..n]);
+        let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(&mut hashed);
+        let mut dec = decoder(compression, Box::new(chained))?;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let got = read_full(&mut dec, &mut chunk)?;
+            if got == 0 {
+                break;
+            }
+            chunk.truncate(got);
+            if tx.send(Ok(chunk)).is_err() {
+                // The parser stopped; it reports why.
+                return Ok(compression);
+            }
+        }
+        Ok(compression)
+    })();
+    match result {
+        Ok(compression) => {
+            // Bytes after the compressed stream still belong to the input
+            // digest.
+            std::io::copy(&mut hashed, &mut std::io::sink())
+                .map_err(|e| unwrap_error(e, "reading layer input"))?;
+            let (digest, size) = hashed.finish();
+            Ok(Decompressed {
+                compression,
+                digest,
+                size,
+            })
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            Err(Error::Unsupported(
+                "decompression failed (reported downstream)".into(),
+            ))
+        }
+    }
+}
+
+/// Reads the byte chunks the decompression stage sends.
+struct ChannelReader {
+    rx: Receiver<Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(smuggle(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A recorder when a tar-split writer was given, else nothing.
+enum Sink {
+    Record(Recorder<Box<dyn Write + Send>>),
+    Nothing(NoRecord),
+}
+
+impl RawSink for Sink {
+    fn raw(&mut self, b: &[u8]) -> Result<()> {
+        match self {
+            Sink::Record(r) => r.raw(b),
+            Sink::Nothing(n) => n.raw(b),
+        }
+    }
+    fn member(&mut self, name: &[u8], size: u64, crc: Option<u64>) -> Result<()> {
+        match self {
+            Sink::Record(r) => r.member(name, size, crc),
+            Sink::Nothing(n) => n.member(name, size, crc),
+        }
+    }
+    fn end(&mut self) -> Result<()> {
+        match self {
+            Sink::Record(r) => r.end(),
+            Sink::Nothing(n) => n.end(),
+        }
+    }
+    fn trailing(&mut self, b: &[u8]) -> Result<()> {
+        match self {
+            Sink::Record(r) => r.trailing(b),
+            Sink::Nothing(n) => n.trailing(b),
+        }
+    }
+}
+
+fn parse(
+    rx: Receiver<Result<Vec<u8>>>,
+    tar_split: Option<Box<dyn Write + Send>>,
+    tx: Option<Sender<Result<Item>>>,
+) -> Result<Parsed> {
+    let input = Hashing::new(ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+    });
+    let (sink, record) = match tar_split {
+        Some(w) => (Sink::Record(Recorder::new(w)), Record::Yes),
+        None => (Sink::Nothing(NoRecord), Record::No),
+    };
+    let mut reader = Reader::with_sink(input, sink, record);
+    let mut uids = BTreeSet::new();
+    let mut gids = BTreeSet::new();
+    loop {
+        let item = match reader.next_item() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                if let Some(tx) = &tx {
+                    let _ = tx.send(Err(e));
+                    return Err(Error::Unsupported(
+                        "parse failed (reported downstream)".into(),
+                    ));
+                }
+                return Err(e);
+            }
+        };
+        if let Item::Header(h) = &item {
+            uids.insert(h.uid);
+            gids.insert(h.gid);
+        }
+        if let Some(tx) = &tx {
+            if tx.send(Ok(item)).is_err() {
+                // The consumer stopped and reports why.
+                return Err(Error::Unsupported("consumer stopped".into()));
+            }
+        }
+    }
+    let (input, sink) = reader.into_parts();
+    if let Sink::Record(r) = sink {
+        r.finish()?;
+    }
+    let (digest, size) = input.finish();
+    Ok(Parsed {
+        digest,
+        size,
+        uids,
+        gids,
+    })
 }

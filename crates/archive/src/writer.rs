@@ -5,7 +5,10 @@
 //! the member, as Go's `archive/tar` does for containers/storage:
 //!
 //! - names longer than 100 bytes are split into the 155-byte `prefix` and the
-//!   100-byte `name` field at a `/` when possible, else written as PAX `path`;
+//!   100-byte `name` field at a `/` when possible and no PAX header is needed
+//!   for another reason, else written as PAX `path`;
+//! - the ustar fields of strings that went into PAX keep their ASCII
+//!   characters only (Go's `toASCII`), cut to the field's size;
 //! - link targets longer than 100 bytes become PAX `linkpath`;
 //! - uid/gid above `0o7777777` and sizes of 8 GiB and more become PAX
 //!   `uid`/`gid`/`size`;
@@ -178,18 +181,6 @@ fn encode(h: &Header, opts: WriterOptions, mode: ModeField) -> Encoded {
     let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let name = member_name(h);
 
-    match split_ustar_path(&name) {
-        Some((prefix, base)) => {
-            put_str(&mut b[345..500], prefix);
-            put_str(&mut b[0..100], base);
-        }
-        None if name.len() <= 100 && name.is_ascii() => put_str(&mut b[0..100], &name),
-        None => {
-            put_str(&mut b[0..100], &name[..name.len().min(100)]);
-            pax.push((b"path".to_vec(), name.clone()));
-        }
-    }
-
     let (type_bits, flag, link): (u32, u8, &[u8]) = match &h.kind {
         EntryKind::File => (0o100000, b'0', b""),
         EntryKind::HardLink { target } => (0o100000, b'1', target),
@@ -225,7 +216,7 @@ fn encode(h: &Header, opts: WriterOptions, mode: ModeField) -> Encoded {
     }
     b[156] = flag;
     if link.len() > 100 || !link.is_ascii() {
-        put_str(&mut b[157..257], &link[..link.len().min(100)]);
+        put_str(&mut b[157..257], &to_ascii(link));
         pax.push((b"linkpath".to_vec(), link.to_vec()));
     } else {
         put_str(&mut b[157..257], link);
@@ -246,6 +237,22 @@ fn encode(h: &Header, opts: WriterOptions, mode: ModeField) -> Encoded {
         let mut key = b"SCHILY.xattr.".to_vec();
         key.extend_from_slice(&x.name);
         pax.push((key, x.value.clone()));
+    }
+    // A long name goes into `prefix` + `name` only when the member needs no
+    // PAX header anyway; once there is one, it carries the path (Go's rule).
+    if name.len() <= 100 && name.is_ascii() {
+        put_str(&mut b[0..100], &name);
+    } else {
+        match split_ustar_path(&name) {
+            Some((prefix, base)) if pax.is_empty() => {
+                put_str(&mut b[345..500], prefix);
+                put_str(&mut b[0..100], base);
+            }
+            _ => {
+                put_str(&mut b[0..100], &to_ascii(&name));
+                pax.push((b"path".to_vec(), name.clone()));
+            }
+        }
     }
     checksum(&mut b);
     if pax.is_empty() {
@@ -327,6 +334,12 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     r
 }
 
+/// What the ustar field shows of a string that went into PAX: its ASCII
+/// bytes (other characters dropped), as Go writes it; the caller truncates.
+fn to_ascii(s: &[u8]) -> Vec<u8> {
+    s.iter().copied().filter(|&c| c != 0 && c < 0x80).collect()
+}
+
 fn put_str(field: &mut [u8], s: &[u8]) {
     let n = s.len().min(field.len());
     field[..n].copy_from_slice(&s[..n]);
@@ -365,6 +378,7 @@ fn put_id(field: &mut [u8], id: u32, key: &[u8], pax: &mut Vec<(Vec<u8>, Vec<u8>
 fn put_name(field: &mut [u8], name: Option<&[u8]>, key: &[u8], pax: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     let Some(name) = name else { return };
     if name.len() > field.len() || !name.is_ascii() {
+        put_str(field, &to_ascii(name));
         pax.push((key.to_vec(), name.to_vec()));
     } else {
         put_str(field, name);
@@ -468,6 +482,38 @@ mod tests {
         ] {
             assert_eq!(format_time(Timestamp { sec, nsec }), want.as_bytes());
         }
+    }
+
+    #[test]
+    fn long_names_go_to_pax_once_a_pax_header_is_needed() {
+        let d60 = "d".repeat(60);
+        let name = format!("{d60}/{d60}/{d60}/f");
+        let mut h = Header::new(name.clone(), EntryKind::File);
+        let (b, pax) = encode(&h, WriterOptions::default(), ModeField::WithType);
+        assert!(pax.is_none(), "splits into prefix and name");
+        assert_eq!(&b[0..62], format!("{d60}/f").as_bytes());
+        h.xattrs.push(crate::entry::Xattr {
+            name: b"user.a".to_vec(),
+            value: b"b".to_vec(),
+        });
+        let (b, pax) = encode(&h, WriterOptions::default(), ModeField::WithType);
+        let (_, records) = pax.expect("pax header");
+        assert!(records.ends_with(format!("194 path={name}\n").as_bytes()));
+        assert_eq!(&b[0..100], &name.as_bytes()[..100]);
+        assert_eq!(b[345], 0, "no prefix");
+    }
+
+    #[test]
+    fn non_ascii_link_keeps_ascii_in_the_field() {
+        let h = Header::new(
+            "l",
+            EntryKind::Symlink {
+                target: "F\u{151}tan\u{fa}.pem".as_bytes().to_vec(),
+            },
+        );
+        let (b, pax) = encode(&h, WriterOptions::default(), ModeField::WithType);
+        assert!(pax.is_some());
+        assert_eq!(&b[157..166], b"Ftan.pem\0");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use driver::btrfs::Btrfs;
+use driver::conformance::Suite;
 use driver::{CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
 
 fn privileged(what: &str) -> bool {
@@ -73,6 +74,69 @@ impl Drop for LoopBtrfs {
         let _ = rustix::mount::unmount(self.mnt(), rustix::mount::UnmountFlags::DETACH);
         let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
     }
+}
+
+/// Mounts a fresh loop-backed btrfs on a conformance case's graph root.
+fn prepare(graph: &Path) -> Result<Box<dyn std::any::Any>, String> {
+    let img = graph.with_file_name("btrfs.img");
+    fs::File::create(&img)
+        .and_then(|f| f.set_len(512 << 20))
+        .map_err(|e| e.to_string())?;
+    let out = Command::new("mkfs.btrfs")
+        .arg("-q")
+        .arg(&img)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&img)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || dev.is_empty() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let guard = LoopGuard {
+        dev: dev.clone(),
+        mnt: graph.to_path_buf(),
+    };
+    let ok = Command::new("mount")
+        .arg(&dev)
+        .arg(graph)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !ok.success() {
+        return Err(format!("mount {dev} failed"));
+    }
+    Ok(Box::new(guard))
+}
+
+struct LoopGuard {
+    dev: String,
+    mnt: PathBuf,
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+fn suite() -> Suite {
+    let mut s = Suite::new("btrfs", driver::btrfs::init);
+    s.empty_root_mode = 0o755;
+    s.image_store_key = None;
+    s.prepare = Some(prepare);
+    s
+}
+
+mod conformance {
+    use super::suite;
+    driver::conformance_tests!(suite());
 }
 
 fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {

@@ -707,3 +707,59 @@ fn privileged_overlay_idmap_disabled_by_env() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn privileged_overlay_update_id_map_keeps_deletions() {
+    if !privileged("privileged_overlay_update_id_map_keeps_deletions") {
+        return;
+    }
+    let s = Scratch::new();
+    let d = s.init(&[]).unwrap();
+    create(&d, "base", None);
+    create(&d, "child", Some("base"));
+    let base = diff_dir(&s, "base");
+    fs::write(base.join("gone"), "g").unwrap();
+    fs::write(base.join("kept"), "k").unwrap();
+    fs::create_dir(base.join("od")).unwrap();
+    fs::write(base.join("od/hidden"), "h").unwrap();
+    fs::hard_link(base.join("kept"), base.join("kept2")).unwrap();
+    let child = diff_dir(&s, "child");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        child.join("gone"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    fs::create_dir(child.join("od")).unwrap();
+    rustix::fs::setxattr(
+        child.join("od"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let to = driver::IdMappings::new(
+        vec![IdMap::new(0, 300000, 65536)],
+        vec![IdMap::new(0, 300000, 65536)],
+    );
+    d.update_layer_id_map("child", &driver::IdMappings::identity(), &to, None)
+        .unwrap();
+    let m = d.get("child", &MountOptions::default()).unwrap();
+    assert!(!m.join("gone").exists(), "whiteout kept");
+    assert!(!m.join("od/hidden").exists(), "opaque dir kept");
+    let k = fs::metadata(m.join("kept")).unwrap();
+    assert_eq!((k.uid(), k.gid()), (300000, 300000));
+    assert_eq!(
+        k.ino(),
+        fs::metadata(m.join("kept2")).unwrap().ino(),
+        "hard link kept"
+    );
+    d.put("child").unwrap();
+    // The base is untouched.
+    assert_eq!(fs::metadata(base.join("kept")).unwrap().uid(), 0);
+    let dir = s.path().join("root/overlay/child");
+    assert!(!dir.join(".diff-idmap").exists() && !dir.join(".diff-old").exists());
+    d.cleanup().unwrap();
+}

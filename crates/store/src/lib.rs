@@ -49,11 +49,11 @@ mod store;
 pub use archive::{Change, ChangeKind, Compression};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
-pub use layer_ops::{LayerMaps, NewLayer, Safety};
+pub use layer_ops::{LayerMaps, MapChoice, NewLayer, Safety};
 pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;
 pub use state::MountRecord;
-pub use store::{init_driver, Store, DRIVER_PRIORITY};
+pub use store::Store;
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then

@@ -4,16 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use driver::{Driver, InitOptions};
+use driver::Driver;
 use idmap::IdMappings;
 
 use crate::files::{absolute, mkdir_all};
 use crate::lockfile::{LockFile, LockMode};
 use crate::state::{Paths, State};
 use crate::{Error, Result, StoreOptions};
-
-/// Drivers tried, in order, when none is named and the store has none yet.
-pub const DRIVER_PRIORITY: &[&str] = &["overlay", "btrfs", "vfs"];
 
 #[derive(Debug)]
 pub(crate) struct Locks {
@@ -50,22 +47,20 @@ fn touch(path: &Path) -> Result<()> {
     LockFile::open(path).map(drop)
 }
 
-/// Makes a driver by name.
-pub fn init_driver(name: &str, opts: &InitOptions) -> driver::Result<Box<dyn Driver>> {
-    match name {
-        "vfs" => driver::vfs::init(opts),
-        "overlay" | "overlay2" => driver::overlay::init(opts),
-        "btrfs" => driver::btrfs::init(opts),
-        other => Err(driver::Error::NotSupported(format!(
-            "unknown storage driver {other:?}"
-        ))),
-    }
-}
-
 impl Store {
     /// Opens (creating when missing) the store described by `opts`, and
     /// removes layers left incomplete by an interrupted writer.
     pub fn open(opts: &StoreOptions) -> Result<Self> {
+        Self::open_inner(opts, None)
+    }
+
+    /// Opens the store with a driver the caller made (its name decides the
+    /// `<driver>-layers` directories).
+    pub fn open_with_driver(opts: &StoreOptions, driver: Box<dyn Driver>) -> Result<Self> {
+        Self::open_inner(opts, Some(driver))
+    }
+
+    fn open_inner(opts: &StoreOptions, given: Option<Box<dyn Driver>>) -> Result<Self> {
         if opts.graph_root.as_os_str().is_empty() || opts.run_root.as_os_str().is_empty() {
             return Err(Error::Invalid(
                 "no storage runroot or graphroot specified".into(),
@@ -81,9 +76,12 @@ impl Store {
         touch(&graph_root.join("userns.lock"))?;
 
         let ids = IdMappings::new(opts.uid_map.clone(), opts.gid_map.clone());
-        let driver = {
-            let _g = graph_lock.lock(LockMode::Exclusive)?;
-            pick_driver(&graph_root, &run_root, opts, &ids)?
+        let driver = match given {
+            Some(d) => d,
+            None => {
+                let _g = graph_lock.lock(LockMode::Exclusive)?;
+                pick_driver(&graph_root, &run_root, opts, &ids)?
+            }
         };
         let name = driver.name().to_string();
         let layers_dir = graph_root.join(format!("{name}-layers"));
@@ -203,31 +201,15 @@ fn pick_driver(
     opts: &StoreOptions,
     ids: &IdMappings,
 ) -> Result<Box<dyn Driver>> {
-    let init = |name: &str| {
-        let o = InitOptions {
-            home: graph_root.join(name),
-            run_root: run_root.join(name),
-            driver_options: opts.driver_options.clone(),
-            id_mappings: ids.clone(),
-            experimental: false,
-        };
-        init_driver(name, &o).map_err(|e| Error::driver("initializing driver", name, e))
+    let topts = driver::table::StoreOptions {
+        graph_root: graph_root.to_path_buf(),
+        run_root: run_root.to_path_buf(),
+        driver_options: opts.driver_options.clone(),
+        id_mappings: ids.clone(),
+        experimental: false,
     };
-    if let Some(name) = opts.driver.as_deref().filter(|n| !n.is_empty()) {
-        return init(name);
-    }
-    // The driver the store already uses.
-    for name in DRIVER_PRIORITY {
-        if graph_root.join(format!("{name}-layers")).is_dir() {
-            return init(name);
-        }
-    }
-    let mut last = None;
-    for name in DRIVER_PRIORITY {
-        match init(name) {
-            Ok(d) => return Ok(d),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Unsupported("no storage driver".into())))
+    let name = opts.driver.as_deref().filter(|n| !n.is_empty());
+    driver::table::Drivers::builtin()
+        .new_driver(name, &topts)
+        .map_err(|e| Error::driver("initializing driver", name.unwrap_or("(any)"), e))
 }

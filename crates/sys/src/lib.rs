@@ -10,4 +10,5 @@ pub mod btrfs;
 pub mod clone;
 pub mod mount;
 pub mod mountinfo;
+pub mod quota;
 pub mod statfs;

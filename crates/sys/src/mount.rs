@@ -45,6 +45,77 @@ pub struct OverlayMount {
     pub options: Vec<String>,
 }
 
+/// Generic mount options split from filesystem options: what `mount(2)`
+/// takes as flags, what `fsmount(2)` takes as mount attributes, superblock
+/// flags `fsconfig` accepts by name, and the overlay's own options.
+#[derive(Debug)]
+struct SplitOptions {
+    flags: MountFlags,
+    attrs: MountAttrFlags,
+    sb_flags: Vec<&'static str>,
+    data: Vec<String>,
+}
+
+fn split_options(opts: &[String]) -> SplitOptions {
+    let mut s = SplitOptions {
+        flags: MountFlags::empty(),
+        attrs: MountAttrFlags::empty(),
+        sb_flags: Vec::new(),
+        data: Vec::new(),
+    };
+    for o in opts.iter().filter(|o| !o.is_empty()) {
+        match o.as_str() {
+            "rw" | "dev" | "suid" | "exec" | "atime" | "diratime" | "async" => {}
+            "ro" => {
+                s.flags |= MountFlags::RDONLY;
+                s.sb_flags.push("ro");
+            }
+            "nodev" => {
+                s.flags |= MountFlags::NODEV;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_NODEV;
+            }
+            "nosuid" => {
+                s.flags |= MountFlags::NOSUID;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
+            }
+            "noexec" => {
+                s.flags |= MountFlags::NOEXEC;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+            }
+            "noatime" => {
+                s.flags |= MountFlags::NOATIME;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+            }
+            "nodiratime" => {
+                s.flags |= MountFlags::NODIRATIME;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_NODIRATIME;
+            }
+            "relatime" => {
+                s.flags |= MountFlags::RELATIME;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_RELATIME;
+            }
+            "strictatime" => {
+                s.flags |= MountFlags::STRICTATIME;
+                s.attrs |= MountAttrFlags::MOUNT_ATTR_STRICTATIME;
+            }
+            "sync" => {
+                s.flags |= MountFlags::SYNCHRONOUS;
+                s.sb_flags.push("sync");
+            }
+            "dirsync" => {
+                s.flags |= MountFlags::DIRSYNC;
+                s.sb_flags.push("dirsync");
+            }
+            "lazytime" => {
+                s.flags |= MountFlags::LAZYTIME;
+                s.sb_flags.push("lazytime");
+            }
+            _ => s.data.push(o.clone()),
+        }
+    }
+    s
+}
+
 fn errno(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
@@ -62,11 +133,12 @@ fn with_context(op: &str, what: &str, e: rustix::io::Errno) -> io::Error {
 /// Errors: `ENOSYS` when the new mount API is missing, `EINVAL` from the
 /// `lowerdir+` key on kernels before 6.8.
 pub fn mount_overlay_fsopen(m: &OverlayMount, target: &Path) -> io::Result<()> {
+    let split = split_options(&m.options);
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno)?;
-    for opt in &m.options {
-        if opt.is_empty() {
-            continue;
-        }
+    for f in &split.sb_flags {
+        fsconfig_set_flag(&fs, *f).map_err(|e| with_context("fsconfig", f, e))?;
+    }
+    for opt in &split.data {
         match opt.split_once('=') {
             Some((k, v)) => fsconfig_set_string(&fs, k, v),
             None => fsconfig_set_flag(&fs, opt.as_str()),
@@ -86,7 +158,7 @@ pub fn mount_overlay_fsopen(m: &OverlayMount, target: &Path) -> io::Result<()> {
             .map_err(|e| with_context("fsconfig workdir", &w.to_string_lossy(), e))?;
     }
     fsconfig_create(&fs).map_err(|e| with_context("fsconfig", "create", e))?;
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, split.attrs)
         .map_err(|e| with_context("fsmount", "overlay", e))?;
     attach(mnt.as_fd(), target)
 }
@@ -103,9 +175,19 @@ pub fn attach(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     .map_err(|e| with_context("move_mount", &target.to_string_lossy(), e))
 }
 
-/// The classic mount data string: `lowerdir=a:b,upperdir=…,workdir=…,opts`.
+/// The classic mount data string: `lowerdir=a:b,upperdir=…,workdir=…,opts`
+/// (generic flags such as `nodev` are left out: they are `mount(2)` flags).
 /// Lower paths are used as given (absolute or relative).
 pub fn overlay_data(m: &OverlayMount) -> Vec<u8> {
+    overlay_data_with(m, &split_options(&m.options).data)
+}
+
+/// The data string with all options as given, for a FUSE mount program.
+pub fn overlay_data_all(m: &OverlayMount) -> Vec<u8> {
+    overlay_data_with(m, &m.options)
+}
+
+fn overlay_data_with(m: &OverlayMount, options: &[String]) -> Vec<u8> {
     let mut d = b"lowerdir=".to_vec();
     for (i, l) in m.lowers.iter().enumerate() {
         if i > 0 {
@@ -121,7 +203,7 @@ pub fn overlay_data(m: &OverlayMount) -> Vec<u8> {
         d.extend_from_slice(b",workdir=");
         d.extend_from_slice(w.as_os_str().as_bytes());
     }
-    for o in m.options.iter().filter(|o| !o.is_empty()) {
+    for o in options.iter().filter(|o| !o.is_empty()) {
         d.push(b',');
         d.extend_from_slice(o.as_bytes());
     }
@@ -143,7 +225,8 @@ pub fn mount_overlay_classic(m: &OverlayMount, target: &Path) -> io::Result<()> 
     }
     let data = std::ffi::CString::new(data)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in mount data"))?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), &*data)
+    let flags = split_options(&m.options).flags;
+    rustix::mount::mount("overlay", target, "overlay", flags, &*data)
         .map_err(|e| with_context("mount overlay", &target.to_string_lossy(), e))
 }
 
@@ -317,6 +400,11 @@ impl UserNs {
         }
     }
 
+    /// PID of the process that holds the namespace (for `nsenter`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The namespace fd.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -340,12 +428,15 @@ mod tests {
             lowers: vec!["l/A".into(), "l/B".into()],
             upper: Some("u".into()),
             work: Some("w".into()),
-            options: vec!["userxattr".into(), String::new()],
+            options: vec!["userxattr".into(), String::new(), "nodev".into()],
         };
         assert_eq!(
             overlay_data(&m),
             b"lowerdir=l/A:l/B,upperdir=u,workdir=w,userxattr".to_vec()
         );
+        let s = split_options(&m.options);
+        assert_eq!(s.flags, MountFlags::NODEV);
+        assert_eq!(s.attrs, MountAttrFlags::MOUNT_ATTR_NODEV);
     }
 
     #[test]

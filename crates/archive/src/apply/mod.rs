@@ -1,16 +1,65 @@
 //! Confined application of a layer stream into a directory.
 //!
-//! Every path is resolved inside the root by a directory handle with
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`; metadata is set through
-//! file descriptors or `*at(…, AT_SYMLINK_NOFOLLOW)`. See DESIGN.md,
-//! "Confinement".
+//! [`Applier`] consumes the [`Item`] stream of a layer and writes it under a
+//! directory handle, in one of two [`ApplyMode`]s: overlay form (whiteouts are
+//! stored as character devices or `.wh.` files, opaque directories get an
+//! xattr) or onto a full tree (whiteouts delete).
+//!
+//! # Confinement
+//!
+//! Every directory is resolved inside the root with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, or by a
+//! component-by-component walk where openat2 is missing (see
+//! [`Resolution`]); `..` stops at the root and absolute symlinks resolve
+//! inside it. The entry's own name is never followed: objects are created
+//! with `*at` calls relative to the parent's descriptor (`O_EXCL`,
+//! `O_NOFOLLOW`), metadata goes through the new object's descriptor or
+//! `*at(…, AT_SYMLINK_NOFOLLOW)`. Hard-link targets are resolved the same
+//! way and linked without following a final symlink (a link to a symlink
+//! links the symlink itself; it is then never chmodded).
+//!
+//! # Decisions
+//!
+//! - Names with `..` are resolved lexically and clamped at the root
+//!   (`../x`, `/../x` and `a/../../x` all land at `x`; a bare `..` is the
+//!   root). That is what containers-storage 1.43 leaves on disk (it extracts
+//!   inside a chroot); a warning is logged.
+//! - Duplicate entries: the last one wins (an existing object is replaced,
+//!   except that a directory over a directory only updates its metadata).
+//! - Missing parent directories are created with mode 0755, owned by the
+//!   container root, as the reference does.
+//! - Sockets are skipped with a warning. Device numbers that do not fit the
+//!   kernel's 12-bit major / 20-bit minor are refused: passed on, they would
+//!   be truncated into a different, real device.
+//! - Whiteout devices get the entry's owner and times (the reference leaves
+//!   times at "now"; fixed times keep diff→apply→diff reproducible).
+//! - `.wh..wh.*` names other than `.wh..wh..opq` are AUFS metadata and are
+//!   skipped, at any depth; `.wh..wh.plnk/` at the root is extracted so that
+//!   hard links into it work, then removed at [`Applier::finish`].
+//! - Under `force_mask`, devices and FIFOs are refused: the real owner and
+//!   mode cannot be stored in a user xattr on them (the reference fails too).
 
-use std::os::fd::BorrowedFd;
+mod entries;
+mod meta;
+mod ops;
+mod path;
+mod resolve;
+mod whiteout;
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use idmap::IdMappings;
+use rustix::fs::{self, AtFlags, FileType, Timestamps};
 
-use crate::entry::Item;
-use crate::Result;
+use crate::entry::{Header, Item};
+use crate::{Error, Result};
+
+pub use resolve::{Resolution, ResolveStats};
+
+use meta::Meta;
+use resolve::{lossy, Missing, Resolver};
 
 /// How whiteouts are stored in an overlay-form layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,30 +130,193 @@ pub struct ApplierOptions {
     pub force_mask: Option<u32>,
 }
 
+/// A regular file being written.
+struct OpenFile {
+    file: std::fs::File,
+    path: Vec<u8>,
+    header: Box<Header>,
+    end: u64,
+    /// Owner the file was created with, if known.
+    owner_now: Option<idmap::IdPair>,
+}
+
+/// A directory whose times are set at the end.
+struct DeferredDir {
+    path: Vec<u8>,
+    ident: (u64, u64),
+    times: Timestamps,
+}
+
+/// Where the stream is between items.
+enum State {
+    /// Between members.
+    Idle,
+    /// Inside a member whose data (if any) is discarded.
+    Skipping,
+    /// Inside a regular file.
+    File(Box<OpenFile>),
+}
+
 /// Writes a stream of [`Item`]s into a directory handle, confined to it.
 pub struct Applier<'fd> {
-    root: BorrowedFd<'fd>,
-    opts: ApplierOptions,
+    _root: PhantomData<BorrowedFd<'fd>>,
+    mode: ApplyMode,
+    res: Resolver,
+    meta: Meta,
+    state: State,
+    deferred: Vec<DeferredDir>,
+    /// Full-tree mode: `(dev, parent inode, name)` of every object this
+    /// layer made, which an opaque marker must keep.
+    unpacked: HashSet<(u64, u64, Vec<u8>)>,
+    /// Overlay mode: directories this layer made opaque.
+    opaque_dirs: Vec<Vec<u8>>,
+    /// Overlay mode: whiteouts this layer made (normalised paths).
+    made_whiteouts: Vec<Vec<u8>>,
+    /// `.wh..wh.plnk` was extracted and must go at the end.
+    plnk: bool,
 }
 
 impl<'fd> Applier<'fd> {
     /// An applier writing under `root`.
     pub fn new(root: BorrowedFd<'fd>, opts: ApplierOptions) -> Result<Self> {
-        Ok(Self { root, opts })
+        Self::with_resolution(root, opts, Resolution::Auto)
+    }
+
+    /// An applier writing under `root` that resolves paths as `resolution`
+    /// says (tests use it to run the fallback walk next to openat2).
+    pub fn with_resolution(
+        root: BorrowedFd<'fd>,
+        opts: ApplierOptions,
+        resolution: Resolution,
+    ) -> Result<Self> {
+        let st = fs::fstat(root).map_err(|e| Error::io("stat of the layer root", e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Err(Error::io(
+                "layer root",
+                std::io::Error::from(rustix::io::Errno::NOTDIR),
+            ));
+        }
+        Ok(Self {
+            _root: PhantomData,
+            mode: opts.mode,
+            res: Resolver::new(root, resolution)?,
+            meta: Meta::new(opts.id_mappings, opts.ignore_chown_errors, opts.force_mask),
+            state: State::Idle,
+            deferred: Vec::new(),
+            unpacked: HashSet::new(),
+            opaque_dirs: Vec::new(),
+            made_whiteouts: Vec::new(),
+            plnk: false,
+        })
+    }
+
+    /// How directories were resolved so far.
+    pub fn resolve_stats(&self) -> ResolveStats {
+        self.res.stats
     }
 
     /// Consumes one item of the entry stream.
     pub fn push(&mut self, item: Item) -> Result<()> {
-        let _ = (self.root, &self.opts, item);
-        Err(crate::Error::Unsupported(
-            "apply (not yet implemented)".into(),
-        ))
+        match item {
+            Item::Header(h) => {
+                if !matches!(self.state, State::Idle) {
+                    return Err(Error::InvalidHeader(format!(
+                        "entry stream: header of {:?} inside another member",
+                        lossy(&h.raw_path)
+                    )));
+                }
+                self.state = State::Skipping;
+                self.begin(h)
+            }
+            Item::Data { offset, bytes } => match &mut self.state {
+                State::File(f) => f.write(offset, &bytes),
+                State::Skipping => Ok(()),
+                State::Idle => Err(Error::InvalidHeader(
+                    "entry stream: data outside a member".into(),
+                )),
+            },
+            Item::End => match std::mem::replace(&mut self.state, State::Idle) {
+                State::File(f) => self.close_file(*f),
+                State::Skipping => Ok(()),
+                State::Idle => Err(Error::InvalidHeader(
+                    "entry stream: end outside a member".into(),
+                )),
+            },
+        }
     }
 
-    /// Finishes: sets deferred directory times and metadata.
-    pub fn finish(self) -> Result<()> {
-        Err(crate::Error::Unsupported(
-            "apply (not yet implemented)".into(),
-        ))
+    /// Finishes: removes AUFS link stashes and sets deferred directory times.
+    pub fn finish(mut self) -> Result<()> {
+        if !matches!(self.state, State::Idle) {
+            return Err(Error::UnexpectedEof(
+                "entry stream ended inside a member".into(),
+            ));
+        }
+        if self.plnk {
+            let root = self.res.root().clone();
+            ops::remove_any(root.fd.as_fd(), path::PLNK_DIR).map_err(|e| Error::Path {
+                op: "remove",
+                path: lossy(path::PLNK_DIR),
+                source: e.into(),
+            })?;
+            self.res.invalidate();
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        for d in &deferred {
+            self.set_dir_times(d)?;
+        }
+        self.meta.summarize();
+        Ok(())
+    }
+
+    fn set_dir_times(&mut self, d: &DeferredDir) -> Result<()> {
+        if d.path.is_empty() {
+            let fd = resolve::reopen_dir(self.res.root().fd.as_fd())
+                .map_err(|e| Error::io("open layer root", e))?;
+            return self
+                .meta
+                .times(meta::Target::Fd(fd.as_fd()), &d.times, b".");
+        }
+        let (parent, name) = path::split_parent(&d.path);
+        // The directory may have been deleted or replaced since: then its
+        // times are not ours to set.
+        let Ok(dir) = self.res.dir(parent, Missing::Fail) else {
+            return Ok(());
+        };
+        let st = resolve::lstat_at(dir.fd.as_fd(), name).map_err(|e| Error::Path {
+            op: "stat",
+            path: lossy(&d.path),
+            source: e,
+        })?;
+        match st {
+            Some(st)
+                if (st.st_dev, st.st_ino) == d.ident
+                    && FileType::from_raw_mode(st.st_mode) == FileType::Directory =>
+            {
+                fs::utimensat(dir.fd.as_fd(), name, &d.times, AtFlags::SYMLINK_NOFOLLOW).map_err(
+                    |e| Error::Path {
+                        op: "set times of",
+                        path: lossy(&d.path),
+                        source: e.into(),
+                    },
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl OpenFile {
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| Error::Path {
+                op: "write",
+                path: lossy(&self.path),
+                source: e,
+            })?;
+        self.end = self.end.max(offset + bytes.len() as u64);
+        Ok(())
     }
 }

@@ -61,7 +61,13 @@ pub fn snapshot(root: &Path, with_dir_times: bool) -> BTreeMap<Vec<u8>, Entry> {
             let m = std::fs::symlink_metadata(&p).expect("lstat");
             let relp = [rel, b"/", name.as_bytes()].concat();
             let kind = m.mode() & 0o170000;
-            let content = (kind == 0o100000).then(|| std::fs::read(&p).expect("read"));
+            let content = (kind == 0o100000).then(|| {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                let mut f = std::fs::File::open(&p).expect("open");
+                std::io::copy(&mut f, &mut h).expect("read");
+                h.finalize().to_vec()
+            });
             let target = (kind == 0o120000).then(|| {
                 std::fs::read_link(&p)
                     .expect("readlink")
@@ -205,6 +211,37 @@ pub fn members(tar: &[u8]) -> Vec<Member> {
     panic!("archive ends without end blocks");
 }
 
+/// Reads the next member from a stream; `None` at the end blocks.
+pub fn next_member(r: &mut impl std::io::Read) -> Option<Member> {
+    let mut raw = Vec::new();
+    loop {
+        let mut h = [0u8; 512];
+        r.read_exact(&mut h)
+            .expect("archive ends without end blocks");
+        if h.iter().all(|&c| c == 0) {
+            assert!(raw.is_empty(), "end block after a PAX header");
+            return None;
+        }
+        let size = octal(&h[124..136]) as usize;
+        let typ = h[156];
+        raw.extend_from_slice(&h);
+        let start = raw.len();
+        raw.resize(start + size.div_ceil(512) * 512, 0);
+        r.read_exact(&mut raw[start..]).expect("member content");
+        if typ == b'x' || typ == b'g' {
+            continue;
+        }
+        let name_end = h[0..100].iter().position(|&c| c == 0).unwrap_or(100);
+        let pre_end = h[345..500].iter().position(|&c| c == 0).unwrap_or(155);
+        let mut name = h[345..345 + pre_end].to_vec();
+        if !name.is_empty() {
+            name.push(b'/');
+        }
+        name.extend_from_slice(&h[..name_end]);
+        return Some(Member { name, raw });
+    }
+}
+
 /// Blanks the fields of a whiteout member that the reference fills with
 /// the time of the export (mtime) and, on overlay, a bogus link name; and
 /// the checksum that depends on them.
@@ -217,6 +254,28 @@ pub fn mask_whiteout(m: &mut Member) {
         h[148..156].fill(b'#');
         h[157..257].fill(0);
     }
+}
+
+/// The corpus directory from `STRATA_CORPUS` when set and holding `files`;
+/// `None` (with a note) when unset. Missing files fail under CI.
+pub fn corpus(test: &str, files: &[&str]) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("STRATA_CORPUS") else {
+        eprintln!("skipping {test}: STRATA_CORPUS is not set");
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    for f in files {
+        if !dir.join(f).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: {} is missing",
+                dir.join(f).display()
+            );
+            eprintln!("skipping {test}: {} is missing", dir.join(f).display());
+            return None;
+        }
+    }
+    Some(dir)
 }
 
 /// The reference binary and a store in a temp dir.
@@ -298,6 +357,59 @@ impl Reference {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    /// Runs a command with stdout into a file.
+    pub fn run_to_file(&self, args: &[&str], out: &Path) {
+        let o = self
+            .cmd(args)
+            .stdout(std::fs::File::create(out).expect("create"))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn containers-storage");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `applydiff ID` with stdin from a file.
+    pub fn applydiff_file(&self, id: &str, tar: &Path) {
+        let o = self
+            .cmd(&["applydiff", id])
+            .stdin(std::fs::File::open(tar).expect("open tar"))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn containers-storage");
+        assert!(
+            o.status.success(),
+            "applydiff: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `import-layer [parent]` with stdin from a file.
+    pub fn import_file(&self, tar: &Path, parent: Option<&str>) -> String {
+        let mut args = vec!["import-layer"];
+        args.extend(parent);
+        let out = self
+            .cmd(&args)
+            .stdin(std::fs::File::open(tar).expect("open tar"))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn containers-storage");
+        assert!(
+            out.status.success(),
+            "import-layer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .split_whitespace()
+            .last()
+            .expect("id")
+            .to_string()
     }
 
     pub fn run_line(&self, args: &[&str]) -> String {

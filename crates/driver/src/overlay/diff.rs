@@ -29,16 +29,22 @@ impl Overlay {
         if !self.features.native_diff || self.mount_program.is_some() {
             return Ok(false);
         }
-        Ok(self.parent_of(&req.id)? == req.parent)
+        if self.parent_of(&req.id)? != req.parent {
+            return Ok(false);
+        }
+        // Content in rotated diffN directories is not in the upper.
+        let (dir, _) = self
+            .find_layer(&req.id)?
+            .ok_or_else(|| Error::LayerUnknown(req.id.clone()))?;
+        Ok(!dir.join("diff1").exists())
     }
 
     /// The lower directories of `id` (absolute, nearest first).
     pub(super) fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>> {
-        self.layout
-            .read_lower(id)?
-            .iter()
-            .map(|l| self.resolve_lower(l))
-            .collect()
+        let (dir, _) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        self.lower_dirs_of(&dir)
     }
 
     pub(super) fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
@@ -57,7 +63,8 @@ impl Overlay {
             id_mappings: req.id_mappings.clone(),
             opaque: self.opaque_xattr(),
         };
-        let (r, w) = rustix::pipe::pipe().map_err(|e| Error::path("pipe", "", e.into()))?;
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::path("pipe", "", e.into()))?;
         let mut w = std::fs::File::from(w);
         std::thread::Builder::new()
             .name("overlay-diff".into())

@@ -23,11 +23,15 @@ use crate::{
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
 };
 
+pub mod als;
 mod diff;
+mod differ;
+mod idmap;
 pub mod layout;
 pub mod mounting;
 pub mod options;
 pub mod probe;
+pub mod quota;
 
 use layout::{check_id, Layout};
 pub use options::OverlayOptions;
@@ -80,6 +84,10 @@ pub struct Overlay {
     mount_program: Option<PathBuf>,
     backing: i64,
     home_mounted: Mutex<bool>,
+    /// Additional layer stores.
+    layer_stores: als::Stores,
+    /// Project quotas, or why they are unavailable.
+    quota: std::result::Result<quota::ProjectQuota, String>,
     counts: Mutex<HashMap<String, u32>>,
     id_mappings: IdMappings,
 }
@@ -162,9 +170,11 @@ impl Overlay {
             },
         )
         .map_err(|e| Error::path("write", &hm, e))?;
-        if opts.size.is_some() || opts.inodes.is_some() {
-            check_project_quota(&home, backing)?;
-        }
+        let quota = match quota::ProjectQuota::new(&home, &fs_name(backing)) {
+            Ok(q) => Ok(q),
+            Err(e) if opts.size.is_some() || opts.inodes.is_some() => return Err(e),
+            Err(e) => Err(e.to_string()),
+        };
         let home_mounted = if opts.skip_mount_home {
             false
         } else {
@@ -173,6 +183,10 @@ impl Overlay {
                 path: home.clone(),
                 source: e,
             })?
+        };
+        let layer_stores = als::Stores {
+            dirs: opts.layer_stores.clone(),
+            layout: Layout { home: home.clone() },
         };
         Ok(Self {
             layout: Layout { home },
@@ -183,6 +197,8 @@ impl Overlay {
             mount_program,
             backing,
             home_mounted: Mutex::new(home_mounted),
+            quota,
+            layer_stores,
             counts: Mutex::new(HashMap::new()),
             id_mappings: init.id_mappings.clone(),
         })
@@ -284,9 +300,14 @@ impl Overlay {
         } else {
             opts.options.clone()
         };
-        let read_only = in_store || options.iter().any(|o| o == "ro");
+        // Layers from an additional image or layer store are never written.
+        let read_only =
+            in_store || dir.join("additionallayer").exists() || options.iter().any(|o| o == "ro");
         options.retain(|o| o != "ro" && o != "rw");
-        if self.rootless && !options.iter().any(|o| o == "userxattr") {
+        if self.rootless
+            && self.mount_program.is_none()
+            && !options.iter().any(|o| o == "userxattr")
+        {
             options.push("userxattr".into());
         }
         if opts.volatile {
@@ -312,8 +333,15 @@ impl Overlay {
             if lowers.is_empty() {
                 lowers.push(dir.join("empty"));
             }
+            let work = dir.join("work");
+            // A volatile mount leaves work/work/incompat/volatile behind and
+            // the kernel refuses the workdir until it is cleared.
+            let inner = work.join("work");
+            if inner.join("incompat/volatile").exists() {
+                fs::remove_dir_all(&inner).map_err(|e| Error::path("remove", &inner, e))?;
+            }
             m.upper = Some(diff);
-            m.work = Some(dir.join("work"));
+            m.work = Some(work);
         }
         m.options = options;
         let shift =
@@ -324,6 +352,7 @@ impl Overlay {
             (&[][..], &[][..])
         };
         if let Some(prog) = &self.mount_program {
+            mounting::check_fuse_options(&m.options)?;
             m.lowers = lowers;
             mounting::mount_fuse(prog, &m, &merged, maps)?;
             return Ok(merged);
@@ -363,16 +392,20 @@ impl Overlay {
         Ok(merged)
     }
 
+    /// Lower directories of the layer at `dir`, nearest first: its rotated
+    /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
+    /// the layers its `lower` file names.
     fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut v = rotated_diffs(dir);
         let p = dir.join("lower");
         match fs::read_to_string(&p) {
-            Ok(s) => s
-                .trim()
-                .split(':')
-                .filter(|s| !s.is_empty())
-                .map(|l| self.resolve_lower(l))
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(s) => {
+                for l in s.trim().split(':').filter(|s| !s.is_empty()) {
+                    v.push(self.resolve_lower(l)?);
+                }
+                Ok(v)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(v),
             Err(e) => Err(Error::path("read", p, e)),
         }
     }
@@ -390,26 +423,20 @@ impl Overlay {
     }
 }
 
+/// `diff1`, `diff2`, … of a layer directory, as long as they exist.
+fn rotated_diffs(dir: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| dir.join(format!("diff{i}")))
+        .take_while(|p| p.is_dir())
+        .collect()
+}
+
 fn exists(p: &Path) -> Result<bool> {
     match p.symlink_metadata() {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::path("stat", p, e)),
     }
-}
-
-/// Project quotas (`size`, `inodes`) need XFS mounted with `prjquota`.
-fn check_project_quota(home: &Path, backing: i64) -> Result<()> {
-    if backing != 0x5846_5342 {
-        return Err(Error::Unsupported(format!(
-            "size/inodes quotas need project quota support, which the {} backing filesystem at {} lacks",
-            fs_name(backing),
-            home.display()
-        )));
-    }
-    Err(Error::Unsupported(
-        "size/inodes quotas: XFS project quota setup is not implemented yet".into(),
-    ))
 }
 
 fn disk_usage(root: &Path) -> Result<DiskUsage> {
@@ -444,26 +471,45 @@ impl Driver for Overlay {
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
         check_id(&req.id)?;
-        if req.storage_opt.contains_key("size") || req.storage_opt.contains_key("inodes") {
-            check_project_quota(&self.layout.home, self.backing)?;
+        let mut limits = sys::quota::ProjectLimits {
+            bytes: self.opts.size.unwrap_or(0),
+            inodes: self.opts.inodes.unwrap_or(0),
+        };
+        for (k, v) in &req.storage_opt {
+            match k.as_str() {
+                "size" => limits.bytes = options::parse_size(k, v)?,
+                "inodes" => {
+                    limits.inodes = v.parse().map_err(|_| Error::InvalidOption {
+                        key: k.clone(),
+                        reason: format!("{v:?} is not a number"),
+                    })?
+                }
+                _ => {
+                    return Err(Error::InvalidOption {
+                        key: k.clone(),
+                        reason: "unknown storage option for overlay".into(),
+                    })
+                }
+            }
         }
-        if let Some(k) = req
-            .storage_opt
-            .keys()
-            .find(|k| !["size", "inodes"].contains(&k.as_str()))
-        {
-            return Err(Error::InvalidOption {
-                key: k.clone(),
-                reason: "unknown storage option for overlay".into(),
-            });
-        }
+        let quota = if limits == sys::quota::ProjectLimits::default() {
+            None
+        } else {
+            Some(
+                self.quota
+                    .as_ref()
+                    .map_err(|e| Error::Unsupported(e.clone()))?,
+            )
+        };
         let maps = if req.id_mappings.is_identity() {
             &self.id_mappings
         } else {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        let (mode, parent) = match &req.parent {
+        // A child's diff takes its parent's mode and owner, as with the
+        // reference, so a child of an ID-mapped layer stays mapped.
+        let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
                     .find_layer(p)?
@@ -471,21 +517,28 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
                 let d = pdir.join("diff");
-                let mode = fs::metadata(&d)
-                    .map_err(|e| Error::path("stat", &d, e))?
-                    .permissions()
-                    .mode()
-                    & 0o7777;
-                (mode, Some(layout::ParentLinks::read(&pdir)?))
+                let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
+                let mode = md.permissions().mode() & 0o7777;
+                (
+                    mode,
+                    (md.uid(), md.gid()),
+                    Some(layout::ParentLinks::read(&pdir)?),
+                )
             }
-            None => (0o555, None),
+            None => (0o555, (root.uid, root.gid), None),
         };
         // Image and container layers share one layout (`req.access` only
         // matters to callers that mount them).
-        self.layout
-            .create(&req.id, parent.as_ref(), (root.uid, root.gid), mode)
+        self.layout.create(&req.id, parent.as_ref(), owner, mode)?;
+        if let Some(q) = quota {
+            if let Err(e) = q.apply(&self.layout.dir(&req.id), limits) {
+                let _ = self.remove(&req.id);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn remove(&self, id: &str) -> Result<()> {
@@ -622,12 +675,31 @@ impl Driver for Overlay {
         first_err.map_or(Ok(()), Err)
     }
 
+    fn differ(&self) -> Option<&dyn crate::DifferSupport> {
+        Some(self)
+    }
+
+    fn additional_layer_store(&self) -> Option<&dyn crate::AdditionalLayerStore> {
+        (!self.layer_stores.dirs.is_empty()).then_some(&self.layer_stores as _)
+    }
+
     fn additional_image_stores(&self) -> Vec<PathBuf> {
         self.opts.image_stores.clone()
     }
 
     fn supports_shifting(&self) -> bool {
         self.mount_program.is_none() && self.features.idmapped_lower
+    }
+
+    fn diff_getter(&self, id: &str) -> Result<crate::FileSource> {
+        let (dir, _) = self
+            .find_layer(id)?
+            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        if !rotated_diffs(&dir).is_empty() {
+            return naive::diff_getter(self, id);
+        }
+        // The layer's own files are all in its upper directory.
+        Ok(Box::new(naive::DirFileSource::open(&dir.join("diff"))?))
     }
 
     fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
@@ -649,6 +721,16 @@ impl Driver for Overlay {
             return self.native_diff_size(&req.id);
         }
         naive::diff_size(self, req)
+    }
+
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        _mount_label: Option<&str>,
+    ) -> Result<()> {
+        self.update_id_map(id, to_container, to_host)
     }
 
     fn apply_diff(

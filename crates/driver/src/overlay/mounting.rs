@@ -41,6 +41,12 @@ impl Staging {
         }
     }
 
+    /// A fresh empty directory in the staging area for a helper mount,
+    /// detached and removed with the staging area.
+    pub fn next_dir(&mut self) -> Result<PathBuf> {
+        self.next()
+    }
+
     fn next(&mut self) -> Result<PathBuf> {
         if self.mounts.is_empty() {
             fs::create_dir_all(&self.dir).map_err(|e| Error::path("mkdir", &self.dir, e))?;
@@ -191,7 +197,7 @@ pub fn mount_fuse(
     target: &Path,
     id_maps: (&[IdMap], &[IdMap]),
 ) -> Result<()> {
-    let mut data = String::from_utf8_lossy(&sys::mount::overlay_data(m)).into_owned();
+    let mut data = String::from_utf8_lossy(&sys::mount::overlay_data_all(m)).into_owned();
     let fmt = |maps: &[IdMap]| {
         maps.iter()
             .map(|x| format!("{}:{}:{}", x.container_id, x.host_id, x.size))
@@ -266,4 +272,71 @@ pub fn is_fuse(p: &Path) -> bool {
     const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
     #[allow(clippy::unnecessary_cast)]
     rustix::fs::statfs(p).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC)
+}
+
+/// Refuses mount options a FUSE overlay would silently ignore (the kernel
+/// refuses unknown ones itself).
+pub fn check_fuse_options(opts: &[String]) -> Result<()> {
+    const FLAGS: &[&str] = &[
+        "ro",
+        "rw",
+        "nodev",
+        "dev",
+        "nosuid",
+        "suid",
+        "noexec",
+        "exec",
+        "noatime",
+        "atime",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "lazytime",
+        "nolazytime",
+        "sync",
+        "async",
+        "dirsync",
+        "nodiratime",
+        "diratime",
+        "volatile",
+        "userxattr",
+        "static_nlink",
+        "noacl",
+        "squash_to_root",
+        "debug",
+        "allow_other",
+        "allow_root",
+        "default_permissions",
+    ];
+    const KEYS: &[&str] = &[
+        "context",
+        "fscontext",
+        "defcontext",
+        "rootcontext",
+        "fsync",
+        "squash_to_uid",
+        "squash_to_gid",
+        "threaded",
+        "xattr_permissions",
+        "uidmapping",
+        "gidmapping",
+        "timeout",
+        "redirect_dir",
+        "index",
+        "metacopy",
+        "max_idle_threads",
+    ];
+    for o in opts {
+        let known = match o.split_once('=') {
+            Some((k, _)) => KEYS.contains(&k),
+            None => FLAGS.contains(&o.as_str()),
+        };
+        if !known {
+            return Err(Error::InvalidOption {
+                key: o.clone(),
+                reason: "unknown mount option for the overlay mount program".into(),
+            });
+        }
+    }
+    Ok(())
 }

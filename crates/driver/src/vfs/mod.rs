@@ -19,7 +19,7 @@
 //! whose `vfs/dir/<id>` layers can be parents); `mountopt` is refused and
 //! the only mount option accepted is `ro`.
 
-mod copy;
+pub(crate) mod copy;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,0 +1,248 @@
+//! Differential tests on the real corpus (gated by STRATA_CORPUS): applying a
+//! layer gives the same tree as GNU tar extracting it, and a rough timing of
+//! the applier alone next to `tar -xpf`.
+//!
+
+mod apply_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use apply_support::*;
+use archive::apply::Resolution;
+use archive::{Applier, ApplierOptions, ApplyMode};
+
+fn corpus() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("STRATA_CORPUS") else {
+        eprintln!("skipping: STRATA_CORPUS is not set");
+        return None;
+    };
+    Some(PathBuf::from(dir))
+}
+
+fn corpus_file(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "STRATA_CORPUS is set but {} is missing",
+        p.display()
+    );
+    p
+}
+
+/// User+system CPU seconds of this process and of its waited-for children
+/// (from /proc/self/stat, in clock ticks of 1/100 s).
+fn cpu() -> (f64, f64) {
+    let st = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &st[st.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // After the command name: state is field 3; utime..cstime are 14..17.
+    ((f[11] + f[12]) / 100.0, (f[13] + f[14]) / 100.0)
+}
+
+fn gnu_tar(tar_path: &Path, into: &Path) -> f64 {
+    let t = Instant::now();
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(tar_path)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    t.elapsed().as_secs_f64()
+}
+
+/// Applies the file at `tar_path` with the crate's pipeline; returns seconds.
+fn ours(tar_path: &Path, into: &Path, opts: ApplierOptions, r: Resolution) -> f64 {
+    let f = std::fs::File::open(tar_path).unwrap();
+    let t = Instant::now();
+    apply_tar_file(into, f, opts, r);
+    t.elapsed().as_secs_f64()
+}
+
+fn apply_tar_file(into: &Path, f: std::fs::File, opts: ApplierOptions, r: Resolution) {
+    let dir = std::fs::File::open(into).unwrap();
+    use std::os::fd::AsFd;
+    if r == Resolution::Auto {
+        let o = archive::ApplyOptions {
+            mode: opts.mode,
+            ..Default::default()
+        };
+        archive::apply_layer(dir.as_fd(), f, o).unwrap();
+        return;
+    }
+    let mut a = Applier::with_resolution(dir.as_fd(), opts, r).unwrap();
+    archive::read_layer(f, None, |item| a.push(item)).unwrap();
+    eprintln!("resolution: {:?}", a.resolve_stats());
+    a.finish().unwrap();
+}
+
+fn sync() {
+    let _ = Command::new("sync").status();
+}
+
+fn differential(name: &str) {
+    let Some(dir) = corpus() else { return };
+    let tar_path = corpus_file(&dir, name);
+    for (mode, r) in [
+        (ApplyMode::default(), Resolution::Auto),
+        (ApplyMode::FullTree, Resolution::ManualWalk),
+    ] {
+        let bytes = std::fs::metadata(&tar_path).unwrap().len();
+        let t = tempfile::Builder::new()
+            .prefix("strata-corpus-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let a = t.path().join("ours");
+        let b = t.path().join("tar");
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        sync();
+        let c0 = cpu();
+        let mine = ours(
+            &tar_path,
+            &a,
+            ApplierOptions {
+                mode,
+                ..Default::default()
+            },
+            r,
+        );
+        sync();
+        let c1 = cpu();
+        let theirs = gnu_tar(&tar_path, &b);
+        let c2 = cpu();
+        eprintln!(
+            "{name} {mode:?} {r:?}: apply {mine:.2}s wall ({:.0} MB/s), {:.2}s CPU; tar -xpf {theirs:.2}s wall, {:.2}s CPU; wall ratio {:.2}",
+            bytes as f64 / mine / 1e6,
+            c1.0 - c0.0,
+            c2.1 - c1.1,
+            mine / theirs
+        );
+        let o = SnapOpts {
+            dir_times: true,
+            skip_xattr_prefix: &["security.selinux"],
+        };
+        let mut ta = snapshot_with(&a, &[], o);
+        let mut tb = snapshot_with(&b, &[], o);
+        // The roots themselves were made by the test.
+        ta.remove(&Vec::new());
+        tb.remove(&Vec::new());
+        let d = diff_trees(&ta, &tb);
+        assert!(
+            d.is_empty(),
+            "{name}: {} differences, first:\n{}",
+            d.len(),
+            d.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        );
+        assert!(
+            ta.len() > 100,
+            "{name}: the tree is too small: {}",
+            ta.len()
+        );
+    }
+}
+
+#[test]
+fn corpus_debian_minbase_matches_gnu_tar() {
+    differential("debian-minbase.tar");
+}
+
+#[test]
+fn corpus_layer_npm_matches_gnu_tar() {
+    differential("layer-npm.tar");
+}
+
+/// Full-tree mode against the reference: containers-storage's vfs driver
+/// imports debian-minbase.tar and then layer2.tar (99 whiteouts) on top;
+/// applying both in FullTree mode must give the same tree. Directory mtimes
+/// are not compared: a whiteout after a directory's entry leaves "now" in
+/// the reference, while strata sets the entry's time at the end.
+#[test]
+fn corpus_layer2_full_tree_matches_containers_storage_vfs() {
+    let Some(dir) = corpus() else { return };
+    let base = corpus_file(&dir, "debian-minbase.tar");
+    let layer2 = corpus_file(&dir, "layer2.tar");
+    if Command::new("containers-storage")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "containers-storage is missing"
+        );
+        eprintln!("skipping: containers-storage is not installed");
+        return;
+    }
+    let t = tempfile::Builder::new()
+        .prefix("strata-corpus-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let g = t.path().join("graph");
+    let run = t.path().join("run");
+    let cs = |args: &[&str], file: Option<&Path>| -> String {
+        let mut c = Command::new("containers-storage");
+        c.arg("-g").arg(&g).arg("-R").arg(&run).args(["-s", "vfs"]);
+        c.arg(args[0]);
+        if let Some(f) = file {
+            c.arg("-f").arg(f);
+        }
+        c.args(&args[1..]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "containers-storage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let id1 = cs(&["import-layer"], Some(&base));
+    let t0 = Instant::now();
+    let id2 = cs(&["import-layer", &id1], Some(&layer2));
+    let theirs = t0.elapsed().as_secs_f64();
+    cs(&["shutdown"], None);
+    let reference = g.join("vfs/dir").join(&id2);
+    assert!(reference.is_dir());
+
+    let mine_dir = t.path().join("ours");
+    std::fs::create_dir(&mine_dir).unwrap();
+    ours(&base, &mine_dir, full_opts(), Resolution::Auto);
+    let mine = ours(&layer2, &mine_dir, full_opts(), Resolution::Auto);
+    eprintln!(
+        "layer2.tar FullTree: apply {mine:.2}s; containers-storage import-layer (vfs, incl. copy of the parent) {theirs:.2}s"
+    );
+    let o = SnapOpts {
+        dir_times: false,
+        skip_xattr_prefix: &["security.selinux"],
+    };
+    let mut ta = snapshot_with(&mine_dir, &[], o);
+    let mut tb = snapshot_with(&reference, &[], o);
+    ta.remove(&Vec::new());
+    tb.remove(&Vec::new());
+    let d = diff_trees(&ta, &tb);
+    assert!(
+        d.is_empty(),
+        "{} differences, first:\n{}",
+        d.len(),
+        d.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+    assert!(!ta.contains_key(b"etc/motd".as_slice()), "whiteout applied");
+}
+
+fn full_opts() -> ApplierOptions {
+    ApplierOptions {
+        mode: ApplyMode::FullTree,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,140 @@
+//! Native diff of the overlay driver: changes, diff tar and diff size read
+//! straight from a layer's upper directory (privileged_*).
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use driver::overlay::Overlay;
+use driver::{ChangeKind, CreateRequest, DiffRequest, Driver, InitOptions};
+
+fn privileged(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{what}: needs root");
+    eprintln!("skipping {what}: needs root");
+    false
+}
+
+struct Tmp(tempfile::TempDir, Option<Overlay>);
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        if let Some(d) = self.1.take() {
+            let _ = d.cleanup();
+        }
+        let home = self.0.path().join("root/overlay");
+        let _ = rustix::mount::unmount(&home, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+fn diff_dir(t: &Tmp, id: &str) -> PathBuf {
+    t.0.path().join("root/overlay").join(id).join("diff")
+}
+
+fn tar_list(mut r: impl Read) -> Vec<String> {
+    let mut child = Command::new("tar")
+        .args(["-tf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::copy(&mut r, &mut stdin).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut v: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty() && l != ".")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn privileged_overlay_native_diff_from_upper() {
+    if !privileged("privileged_overlay_native_diff_from_upper") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("strata-ovld-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let d = Overlay::new(&InitOptions {
+        home: dir.path().join("root/overlay"),
+        run_root: dir.path().join("run/overlay"),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = Tmp(dir, None);
+    if !d.features().native_diff {
+        assert!(std::env::var_os("CI").is_none(), "native diff unavailable");
+        eprintln!("skipping: native diff unavailable here");
+        return;
+    }
+    for (id, parent) in [("base", None), ("child", Some("base"))] {
+        d.create(&CreateRequest {
+            id: id.into(),
+            parent: parent.map(str::to_string),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let base = diff_dir(&t, "base");
+    fs::write(base.join("keep"), "k").unwrap();
+    fs::write(base.join("gone"), "g").unwrap();
+    fs::create_dir(base.join("od")).unwrap();
+    fs::write(base.join("od/old"), "o").unwrap();
+    let child = diff_dir(&t, "child");
+    fs::write(child.join("added"), "12345").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        child.join("gone"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    fs::create_dir(child.join("od")).unwrap();
+    rustix::fs::setxattr(
+        child.join("od"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let req = DiffRequest {
+        id: "child".into(),
+        parent: Some("base".into()),
+        ..Default::default()
+    };
+    let changes = d.changes(&req).unwrap();
+    let find = |p: &str| {
+        changes
+            .iter()
+            .find(|c| c.path == p.as_bytes())
+            .map(|c| c.kind)
+    };
+    assert_eq!(find("/added"), Some(ChangeKind::Add), "{changes:?}");
+    assert_eq!(find("/gone"), Some(ChangeKind::Delete), "{changes:?}");
+    assert!(find("/keep").is_none());
+    let names = tar_list(d.diff(&req).unwrap());
+    assert!(names.contains(&"added".to_string()), "{names:?}");
+    assert!(names.contains(&".wh.gone".to_string()), "{names:?}");
+    assert!(names.contains(&"od/.wh..wh..opq".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n == "keep"), "{names:?}");
+    assert_eq!(d.diff_size(&req).unwrap(), 5);
+    // The base layer's diff is everything in it.
+    let base_req = DiffRequest {
+        id: "base".into(),
+        ..Default::default()
+    };
+    let names = tar_list(d.diff(&base_req).unwrap());
+    assert_eq!(names, ["gone", "keep", "od", "od/old"]);
+    t.1 = Some(d);
+}
