@@ -72,7 +72,10 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     // Copying is mostly waiting for the disk (reads of a cold parent,
     // allocation, journal), so more tasks than cores keep more I/O in
     // flight. A private pool, so the global one keeps its size.
-    match rayon::ThreadPoolBuilder::new().num_threads(copy_threads()).build() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(copy_threads())
+        .build()
+    {
         Ok(pool) => pool.install(|| rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))),
         Err(e) => {
             tracing::debug!("copy pool: {e}; using the global pool");
@@ -92,7 +95,10 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
 /// Threads of the copy pool: `STRATA_COPY_THREADS` if set, else four per
 /// core (at least 4, at most 32).
 fn copy_threads() -> usize {
-    if let Some(n) = std::env::var("STRATA_COPY_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("STRATA_COPY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return n;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -334,8 +340,13 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
         )
         .map_err(|e| io("chown", &dst_path, e))?;
     }
-    rustix::fs::chmodat(dst, rel, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())
-        .map_err(|e| io("chmod", &dst_path, e))?;
+    rustix::fs::chmodat(
+        dst,
+        rel,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(|e| io("chmod", &dst_path, e))?;
     rustix::fs::utimensat(dst, rel, &times(st), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| io("set times", &dst_path, e))?;
     Ok(())
