@@ -210,3 +210,59 @@ interop!(
     one_writes_other_reads("overlay", Writer::Reference, Remount::Skip)
 );
 interop!(privileged_interop_overlay_alternate, alternate("overlay"));
+
+/// Both tools writing at the same time: the fcntl locks serialise them and
+/// no record is lost.
+#[test]
+fn concurrent_writers_lose_nothing() {
+    if !have_reference() {
+        return;
+    }
+    let e = Env::new("vfs");
+    e.ok(&["create-layer", "--id", "base"]);
+    std::thread::scope(|sc| {
+        for i in 0..6 {
+            let e = &e;
+            sc.spawn(move || {
+                let id = format!("l{i}");
+                let args = [
+                    "create-layer",
+                    "--id",
+                    id.as_str(),
+                    "-n",
+                    id.as_str(),
+                    "base",
+                ];
+                if i % 2 == 0 {
+                    e.ok(&args);
+                } else {
+                    let o = e.reference(&args);
+                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                }
+                let names = ["set-names", "-n", "x", id.as_str()];
+                if i % 2 == 0 {
+                    let o = e.reference(&names);
+                    assert!(o.status.success());
+                } else {
+                    e.ok(&names);
+                }
+            });
+        }
+    });
+    let v = e.layers_json();
+    assert_eq!(v.as_array().unwrap().len(), 7, "{v}");
+    // Exactly one layer ends up with the contested name.
+    let with_x = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"x".into()))
+        })
+        .count();
+    assert_eq!(with_x, 1, "{v}");
+    let listing = e.ok(&["layers"]);
+    assert_eq!(listing, e.ref_ok(&["layers"]));
+}
