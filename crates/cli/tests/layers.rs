@@ -290,3 +290,57 @@ fn unknown_fields_survive_a_rewrite() {
     assert!(after.contains("\"future\":{\"z\":1,\"a\":2}"), "{after}");
     assert!(after.contains("\"metadata\":\"m\""), "{after}");
 }
+
+#[test]
+fn id_map_flags_like_reference() {
+    let e = Env::new("vfs");
+    let steps: &[&[&str]] = &[
+        &[
+            "create-layer",
+            "--id",
+            "m",
+            "--uidmap",
+            "0:1000:100",
+            "--gidmap",
+            "0:2000:100",
+        ],
+        &["create-layer", "--id", "inherits", "m"],
+        &[
+            "create-layer",
+            "--id",
+            "host",
+            "--hostuidmap",
+            "--hostgidmap",
+            "m",
+        ],
+        &["create-layer", "--id", "half", "--hostuidmap", "m"],
+    ];
+    for s in steps {
+        e.ok(s);
+    }
+    let ours = e.layers_json();
+    let pick = |v: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["uidmap"].clone(), l["gidmap"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        ours[1]["uidmap"], ours[0]["uidmap"],
+        "child inherits the parent's maps"
+    );
+    assert!(ours[2].get("uidmap").is_none() && ours[2].get("gidmap").is_none());
+    if have_reference() {
+        let r = Env::new("vfs");
+        for s in steps {
+            let o = r.reference(s);
+            assert!(
+                o.status.success(),
+                "{s:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(pick(&ours), pick(&r.layers_json()));
+    }
+}
