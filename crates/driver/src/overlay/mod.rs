@@ -294,7 +294,17 @@ impl Overlay {
         if !in_store {
             self.layout.repair(id)?;
         }
-        let merged = self.layout.merged(id);
+        let merged = dir.join("merged");
+        // The reference removes `merged` when it unmounts.
+        if !in_store && !merged.exists() {
+            layout::mkdir_mode(&merged, 0o700)?;
+            let md = fs::metadata(dir.join("diff")).map_err(|e| Error::path("stat", &dir, e))?;
+            use std::os::unix::fs::MetadataExt;
+            if (md.uid(), md.gid()) != (0, 0) {
+                std::os::unix::fs::lchown(&merged, Some(md.uid()), Some(md.gid()))
+                    .map_err(|e| Error::path("chown", &merged, e))?;
+            }
+        }
         let mut options: Vec<String> = if opts.options.is_empty() {
             self.opts.mount_options.clone()
         } else {
@@ -410,8 +420,17 @@ impl Overlay {
         }
     }
 
+    /// Where layer `id` is mounted: its `merged` directory, in the home or
+    /// in the image store that holds it.
+    fn merged_of(&self, id: &str) -> Result<PathBuf> {
+        Ok(match self.find_layer(id)? {
+            Some((dir, _)) => dir.join("merged"),
+            None => self.layout.merged(id),
+        })
+    }
+
     fn unmount_layer(&self, id: &str) -> Result<()> {
-        let merged = self.layout.merged(id);
+        let merged = self.merged_of(id)?;
         if !mounting::is_mounted(&merged) {
             return Ok(());
         }
@@ -571,7 +590,7 @@ impl Driver for Overlay {
 
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let merged = self.layout.merged(id);
+        let merged = self.merged_of(id)?;
         if let Some(c) = counts.get_mut(id) {
             if mounting::is_mounted(&merged) {
                 *c += 1;
@@ -667,8 +686,11 @@ impl Driver for Overlay {
                 first_err.get_or_insert(e);
             }
         }
+        // The private bind mount of the home may have been made by an
+        // earlier process (as the reference leaves it); remove it too, but
+        // never a filesystem mounted on the home in its own right.
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm {
+        if *hm || sys::mount::is_self_bind(&self.layout.home).unwrap_or(false) {
             mounting::unmount_kernel(&self.layout.home)?;
             *hm = false;
         }
