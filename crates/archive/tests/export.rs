@@ -371,12 +371,39 @@ fn privileged_overlay_upper_changes_and_export() {
         rustix::fs::XattrFlags::empty(),
     )
     .expect("setxattr");
+    // a/b unchanged (copied up for a new child): both listed, outermost first.
+    for root in [&l2, &upper] {
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+    }
+    std::fs::write(upper.join("a/b/new"), b"n").expect("write");
+    for root in [&l2, &upper] {
+        for d in ["a/b", "a"] {
+            let ts = rustix::fs::Timespec {
+                tv_sec: 1000,
+                tv_nsec: 0,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                root.join(d),
+                &times,
+                rustix::fs::AtFlags::empty(),
+            )
+            .expect("utimensat");
+        }
+    }
     let lowers = vec![l1.clone(), l2.clone()];
     let got = overlay_changes(&upper, &lowers, OpaqueXattr::User).expect("changes");
     let lines: Vec<String> = got.iter().map(Change::to_line).collect();
     assert_eq!(
         lines,
         [
+            r#"Modify "/a""#,
+            r#"Modify "/a/b""#,
+            r#"Add "/a/b/new""#,
             r#"Delete "/d""#,
             r#"Add "/d/new""#,
             r#"Delete "/f""#,
@@ -386,7 +413,7 @@ fn privileged_overlay_upper_changes_and_export() {
     );
     // With the trusted namespace, d is an ordinary directory (Modify).
     let got = overlay_changes(&upper, &lowers, OpaqueXattr::Trusted).expect("changes");
-    assert_eq!(got[0].to_line(), r#"Modify "/d""#);
+    assert_eq!(got[3].to_line(), r#"Modify "/d""#);
 
     let opts = ExportOptions {
         opaque: OpaqueXattr::User,
@@ -398,7 +425,20 @@ fn privileged_overlay_upper_changes_and_export() {
         .iter()
         .map(|m| String::from_utf8_lossy(&m.name).into_owned())
         .collect();
-    assert_eq!(names, ["d/", "d/.wh..wh..opq", "d/new", ".wh.f", "n/", "w"]);
+    assert_eq!(
+        names,
+        [
+            "a/",
+            "a/b/",
+            "a/b/new",
+            "d/",
+            "d/.wh..wh..opq",
+            "d/new",
+            ".wh.f",
+            "n/",
+            "w"
+        ]
+    );
     let mut a = tar::Archive::new(&out[..]);
     for e in a.entries().expect("entries") {
         let mut e = e.expect("entry");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use store::{Force, LayerMaps, MountRequest, NewLayer, Safety, Store, StoreOptions};
+use store::{Force, LayerMaps, MapChoice, MountRequest, NewLayer, Safety, Store, StoreOptions};
 
 use crate::args::{Cli, Cmd, DiffOpts, ExistsOpts, LayerOpts};
 use crate::output::{self, print};
@@ -410,50 +410,35 @@ fn finish(failed: Option<store::Error>) -> Result<ExitCode> {
 }
 
 fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
-    if o.hostuidmap || o.hostgidmap {
-        // Host maps for the forced side; the other side may still be given.
-        let uids = if o.hostuidmap {
-            Vec::new()
-        } else {
-            uid_map(o)?
-        };
-        let gids = if o.hostgidmap {
-            Vec::new()
-        } else {
-            gid_map(o)?
-        };
-        if uids.is_empty() && gids.is_empty() {
-            return Ok(LayerMaps::Host);
+    let side = |host: bool, explicit: Option<&String>, sub: Option<&String>, file: &str| {
+        if host {
+            return Ok::<_, anyhow::Error>(MapChoice::Host);
         }
-        return Ok(LayerMaps::Explicit { uids, gids });
-    }
-    let uids = uid_map(o)?;
-    let gids = gid_map(o)?;
-    if uids.is_empty() && gids.is_empty() {
-        Ok(LayerMaps::Inherit)
-    } else {
-        Ok(LayerMaps::Explicit { uids, gids })
-    }
-}
-
-fn uid_map(o: &LayerOpts) -> Result<Vec<idmap::IdMap>> {
-    if let Some(m) = &o.uidmap {
-        return Ok(idmap::parse_maps(m)?);
-    }
-    if let Some(u) = &o.subuidmap {
-        return Ok(idmap::read_subid_maps(Path::new("/etc/subuid"), u)?);
-    }
-    Ok(Vec::new())
-}
-
-fn gid_map(o: &LayerOpts) -> Result<Vec<idmap::IdMap>> {
-    if let Some(m) = &o.gidmap {
-        return Ok(idmap::parse_maps(m)?);
-    }
-    if let Some(g) = &o.subgidmap {
-        return Ok(idmap::read_subid_maps(Path::new("/etc/subgid"), g)?);
-    }
-    Ok(Vec::new())
+        if let Some(m) = explicit {
+            return Ok(MapChoice::Explicit(idmap::parse_maps(m)?));
+        }
+        if let Some(name) = sub {
+            return Ok(MapChoice::Explicit(idmap::read_subid_maps(
+                Path::new(file),
+                name,
+            )?));
+        }
+        Ok(MapChoice::Inherit)
+    };
+    Ok(LayerMaps {
+        uids: side(
+            o.hostuidmap,
+            o.uidmap.as_ref(),
+            o.subuidmap.as_ref(),
+            "/etc/subuid",
+        )?,
+        gids: side(
+            o.hostgidmap,
+            o.gidmap.as_ref(),
+            o.subgidmap.as_ref(),
+            "/etc/subgid",
+        )?,
+    })
 }
 
 fn put_layer(

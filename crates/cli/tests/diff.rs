@@ -54,6 +54,11 @@ fn import_and_diff_round_trip(driver: &str) {
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&d[..]), &mut plain).unwrap();
     assert!(plain == tar);
     assert!(e.strata(&["diff", "-u", g.as_str()]).stdout == tar);
+    for flag in ["-b", "--xz"] {
+        let o = e.strata(&["diff", flag, "base"]);
+        assert!(!o.status.success(), "{flag} is not supported");
+        assert!(o.stdout.is_empty());
+    }
     let c = e.strata(&["diff", "-c", "base"]).stdout;
     assert_eq!(&c[..2], &[0x1f, 0x8b]);
     // --file for import.

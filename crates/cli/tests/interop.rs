@@ -39,7 +39,14 @@ fn run_as(e: &Env, who: Writer, args: &[&str], input: &[u8]) -> String {
     }
 }
 
-fn one_writes_other_reads(driver: &str, writer: Writer) {
+/// Whether the reader mounts the writer's container layer.
+#[derive(Clone, Copy, PartialEq)]
+enum Remount {
+    Check,
+    Skip,
+}
+
+fn one_writes_other_reads(driver: &str, writer: Writer, remount: Remount) {
     let reader = match writer {
         Writer::Strata => Writer::Reference,
         Writer::Reference => Writer::Strata,
@@ -82,19 +89,6 @@ fn one_writes_other_reads(driver: &str, writer: Writer) {
     let rj: serde_json::Value =
         serde_json::from_str(&run_as(&e, reader, &["layers", "-j"], b"")).unwrap();
     assert_eq!(wj, rj);
-    // It mounts the child and sees the files.
-    let m = run_as(&e, reader, &["mount", ctr.as_str()], b"");
-    let m = Path::new(m.trim_end());
-    assert_eq!(
-        std::fs::read_to_string(m.join("etc/written-by-writer")).unwrap(),
-        "hello\n"
-    );
-    assert!(!m.join("etc/motd").exists());
-    assert_eq!(
-        std::fs::read_to_string(m.join("etc/new")).unwrap(),
-        "new file\n"
-    );
-    run_as(&e, reader, &["unmount", ctr.as_str()], b"");
     // Same changes (as sets: the reference lists them in directory order).
     for l in [&ctr, &top] {
         assert_eq!(
@@ -113,6 +107,23 @@ fn one_writes_other_reads(driver: &str, writer: Writer) {
         d.stdout == tar,
         "diff of the imported layer differs from the tar"
     );
+    // It mounts the child and sees the files.
+    if remount == Remount::Skip {
+        e.strata(&["shutdown", "-f"]);
+        return;
+    }
+    let m = run_as(&e, reader, &["mount", ctr.as_str()], b"");
+    let m = Path::new(m.trim_end());
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/written-by-writer")).unwrap(),
+        "hello\n"
+    );
+    assert!(!m.join("etc/motd").exists());
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/new")).unwrap(),
+        "new file\n"
+    );
+    run_as(&e, reader, &["unmount", ctr.as_str()], b"");
     // The reader can delete what the writer made.
     run_as(&e, reader, &["delete-layer", ctr.as_str()], b"");
     assert!(!run_as(&e, writer, &["layers"], b"").contains(&ctr));
@@ -176,22 +187,82 @@ macro_rules! interop {
 
 interop!(
     privileged_interop_vfs_strata_writes,
-    one_writes_other_reads("vfs", Writer::Strata)
+    one_writes_other_reads("vfs", Writer::Strata, Remount::Check)
 );
 interop!(
     privileged_interop_vfs_reference_writes,
-    one_writes_other_reads("vfs", Writer::Reference)
+    one_writes_other_reads("vfs", Writer::Reference, Remount::Check)
 );
 interop!(privileged_interop_vfs_alternate, alternate("vfs"));
 interop!(
     privileged_interop_overlay_strata_writes,
-    one_writes_other_reads("overlay", Writer::Strata)
+    one_writes_other_reads("overlay", Writer::Strata, Remount::Check)
 );
 // The reference removes `merged/` when it unmounts; strata's overlay
 // driver does not yet recreate it before mounting.
 interop!(
     #[ignore = "overlay driver: mount fails when merged/ was removed by containers-storage's unmount"]
     privileged_interop_overlay_reference_writes,
-    one_writes_other_reads("overlay", Writer::Reference)
+    one_writes_other_reads("overlay", Writer::Reference, Remount::Check)
+);
+interop!(
+    privileged_interop_overlay_reference_writes_no_remount,
+    one_writes_other_reads("overlay", Writer::Reference, Remount::Skip)
 );
 interop!(privileged_interop_overlay_alternate, alternate("overlay"));
+
+/// Both tools writing at the same time: the fcntl locks serialise them and
+/// no record is lost.
+#[test]
+fn concurrent_writers_lose_nothing() {
+    if !have_reference() {
+        return;
+    }
+    let e = Env::new("vfs");
+    e.ok(&["create-layer", "--id", "base"]);
+    std::thread::scope(|sc| {
+        for i in 0..6 {
+            let e = &e;
+            sc.spawn(move || {
+                let id = format!("l{i}");
+                let args = [
+                    "create-layer",
+                    "--id",
+                    id.as_str(),
+                    "-n",
+                    id.as_str(),
+                    "base",
+                ];
+                if i % 2 == 0 {
+                    e.ok(&args);
+                } else {
+                    let o = e.reference(&args);
+                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                }
+                let names = ["set-names", "-n", "x", id.as_str()];
+                if i % 2 == 0 {
+                    let o = e.reference(&names);
+                    assert!(o.status.success());
+                } else {
+                    e.ok(&names);
+                }
+            });
+        }
+    });
+    let v = e.layers_json();
+    assert_eq!(v.as_array().unwrap().len(), 7, "{v}");
+    // Exactly one layer ends up with the contested name.
+    let with_x = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"x".into()))
+        })
+        .count();
+    assert_eq!(with_x, 1, "{v}");
+    let listing = e.ok(&["layers"]);
+    assert_eq!(listing, e.ref_ok(&["layers"]));
+}

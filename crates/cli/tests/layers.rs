@@ -113,6 +113,22 @@ fn names_metadata_and_data(driver: &str) {
     let dd = e.graph().join(format!("{driver}-layers/a"));
     assert!(dd.join("blob1").is_file());
     assert!(dd.join("=T2RkL05hbWU=").is_file());
+    // The --file forms.
+    let f = e.dir.path().join("data.in");
+    std::fs::write(&f, b"from file").unwrap();
+    let fs = f.to_str().unwrap();
+    e.ok(&["set-layer-data", "-f", fs, "a", "fromfile"]);
+    let g = e.dir.path().join("data.out");
+    e.ok(&[
+        "get-layer-data",
+        "--file",
+        g.to_str().unwrap(),
+        "a",
+        "fromfile",
+    ]);
+    assert_eq!(std::fs::read(&g).unwrap(), b"from file");
+    e.ok(&["set-metadata", "--metadata-file", fs, "b"]);
+    assert_eq!(e.ok(&["metadata", "-q", "b"]), "from file\n");
     let o = e.strata(&["get-layer-data", "a", "nope"]);
     assert!(!o.status.success());
     e.ok(&["delete-layer", "a"]);
@@ -273,4 +289,58 @@ fn unknown_fields_survive_a_rewrite() {
     let after = std::fs::read_to_string(&p).unwrap();
     assert!(after.contains("\"future\":{\"z\":1,\"a\":2}"), "{after}");
     assert!(after.contains("\"metadata\":\"m\""), "{after}");
+}
+
+#[test]
+fn id_map_flags_like_reference() {
+    let e = Env::new("vfs");
+    let steps: &[&[&str]] = &[
+        &[
+            "create-layer",
+            "--id",
+            "m",
+            "--uidmap",
+            "0:1000:100",
+            "--gidmap",
+            "0:2000:100",
+        ],
+        &["create-layer", "--id", "inherits", "m"],
+        &[
+            "create-layer",
+            "--id",
+            "host",
+            "--hostuidmap",
+            "--hostgidmap",
+            "m",
+        ],
+        &["create-layer", "--id", "half", "--hostuidmap", "m"],
+    ];
+    for s in steps {
+        e.ok(s);
+    }
+    let ours = e.layers_json();
+    let pick = |v: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["uidmap"].clone(), l["gidmap"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        ours[1]["uidmap"], ours[0]["uidmap"],
+        "child inherits the parent's maps"
+    );
+    assert!(ours[2].get("uidmap").is_none() && ours[2].get("gidmap").is_none());
+    if have_reference() {
+        let r = Env::new("vfs");
+        for s in steps {
+            let o = r.reference(s);
+            assert!(
+                o.status.success(),
+                "{s:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(pick(&ours), pick(&r.layers_json()));
+    }
 }

@@ -184,3 +184,111 @@ fn privileged_overlay_rotated_diffs_and_diff_getter() {
     assert!(md["LowerDir"].contains("child/diff1"), "{md:?}");
     d.cleanup().unwrap();
 }
+
+#[test]
+fn privileged_overlay_additional_layer_store() {
+    if !privileged("privileged_overlay_additional_layer_store") {
+        return;
+    }
+    let s = Scratch::new();
+    let store = s.0.path().join("als");
+    let reference = "docker.io/library/alpine:latest";
+    let digest = "sha256:0123";
+    let l = store
+        .join(driver::overlay::als::base64(reference.as_bytes()))
+        .join(digest);
+    fs::create_dir_all(l.join("diff")).unwrap();
+    fs::write(l.join("diff/from-store"), "S").unwrap();
+    fs::write(l.join("info"), r#"{"digest":"sha256:0123"}"#).unwrap();
+    fs::write(l.join("blob"), "blob-bytes").unwrap();
+    let d = s.init(&[&format!(
+        "overlay.additionallayerstore={}:ref",
+        store.display()
+    )]);
+    let als = d.additional_layer_store().expect("configured");
+    assert!(als.lookup("sha256:none", reference).is_err());
+    let layer = als.lookup(digest, reference).unwrap();
+    let mut info = String::new();
+    layer.info().unwrap().read_to_string(&mut info).unwrap();
+    assert!(info.contains("0123"));
+    layer.create_as("from-als", None).unwrap();
+    assert!(d.exists("from-als").unwrap());
+    let mut blob = String::new();
+    als.lookup_by_id("from-als")
+        .unwrap()
+        .blob()
+        .unwrap()
+        .read_to_string(&mut blob)
+        .unwrap();
+    assert_eq!(blob, "blob-bytes");
+    let m = d.get("from-als", &MountOptions::default()).unwrap();
+    assert_eq!(fs::read_to_string(m.join("from-store")).unwrap(), "S");
+    assert!(
+        fs::write(m.join("x"), "x").is_err(),
+        "store layers are read-only"
+    );
+    d.put("from-als").unwrap();
+    create(&d, "child", Some("from-als"));
+    let m = d.get("child", &MountOptions::default()).unwrap();
+    assert_eq!(fs::read_to_string(m.join("from-store")).unwrap(), "S");
+    fs::write(m.join("mine"), "m").unwrap();
+    d.put("child").unwrap();
+    d.remove("from-als").unwrap();
+    assert!(l.join("diff/from-store").exists(), "the store's files stay");
+    d.cleanup().unwrap();
+}
+
+struct WriteFile;
+
+impl driver::Differ for WriteFile {
+    fn apply_diff(
+        &self,
+        dest: &Path,
+        _: &driver::ApplyDiffOptions,
+    ) -> driver::Result<driver::DifferOutput> {
+        fs::write(dest.join("staged"), "from differ").unwrap();
+        Ok(driver::DifferOutput {
+            size: 11,
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn privileged_overlay_differ_staging() {
+    if !privileged("privileged_overlay_differ_staging") {
+        return;
+    }
+    let s = Scratch::new();
+    let d = s.init(&[]);
+    create(&d, "base", None);
+    create(&d, "child", Some("base"));
+    let dif = d.differ().expect("overlay supports differs");
+    let opts = driver::ApplyDiffOptions::default();
+    let out = dif
+        .apply_with_differ(Some("base"), &opts, &WriteFile)
+        .unwrap();
+    assert!(out
+        .target
+        .starts_with(s.0.path().join("root/overlay/staging")));
+    assert!(
+        dif.apply_from_staging("child", None, &out).is_err(),
+        "wrong parent"
+    );
+    dif.apply_from_staging("child", Some("base"), &out).unwrap();
+    assert!(!out.target.exists());
+    assert_eq!(
+        dif.differ_target("child").unwrap(),
+        s.layer("child").join("diff")
+    );
+    let m = d.get("child", &MountOptions::default()).unwrap();
+    assert_eq!(fs::read_to_string(m.join("staged")).unwrap(), "from differ");
+    d.put("child").unwrap();
+    // Abandoned staging directories are removed; paths elsewhere refused.
+    let out = dif.apply_with_differ(None, &opts, &WriteFile).unwrap();
+    dif.cleanup_staging(&out.target).unwrap();
+    assert!(!out.target.exists());
+    assert!(dif.cleanup_staging(&s.layer("base")).is_err());
+    assert!(s.layer("base").exists());
+    d.cleanup().unwrap();
+}

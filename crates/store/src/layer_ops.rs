@@ -12,21 +12,25 @@ use crate::files::{remove_dir_if_exists, remove_file_if_exists, syncfs};
 use crate::record::{now, random_id, Layer, FLAG_INCOMPLETE};
 use crate::{Error, Result, Store};
 
-/// Which ID maps a new layer gets.
+/// Where one side (UIDs or GIDs) of a new layer's ID map comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum LayerMaps {
-    /// The parent's maps, or the store's for a base layer.
+pub enum MapChoice {
+    /// The parent's map, or the store's for a base layer.
     #[default]
     Inherit,
     /// No mapping (host IDs), whatever the store or the parent use.
     Host,
-    /// These maps; an empty side inherits.
-    Explicit {
-        /// UID map.
-        uids: Vec<IdMap>,
-        /// GID map.
-        gids: Vec<IdMap>,
-    },
+    /// This map.
+    Explicit(Vec<IdMap>),
+}
+
+/// Which ID maps a new layer gets, per side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerMaps {
+    /// UID map.
+    pub uids: MapChoice,
+    /// GID map.
+    pub gids: MapChoice,
 }
 
 /// Arguments of [`Store::create_layer`] and [`Store::import_layer`].
@@ -281,26 +285,23 @@ impl Store {
     }
 
     fn choose_maps(&self, maps: &LayerMaps, parent: Option<&Layer>) -> (Vec<IdMap>, Vec<IdMap>) {
-        let inherit_u =
-            || parent.map_or_else(|| self.default_maps.uids().to_vec(), |p| p.uid_map.clone());
-        let inherit_g =
-            || parent.map_or_else(|| self.default_maps.gids().to_vec(), |p| p.gid_map.clone());
-        match maps {
-            LayerMaps::Inherit => (inherit_u(), inherit_g()),
-            LayerMaps::Host => (Vec::new(), Vec::new()),
-            LayerMaps::Explicit { uids, gids } => (
-                if uids.is_empty() {
-                    inherit_u()
-                } else {
-                    uids.clone()
-                },
-                if gids.is_empty() {
-                    inherit_g()
-                } else {
-                    gids.clone()
-                },
+        let pick = |c: &MapChoice, parent_map: Option<&Vec<IdMap>>, store: &[IdMap]| match c {
+            MapChoice::Inherit => parent_map.cloned().unwrap_or_else(|| store.to_vec()),
+            MapChoice::Host => Vec::new(),
+            MapChoice::Explicit(m) => m.clone(),
+        };
+        (
+            pick(
+                &maps.uids,
+                parent.map(|p| &p.uid_map),
+                self.default_maps.uids(),
             ),
-        }
+            pick(
+                &maps.gids,
+                parent.map(|p| &p.gid_map),
+                self.default_maps.gids(),
+            ),
+        )
     }
 
     /// Deletes a layer: unmounts it as often as it is mounted, removes its

@@ -49,7 +49,7 @@ mod store;
 pub use archive::{Change, ChangeKind, Compression};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
-pub use layer_ops::{LayerMaps, NewLayer, Safety};
+pub use layer_ops::{LayerMaps, MapChoice, NewLayer, Safety};
 pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;
 pub use state::MountRecord;

@@ -165,8 +165,9 @@ impl Store {
             .map_err(|e| Error::driver("shutting down", self.driver.name().to_string(), e))
     }
 
-    /// Owners (host IDs) of the directories above a mapped layer's mount
-    /// point that its maps cannot represent; empty for unmapped layers.
+    /// Owners (host IDs) that a mapped layer's maps cannot represent, of
+    /// its mount point and the directories above it inside the driver's
+    /// home (as the reference computes them); empty for unmapped layers.
     pub fn layer_parent_owners(&mut self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         self.read(|s| {
             let i = s.state.get(key)?;
@@ -181,8 +182,9 @@ impl Store {
                 .ok_or_else(|| Error::Invalid("LayerParentOwner: layer is not mounted".into()))?;
             let mut uids = Vec::new();
             let mut gids = Vec::new();
-            let mut dir = Path::new(&m.path).parent();
-            while let Some(d) = dir {
+            let home = s.graph_root.join(s.driver.name());
+            let mut dir = Some(Path::new(&m.path));
+            while let Some(d) = dir.filter(|d| d.starts_with(&home) && *d != home) {
                 let st = rustix::fs::stat(d).map_err(|e| Error::io("stat", d, e.into()))?;
                 let (u, g) = (st.st_uid, st.st_gid);
                 if !l.uid_map.iter().any(|r| r.to_container(u).is_some()) && !uids.contains(&u) {

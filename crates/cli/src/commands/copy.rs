@@ -66,12 +66,13 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
                 }
                 None => PathBuf::from(spath),
             };
-            let target = if dtarget.is_dir() {
-                dtarget.join(sfull.file_name().unwrap_or_default())
-            } else {
-                dtarget.clone()
-            };
-            copy_tree(&sfull, &target, owner)
+            // As the reference: the source lands exactly at the destination
+            // path; a directory's contents merge into it.
+            if let Some(parent) = dtarget.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut links = Links::new();
+            copy_tree(&sfull, &dtarget, owner, &mut links)
                 .with_context(|| format!("copying {} to {}", sfull.display(), dest))?;
         }
         Ok(())
@@ -84,9 +85,26 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
     res.map(|_| ExitCode::SUCCESS)
 }
 
-fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+/// Files with several links already copied, by (device, inode).
+type Links = std::collections::HashMap<(u64, u64), PathBuf>;
+
+fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>, links: &mut Links) -> Result<()> {
     let md = std::fs::symlink_metadata(src).with_context(|| format!("stat {}", src.display()))?;
     let ft = md.file_type();
+    if !ft.is_dir() && dst.is_dir() && !dst.is_symlink() {
+        bail!(
+            "cannot overwrite directory {} with non-directory",
+            dst.display()
+        );
+    }
+    if ft.is_file() && md.nlink() > 1 {
+        if let Some(first) = links.get(&(md.dev(), md.ino())) {
+            let _ = std::fs::remove_file(dst);
+            std::fs::hard_link(first, dst)?;
+            return Ok(());
+        }
+        links.insert((md.dev(), md.ino()), dst.to_path_buf());
+    }
     if ft.is_symlink() {
         let t = std::fs::read_link(src)?;
         let _ = std::fs::remove_file(dst);
@@ -97,7 +115,7 @@ fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<()> {
         }
         for e in std::fs::read_dir(src)? {
             let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()), owner)?;
+            copy_tree(&e.path(), &dst.join(e.file_name()), owner, links)?;
         }
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
     } else if ft.is_file() {

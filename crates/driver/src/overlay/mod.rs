@@ -23,7 +23,9 @@ use crate::{
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
 };
 
+pub mod als;
 mod diff;
+mod differ;
 mod idmap;
 pub mod layout;
 pub mod mounting;
@@ -82,6 +84,8 @@ pub struct Overlay {
     mount_program: Option<PathBuf>,
     backing: i64,
     home_mounted: Mutex<bool>,
+    /// Additional layer stores.
+    layer_stores: als::Stores,
     /// Project quotas, or why they are unavailable.
     quota: std::result::Result<quota::ProjectQuota, String>,
     counts: Mutex<HashMap<String, u32>>,
@@ -180,6 +184,10 @@ impl Overlay {
                 source: e,
             })?
         };
+        let layer_stores = als::Stores {
+            dirs: opts.layer_stores.clone(),
+            layout: Layout { home: home.clone() },
+        };
         Ok(Self {
             layout: Layout { home },
             run_root: init.run_root.clone(),
@@ -190,6 +198,7 @@ impl Overlay {
             backing,
             home_mounted: Mutex::new(home_mounted),
             quota,
+            layer_stores,
             counts: Mutex::new(HashMap::new()),
             id_mappings: init.id_mappings.clone(),
         })
@@ -285,13 +294,25 @@ impl Overlay {
         if !in_store {
             self.layout.repair(id)?;
         }
-        let merged = self.layout.merged(id);
+        let merged = dir.join("merged");
+        // The reference removes `merged` when it unmounts.
+        if !in_store && !merged.exists() {
+            layout::mkdir_mode(&merged, 0o700)?;
+            let md = fs::metadata(dir.join("diff")).map_err(|e| Error::path("stat", &dir, e))?;
+            use std::os::unix::fs::MetadataExt;
+            if (md.uid(), md.gid()) != (0, 0) {
+                std::os::unix::fs::lchown(&merged, Some(md.uid()), Some(md.gid()))
+                    .map_err(|e| Error::path("chown", &merged, e))?;
+            }
+        }
         let mut options: Vec<String> = if opts.options.is_empty() {
             self.opts.mount_options.clone()
         } else {
             opts.options.clone()
         };
-        let read_only = in_store || options.iter().any(|o| o == "ro");
+        // Layers from an additional image or layer store are never written.
+        let read_only =
+            in_store || dir.join("additionallayer").exists() || options.iter().any(|o| o == "ro");
         options.retain(|o| o != "ro" && o != "rw");
         if self.rootless
             && self.mount_program.is_none()
@@ -399,8 +420,17 @@ impl Overlay {
         }
     }
 
+    /// Where layer `id` is mounted: its `merged` directory, in the home or
+    /// in the image store that holds it.
+    fn merged_of(&self, id: &str) -> Result<PathBuf> {
+        Ok(match self.find_layer(id)? {
+            Some((dir, _)) => dir.join("merged"),
+            None => self.layout.merged(id),
+        })
+    }
+
     fn unmount_layer(&self, id: &str) -> Result<()> {
-        let merged = self.layout.merged(id);
+        let merged = self.merged_of(id)?;
         if !mounting::is_mounted(&merged) {
             return Ok(());
         }
@@ -560,7 +590,7 @@ impl Driver for Overlay {
 
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let merged = self.layout.merged(id);
+        let merged = self.merged_of(id)?;
         if let Some(c) = counts.get_mut(id) {
             if mounting::is_mounted(&merged) {
                 *c += 1;
@@ -656,12 +686,23 @@ impl Driver for Overlay {
                 first_err.get_or_insert(e);
             }
         }
+        // The private bind mount of the home may have been made by an
+        // earlier process (as the reference leaves it); remove it too, but
+        // never a filesystem mounted on the home in its own right.
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm {
+        if *hm || sys::mount::is_self_bind(&self.layout.home).unwrap_or(false) {
             mounting::unmount_kernel(&self.layout.home)?;
             *hm = false;
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn differ(&self) -> Option<&dyn crate::DifferSupport> {
+        Some(self)
+    }
+
+    fn additional_layer_store(&self) -> Option<&dyn crate::AdditionalLayerStore> {
+        (!self.layer_stores.dirs.is_empty()).then_some(&self.layer_stores as _)
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {

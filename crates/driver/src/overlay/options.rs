@@ -24,6 +24,8 @@ pub struct OverlayOptions {
     pub inodes: Option<u64>,
     /// Read-only stores whose layers may be lowers (graph roots).
     pub image_stores: Vec<PathBuf>,
+    /// Additional layer stores (`additionallayerstore=/path[:ref]`).
+    pub layer_stores: Vec<super::als::LayerStoreDir>,
 }
 
 /// Parses a size like `10G`, `512m`, `1000` (bytes; binary multiples).
@@ -112,6 +114,11 @@ impl OverlayOptions {
                         reason: format!("{v:?} is not a number"),
                     })?)
                 }
+                "additionallayerstore" => o.layer_stores.extend(
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(super::als::LayerStoreDir::parse),
+                ),
                 "imagestore" | "additionalimagestore" => o
                     .image_stores
                     .extend(v.split(',').filter(|s| !s.is_empty()).map(PathBuf::from)),
