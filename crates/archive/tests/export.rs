@@ -449,4 +449,74 @@ fn privileged_overlay_upper_changes_and_export() {
             }
         }
     }
+
+    // Applied back in overlay form, the export is the upper directory again
+    // (less the marker of `n`, which hid nothing).
+    let back = tmp.path().join("back");
+    std::fs::create_dir(&back).expect("mkdir");
+    let dir = std::fs::File::open(&back).expect("open");
+    let mode = archive::ApplyMode::Overlay {
+        whiteouts: archive::WhiteoutStyle::CharDevice,
+        opaque: OpaqueXattr::User,
+    };
+    let opts = archive::ApplyOptions {
+        mode,
+        ..Default::default()
+    };
+    archive::apply_layer(std::os::fd::AsFd::as_fd(&dir), &out[..], opts).expect("apply");
+    let mut want = snapshot(&upper, false);
+    let mut got = snapshot(&back, false);
+    for snap in [&mut want, &mut got] {
+        for e in snap.values_mut() {
+            e.xattrs.retain(|(k, _)| !k.starts_with(b"user.overlay."));
+        }
+    }
+    assert_same_tree(&want, &got);
+    let opaque = |p: &Path| {
+        let mut v = [0u8; 8];
+        rustix::fs::lgetxattr(p, "user.overlay.opaque", &mut v[..]).ok()
+    };
+    assert_eq!(opaque(&back.join("d")), Some(1));
+    assert_eq!(opaque(&back.join("n")), None);
+}
+
+#[test]
+fn privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root");
+        eprintln!("skipping: not root");
+        return;
+    }
+    let tmp = tempdir();
+    let upper = tmp.path().join("u");
+    std::fs::create_dir(&upper).expect("mkdir");
+    std::fs::write(upper.join("f"), b"f").expect("write");
+    std::os::unix::fs::lchown(upper.join("f"), Some(100_005), Some(100_006)).expect("chown");
+    std::os::unix::fs::lchown(&upper, Some(100_000), Some(100_000)).expect("chown");
+    mknod_whiteout(&upper.join("gone"));
+    let m = idmap::parse_maps("0:100000:65536").expect("maps");
+    let opts = ExportOptions {
+        id_mappings: idmap::IdMappings::new(m.clone(), m),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    export_overlay_upper(&upper, &[], &opts, &mut out).expect("export");
+    let mut a = tar::Archive::new(&out[..]);
+    let owners: Vec<(String, u64, u64)> = a
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let h = e.header();
+            (
+                String::from_utf8(e.path_bytes().into_owned()).expect("utf-8"),
+                h.uid().expect("uid"),
+                h.gid().expect("gid"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [("f".to_string(), 5, 6), (".wh.gone".to_string(), 0, 0)]
+    );
 }

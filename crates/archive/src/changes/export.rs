@@ -69,16 +69,22 @@ impl<'a, W: Write> Exporter<'a, W> {
         };
         let mut h = Header::new(name.to_vec(), kind);
         h.mode = m.mode & 0o7777;
-        let ids = self
-            .maps
-            .to_container(IdPair {
-                uid: m.uid,
-                gid: m.gid,
-            })
-            .map_err(|e| Error::Refused {
+        let host = IdPair {
+            uid: m.uid,
+            gid: m.gid,
+        };
+        // Overlay whiteouts are made by the kernel with the mounter's owner,
+        // which may lie outside the layer's maps; a whiteout's owner does
+        // not matter, so an unmapped one becomes the container's root
+        // instead of failing the export.
+        let ids = if m.is_whiteout() {
+            self.maps.to_container(host).unwrap_or_default()
+        } else {
+            self.maps.to_container(host).map_err(|e| Error::Refused {
                 path: String::from_utf8_lossy(name).into_owned(),
                 reason: format!("owner {}:{} has no container ID: {e}", m.uid, m.gid),
-            })?;
+            })?
+        };
         h.uid = ids.uid;
         h.gid = ids.gid;
         h.uname = Names::host().user(m.uid);
