@@ -402,3 +402,23 @@ fn privileged_child_is_reflinked_on_xfs() {
     assert!(std::fs::read(b.join("big")).unwrap() == data);
     drop(d);
 }
+
+/// A staging dir still locked by a running create is not a leftover.
+#[test]
+fn privileged_locked_staging_survives_init() {
+    if !need_root("locked staging") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = tmp.path().join("vfs");
+    drop(init_in(&home, &[]).unwrap());
+    let busy = home.join("dir/.tmp-busy-0000000000000001");
+    std::fs::create_dir_all(busy.join("x")).unwrap();
+    let f = std::fs::File::open(&busy).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    drop(init_in(&home, &[]).unwrap());
+    assert!(busy.join("x").is_dir(), "a locked staging dir was removed");
+    drop(f);
+    drop(init_in(&home, &[]).unwrap());
+    assert!(!busy.exists(), "an unlocked staging dir was kept");
+}
