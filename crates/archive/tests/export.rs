@@ -10,6 +10,7 @@ use std::process::Command;
 
 use archive::changes::{
     export_changes, export_overlay_upper, overlay_changes, Change, ChangeKind, ExportOptions,
+    OverrideStat,
 };
 use archive::entry::{EntryKind, Header, Timestamp, Xattr};
 use archive::writer::{TarWriter, TimePrecision, WriterOptions};
@@ -518,5 +519,108 @@ fn privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts() {
     assert_eq!(
         owners,
         [("f".to_string(), 5, 6), (".wh.gone".to_string(), 0, 0)]
+    );
+}
+
+#[test]
+fn export_takes_owner_and_mode_from_override_stat_when_asked() {
+    let tmp = tempdir();
+    let root = tmp.path();
+    std::fs::write(root.join("f"), b"f").expect("write");
+    std::fs::set_permissions(
+        root.join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    rustix::fs::lsetxattr(
+        root.join("f"),
+        "user.containers.override_stat",
+        b"5:6:04640",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setxattr");
+    let changes = [Change {
+        path: b"/f".to_vec(),
+        kind: ChangeKind::Add,
+    }];
+    let header_of = |override_stat| {
+        let opts = ExportOptions {
+            override_stat,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        export_changes(root, &changes, &opts, &mut out).expect("export");
+        let mut a = tar::Archive::new(&out[..]);
+        let mut e = a
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        let h = e.header().clone();
+        let keys: Vec<String> = match e.pax_extensions() {
+            Ok(Some(exts)) => exts
+                .map(|x| x.expect("record").key().expect("key").to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        (
+            h.uid().expect("uid"),
+            h.gid().expect("gid"),
+            h.mode().expect("mode"),
+            keys,
+        )
+    };
+    let me = std::fs::metadata(root.join("f")).expect("stat");
+    assert_eq!(
+        header_of(OverrideStat::Use),
+        (5, 6, 0o104640, Vec::<String>::new())
+    );
+    assert_eq!(
+        header_of(OverrideStat::Ignore),
+        (
+            u64::from(me.uid()),
+            u64::from(me.gid()),
+            0o100755,
+            Vec::<String>::new()
+        )
+    );
+}
+
+#[test]
+fn export_never_reads_through_a_symlinked_parent() {
+    let tmp = tempdir();
+    let (root, outside) = (tmp.path().join("root"), tmp.path().join("outside"));
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), b"host data").expect("write");
+    // The tree changed after its changes were listed: etc is now a symlink
+    // out of the root.
+    symlink(&outside, root.join("etc")).expect("symlink");
+    std::fs::write(root.join("ok"), b"ok").expect("write");
+    let changes = [
+        Change {
+            path: b"/etc".to_vec(),
+            kind: ChangeKind::Modify,
+        },
+        Change {
+            path: b"/etc/secret".to_vec(),
+            kind: ChangeKind::Add,
+        },
+        Change {
+            path: b"/ok".to_vec(),
+            kind: ChangeKind::Add,
+        },
+    ];
+    let mut out = Vec::new();
+    export_changes(&root, &changes, &ExportOptions::default(), &mut out).expect("export");
+    let names: Vec<String> = members(&out)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.name).into_owned())
+        .collect();
+    assert_eq!(names, ["etc", "ok"]);
+    assert!(
+        !out.windows(9).any(|w| w == b"host data"),
+        "read outside the root"
     );
 }

@@ -140,7 +140,7 @@ pub(crate) fn export_overlay_upper(
 ) -> Result<()> {
     // Members in walk order (a directory's subtree before `dir.conf`), as
     // the reference's driver diff writes them.
-    let mut ex = Exporter::new(out, &opts.id_mappings);
+    let mut ex = Exporter::new(out, opts);
     walk(upper, &mut Vec::new(), &mut |rel, path, m| {
         if m.is_whiteout() {
             // The whiteout keeps its own owner, mode bits and time.
