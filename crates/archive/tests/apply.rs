@@ -721,3 +721,64 @@ fn setgid_parent_group_is_not_kept_by_mistake() {
         assert_eq!(node(&t, "g2").gid, 6000);
     });
 }
+
+/// Runs in a user namespace where only root is mapped (via `unshare`):
+/// chown to an unmapped owner fails (EINVAL) and trusted xattrs fail
+/// (EPERM). With `ignore_chown_errors` the layer applies with warnings;
+/// without it the chown failure is an error. The xattr failure is a warning
+/// either way, because the process is in a user namespace.
+#[test]
+fn privileged_userns_chown_and_xattr_errors() {
+    if let Some(dir) = std::env::var_os("STRATA_APPLY_USERNS_INNER") {
+        let dir = Path::new(&dir);
+        let layer = L::new()
+            .file("f", b"x")
+            .owner(1000, 1000)
+            .xattr("trusted.x", b"1")
+            .xattr("user.y", b"2");
+        let a = dir.join("a");
+        std::fs::create_dir(&a).unwrap();
+        let opts = ApplierOptions {
+            ignore_chown_errors: true,
+            mode: ApplyMode::FullTree,
+            ..Default::default()
+        };
+        apply(&a, &layer, opts, Resolution::Auto).expect("ignored chown errors");
+        assert_eq!(std::fs::read(a.join("f")).unwrap(), b"x");
+        assert_eq!(xattr(&a.join("f"), "user.y").as_deref(), Some(&b"2"[..]));
+        let b = dir.join("b");
+        std::fs::create_dir(&b).unwrap();
+        let e = apply(&b, &layer, full(), Resolution::Auto).unwrap_err();
+        assert!(e.to_string().contains("chown"), "{e}");
+        return;
+    }
+    let t = tmp();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "privileged_userns_chown_and_xattr_errors",
+            "--nocapture",
+        ])
+        .env("STRATA_APPLY_USERNS_INNER", t.path())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "unshare: {e}");
+            eprintln!("skipping: cannot run unshare: {e}");
+            return;
+        }
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && text.contains("unshare failed") {
+        assert!(std::env::var_os("CI").is_none(), "{text}");
+        eprintln!("skipping: no user namespaces here: {text}");
+        return;
+    }
+    assert!(out.status.success(), "inner run failed:\n{text}");
+    assert!(text.contains("1 passed"), "inner test did not run:\n{text}");
+}

@@ -246,3 +246,65 @@ fn full_opts() -> ApplierOptions {
         ..Default::default()
     }
 }
+
+/// Not a test: applies `STRATA_BENCH_TAR` (a path) N times
+/// (`STRATA_BENCH_RUNS`, default 3) with the pipeline and prints the
+/// times, for profiling; trees go under `STRATA_BENCH_DIR` (default
+/// /var/tmp). `cargo test --release --test apply_corpus bench --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_apply_only() {
+    let Some(p) = std::env::var_os("STRATA_BENCH_TAR") else {
+        eprintln!("set STRATA_BENCH_TAR");
+        return;
+    };
+    let runs: usize = std::env::var("STRATA_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let base = std::env::var_os("STRATA_BENCH_DIR").unwrap_or("/var/tmp".into());
+    for _ in 0..runs {
+        let t = tempfile::Builder::new()
+            .prefix("strata-bench-")
+            .tempdir_in(&base)
+            .unwrap();
+        if std::env::var_os("STRATA_BENCH_APPLIER_ONLY").is_some() {
+            // The applier alone: items read into memory first.
+            let mut items = Vec::new();
+            let f = std::fs::File::open(&p).unwrap();
+            archive::read_layer(f, None, |i| {
+                items.push(i);
+                Ok(())
+            })
+            .unwrap();
+            let dir = std::fs::File::open(t.path()).unwrap();
+            sync();
+            let c0 = cpu();
+            let w = Instant::now();
+            use std::os::fd::AsFd;
+            let mut a = Applier::new(dir.as_fd(), ApplierOptions::default()).unwrap();
+            for i in items {
+                a.push(i).unwrap();
+            }
+            a.finish().unwrap();
+            let wall = w.elapsed().as_secs_f64();
+            let c1 = cpu();
+            eprintln!(
+                "apply {wall:.2}s wall, {:.2}s CPU (applier only)",
+                c1.0 - c0.0
+            );
+            continue;
+        }
+        sync();
+        let c0 = cpu();
+        let wall = ours(
+            Path::new(&p),
+            t.path(),
+            ApplierOptions::default(),
+            Resolution::Auto,
+        );
+        let c1 = cpu();
+        eprintln!("apply {wall:.2}s wall, {:.2}s CPU", c1.0 - c0.0);
+    }
+}

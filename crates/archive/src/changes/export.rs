@@ -21,8 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use idmap::{IdMappings, IdPair};
 
-use super::meta::{self, layer_xattrs, lstat, Meta, Names};
-use super::{Change, ChangeKind, ExportOptions};
+use super::meta::{
+    self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,
+};
+use super::{Change, ChangeKind, ExportOptions, OverrideStat};
 use crate::entry::{EntryKind, Header, Timestamp};
 use crate::writer::{ModeField, TarWriter};
 use crate::{Error, Result};
@@ -31,14 +33,16 @@ use crate::{Error, Result};
 pub(crate) struct Exporter<'a, W: Write> {
     pub tar: TarWriter<W>,
     maps: &'a IdMappings,
+    override_stat: OverrideStat,
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl<'a, W: Write> Exporter<'a, W> {
-    pub fn new(out: W, maps: &'a IdMappings) -> Self {
+    pub fn new(out: W, opts: &'a ExportOptions) -> Self {
         Self {
             tar: TarWriter::new(out),
-            maps,
+            maps: &opts.id_mappings,
+            override_stat: opts.override_stat,
             links: HashMap::new(),
         }
     }
@@ -69,23 +73,39 @@ impl<'a, W: Write> Exporter<'a, W> {
         };
         let mut h = Header::new(name.to_vec(), kind);
         h.mode = m.mode & 0o7777;
-        let ids = self
-            .maps
-            .to_container(IdPair {
-                uid: m.uid,
-                gid: m.gid,
-            })
-            .map_err(|e| Error::Refused {
+        let mut host = IdPair {
+            uid: m.uid,
+            gid: m.gid,
+        };
+        if self.override_stat == OverrideStat::Use && m.file_type() != meta::S_IFLNK {
+            if let Some(v) = get_xattr(path, meta::OVERRIDE_STAT)? {
+                let (uid, gid, mode) = parse_override_stat(&v).ok_or_else(|| Error::Corrupt {
+                    path: String::from_utf8_lossy(name).into_owned(),
+                    reason: format!("unreadable override_stat {:?}", String::from_utf8_lossy(&v)),
+                })?;
+                host = IdPair { uid, gid };
+                h.mode = mode;
+            }
+        }
+        // Overlay whiteouts are made by the kernel with the mounter's owner,
+        // which may lie outside the layer's maps; a whiteout's owner does
+        // not matter, so an unmapped one becomes the container's root
+        // instead of failing the export.
+        let ids = if m.is_whiteout() {
+            self.maps.to_container(host).unwrap_or_default()
+        } else {
+            self.maps.to_container(host).map_err(|e| Error::Refused {
                 path: String::from_utf8_lossy(name).into_owned(),
                 reason: format!("owner {}:{} has no container ID: {e}", m.uid, m.gid),
-            })?;
+            })?
+        };
         h.uid = ids.uid;
         h.gid = ids.gid;
-        h.uname = Names::host().user(m.uid);
-        h.gname = Names::host().group(m.gid);
+        h.uname = Names::host().user(host.uid);
+        h.gname = Names::host().group(host.gid);
         h.mtime = m.mtime;
         h.atime = Some(m.atime);
-        h.xattrs = layer_xattrs(path)?;
+        h.xattrs = layer_xattrs(path, XattrSet::Exported)?;
         if h.kind == EntryKind::File {
             h.size = m.size;
         }
@@ -153,7 +173,7 @@ pub(crate) fn export_changes(
 ) -> Result<()> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut ex = Exporter::new(out, &opts.id_mappings);
+    let mut ex = Exporter::new(out, opts);
     let stamp = now();
     for c in sorted {
         let rel = c.path.strip_prefix(b"/").unwrap_or(&c.path);

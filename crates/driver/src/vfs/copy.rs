@@ -69,7 +69,19 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
     };
-    rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()));
+    // Copying is mostly waiting for the disk (reads of a cold parent,
+    // allocation, journal), so more tasks than cores keep more I/O in
+    // flight. A private pool, so the global one keeps its size.
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(copy_threads())
+        .build()
+    {
+        Ok(pool) => pool.install(|| rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))),
+        Err(e) => {
+            tracing::debug!("copy pool: {e}; using the global pool");
+            rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))
+        }
+    }
     if let Some(e) = ctx.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
@@ -78,6 +90,19 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         finish_dir(&ctx, &rel, &st)?;
     }
     Ok(())
+}
+
+/// Threads of the copy pool: `STRATA_COPY_THREADS` if set, else four per
+/// core (at least 4, at most 32).
+fn copy_threads() -> usize {
+    if let Some(n) = std::env::var("STRATA_COPY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).clamp(4, 32)
 }
 
 fn fail(ctx: &Ctx<'_>, e: Error) {
@@ -110,6 +135,8 @@ fn copy_dir_entries<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: &Path) -> R
         .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
     let dst_dir = open_dir(ctx.dst_fd.as_fd(), rel_or_dot(rel))
         .map_err(|e| io("open", &ctx.dst_root.join(rel), e))?;
+    copy_xattrs_fd(&src_dir, &dst_dir)
+        .map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
     let entries = rustix::fs::Dir::read_from(&src_dir)
         .map_err(|e| io("read directory", &ctx.src_root.join(rel), e))?;
     for ent in entries {
@@ -298,23 +325,30 @@ fn finish_special(
     Ok(())
 }
 
+/// Owner, mode and times of a copied directory, once its content is in
+/// place (xattrs were copied when its task opened it).
 fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
     let dst_path = ctx.dst_root.join(rel);
-    let fd = open_dir(ctx.dst_fd.as_fd(), rel).map_err(|e| io("open", &dst_path, e))?;
+    let dst = ctx.dst_fd.as_fd();
     if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
-        rustix::fs::fchown(
-            &fd,
+        rustix::fs::chownat(
+            dst,
+            rel,
             Some(Uid::from_raw(st.st_uid)),
             Some(Gid::from_raw(st.st_gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| io("chown", &dst_path, e))?;
     }
-    let src =
-        open_dir(ctx.src_fd.as_fd(), rel).map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
-    copy_xattrs_fd(&src, &fd).map_err(|e| io("copy xattrs", &dst_path, e))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777))
-        .map_err(|e| io("chmod", &dst_path, e))?;
-    rustix::fs::futimens(&fd, &times(st)).map_err(|e| io("set times", &dst_path, e))?;
+    rustix::fs::chmodat(
+        dst,
+        rel,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(|e| io("chmod", &dst_path, e))?;
+    rustix::fs::utimensat(dst, rel, &times(st), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io("set times", &dst_path, e))?;
     Ok(())
 }
 
