@@ -288,3 +288,137 @@ fn privileged_leftovers_are_removed_at_init() {
     assert!(!stale.exists());
     assert!(d.exists("kept").unwrap());
 }
+
+/// A loop-backed filesystem mounted on a temp dir; unmounted and detached
+/// on drop, also when the test fails.
+struct LoopFs {
+    mnt: std::path::PathBuf,
+    dev: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn new(mkfs: &[&str]) -> Option<LoopFs> {
+        use std::process::Command;
+        if !Path::new(mkfs[0]).exists() || !Path::new("/usr/sbin/losetup").exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} or losetup missing under CI",
+                mkfs[0]
+            );
+            eprintln!("skipping: {} or losetup missing", mkfs[0]);
+            return None;
+        }
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let img = tmp.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        let ok = Command::new(mkfs[0])
+            .args(&mkfs[1..])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}: {}",
+            mkfs[0],
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let fs = LoopFs {
+            mnt,
+            dev,
+            _tmp: tmp,
+        };
+        let st = Command::new("mount")
+            .arg(&fs.dev)
+            .arg(&fs.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {}", fs.dev);
+        Some(fs)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+fn used_bytes(p: &Path) -> u64 {
+    let s = sys::statfs::space(p).unwrap();
+    (s.blocks - s.blocks_available) * s.block_size
+}
+
+/// On a filesystem with reflinks a child shares its parent's data extents:
+/// copying 64 MiB costs next to no space.
+#[test]
+fn privileged_child_is_reflinked_on_xfs() {
+    if !need_root("reflink") {
+        return;
+    }
+    let Some(fs) = LoopFs::new(&["/usr/sbin/mkfs.xfs", "-q", "-m", "reflink=1"]) else {
+        return;
+    };
+    let d = init_in(&fs.mnt.join("vfs"), &[]).unwrap();
+    d.create(&req("base", None)).unwrap();
+    let b = d.get("base", &MountOptions::default()).unwrap();
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(b.join("big"), &data).unwrap();
+    rustix::fs::sync();
+    let before = used_bytes(&fs.mnt);
+    d.create(&req("child", Some("base"))).unwrap();
+    rustix::fs::sync();
+    let grown = used_bytes(&fs.mnt).saturating_sub(before);
+    let c = d.get("child", &MountOptions::default()).unwrap();
+    assert!(
+        std::fs::read(c.join("big")).unwrap() == data,
+        "content differs"
+    );
+    assert!(
+        grown < 8 << 20,
+        "child used {grown} bytes: data was copied, not reflinked"
+    );
+    // Writing to the child leaves the parent's shared extents alone.
+    std::fs::write(c.join("big"), b"changed").unwrap();
+    assert!(std::fs::read(b.join("big")).unwrap() == data);
+    drop(d);
+}
+
+/// A staging dir still locked by a running create is not a leftover.
+#[test]
+fn privileged_locked_staging_survives_init() {
+    if !need_root("locked staging") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = tmp.path().join("vfs");
+    drop(init_in(&home, &[]).unwrap());
+    let busy = home.join("dir/.tmp-busy-0000000000000001");
+    std::fs::create_dir_all(busy.join("x")).unwrap();
+    let f = std::fs::File::open(&busy).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    drop(init_in(&home, &[]).unwrap());
+    assert!(busy.join("x").is_dir(), "a locked staging dir was removed");
+    drop(f);
+    drop(init_in(&home, &[]).unwrap());
+    assert!(!busy.exists(), "an unlocked staging dir was kept");
+}
