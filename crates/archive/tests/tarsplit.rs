@@ -304,6 +304,11 @@ fn have(cmd: &str) -> bool {
 /// Imports `tar` with containers-storage (vfs) into a temp store and
 /// returns its decompressed tar-split record.
 fn containers_storage_record(tar: &Path, store: &Path) -> Option<Vec<u8>> {
+    containers_storage_import(tar, store).map(|(_, rec)| rec)
+}
+
+/// Like [`containers_storage_record`], also returning the layer directory.
+fn containers_storage_import(tar: &Path, store: &Path) -> Option<(std::path::PathBuf, Vec<u8>)> {
     let root = store.join("root");
     let run = store.join("run");
     let out = Command::new("containers-storage")
@@ -330,7 +335,7 @@ fn containers_storage_record(tar: &Path, store: &Path) -> Option<Vec<u8>> {
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut rec)
         .ok()?;
-    Some(rec)
+    Some((root.join("vfs/dir").join(&id), rec))
 }
 
 fn privileged_precondition() -> bool {
