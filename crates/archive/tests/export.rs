@@ -586,3 +586,41 @@ fn export_takes_owner_and_mode_from_override_stat_when_asked() {
         )
     );
 }
+
+#[test]
+fn export_never_reads_through_a_symlinked_parent() {
+    let tmp = tempdir();
+    let (root, outside) = (tmp.path().join("root"), tmp.path().join("outside"));
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), b"host data").expect("write");
+    // The tree changed after its changes were listed: etc is now a symlink
+    // out of the root.
+    symlink(&outside, root.join("etc")).expect("symlink");
+    std::fs::write(root.join("ok"), b"ok").expect("write");
+    let changes = [
+        Change {
+            path: b"/etc".to_vec(),
+            kind: ChangeKind::Modify,
+        },
+        Change {
+            path: b"/etc/secret".to_vec(),
+            kind: ChangeKind::Add,
+        },
+        Change {
+            path: b"/ok".to_vec(),
+            kind: ChangeKind::Add,
+        },
+    ];
+    let mut out = Vec::new();
+    export_changes(&root, &changes, &ExportOptions::default(), &mut out).expect("export");
+    let names: Vec<String> = members(&out)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.name).into_owned())
+        .collect();
+    assert_eq!(names, ["etc", "ok"]);
+    assert!(
+        !out.windows(9).any(|w| w == b"host data"),
+        "read outside the root"
+    );
+}

@@ -14,12 +14,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use idmap::{IdMappings, IdPair};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::meta::{
     self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,
@@ -164,6 +166,92 @@ fn now() -> Timestamp {
     }
 }
 
+/// Resolves changed paths under the root without following symlinks on
+/// the way, so that a tree changing under the export (a running
+/// container swapping a directory for a symlink) cannot make it read
+/// files outside the root. A path is handed out as
+/// `/proc/self/fd/<parent>/<name>`, which names the entry itself (a final
+/// symlink is never followed by the calls made on it).
+struct Beneath {
+    root: Option<OwnedFd>,
+    plain: PathBuf,
+}
+
+impl Beneath {
+    fn new(root: &Path) -> Result<Self> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening {}", root.display()), e.into()))?;
+        // openat2 appeared in Linux 5.6 and needs /proc for the handoff.
+        let usable = Path::new("/proc/self/fd").is_dir()
+            && !matches!(
+                rustix::fs::openat2(&fd, ".", OFlags::PATH, Mode::empty(), ResolveFlags::BENEATH),
+                Err(rustix::io::Errno::NOSYS)
+            );
+        if !usable {
+            tracing::warn!("openat2 or /proc unavailable: export resolves paths by name");
+        }
+        Ok(Self {
+            root: usable.then_some(fd),
+            plain: root.to_path_buf(),
+        })
+    }
+
+    /// The entry `rel` as a path plus the descriptor that keeps it valid;
+    /// `None` when a parent is missing or no longer a plain directory.
+    fn resolve(&self, rel: &[u8]) -> Result<Option<(Option<OwnedFd>, PathBuf)>> {
+        let Some(root) = &self.root else {
+            return Ok(Some((None, meta::join(&self.plain, rel))));
+        };
+        let (dir, base) = match rel.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&b"."[..], rel),
+        };
+        let flags = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let dir_os = std::ffi::OsStr::from_bytes(dir);
+        match rustix::fs::openat2(
+            root,
+            dir_os,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            flags,
+        ) {
+            Ok(fd) => {
+                let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                let p = meta::join(&p, base);
+                Ok(Some((Some(fd), p)))
+            }
+            Err(e)
+                if [
+                    rustix::io::Errno::NOENT,
+                    rustix::io::Errno::NOTDIR,
+                    rustix::io::Errno::LOOP,
+                    rustix::io::Errno::XDEV,
+                ]
+                .contains(&e) =>
+            {
+                tracing::warn!(
+                    path = %String::from_utf8_lossy(rel),
+                    error = %e,
+                    "changed path is no longer under a plain directory; skipped"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(
+                format!(
+                    "resolving {} under {}",
+                    String::from_utf8_lossy(rel),
+                    self.plain.display()
+                ),
+                e.into(),
+            )),
+        }
+    }
+}
+
 /// See [`super::export_changes`].
 pub(crate) fn export_changes(
     root: &Path,
@@ -173,6 +261,7 @@ pub(crate) fn export_changes(
 ) -> Result<()> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let beneath = Beneath::new(root)?;
     let mut ex = Exporter::new(out, opts);
     let stamp = now();
     for c in sorted {
@@ -187,7 +276,9 @@ pub(crate) fn export_changes(
             ex.tar.append_header_with(&h, ModeField::PermissionsOnly)?;
             continue;
         }
-        let path = meta::join(root, rel);
+        let Some((_parent, path)) = beneath.resolve(rel)? else {
+            continue;
+        };
         let m = match lstat(&path) {
             Ok(m) => m,
             // A running container may delete files while it is diffed; the
@@ -196,7 +287,10 @@ pub(crate) fn export_changes(
                 tracing::warn!(path = %path.display(), "changed file vanished during export");
                 continue;
             }
-            Err(e) => return Err(Error::io(format!("lstat {}", path.display()), e)),
+            Err(e) => {
+                let shown = meta::join(root, rel);
+                return Err(Error::io(format!("lstat {}", shown.display()), e));
+            }
         };
         ex.add_file(&path, &m, rel)?;
     }
