@@ -151,6 +151,10 @@ fn privileged_copy_keeps_everything() {
     }
     std::fs::write(b.join("big"), vec![0xa5u8; 3 << 20]).unwrap();
     std::fs::write(b.join("h1"), b"linked").unwrap();
+    for (name, mode) in [("wide", 0o666), ("readonly", 0o444), ("odd", 0o507)] {
+        std::fs::write(b.join(name), name).unwrap();
+        std::fs::set_permissions(b.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     std::fs::create_dir(b.join("sub")).unwrap();
     std::fs::hard_link(b.join("h1"), b.join("sub/h2")).unwrap();
     std::fs::hard_link(b.join("h1"), b.join("h3")).unwrap();
