@@ -35,6 +35,9 @@ struct Ctx<'a> {
     failed: AtomicBool,
     euid: u32,
     egid: u32,
+    /// The process umask, when known: files whose mode survives it are
+    /// created with their final mode, saving a chmod each.
+    umask: Option<u32>,
 }
 
 fn io(op: &'static str, p: &Path, e: Errno) -> Error {
@@ -68,6 +71,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         failed: AtomicBool::new(false),
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
+        umask: read_umask(),
     };
     // Copying is mostly waiting for the disk (reads of a cold parent,
     // allocation, journal), so more tasks than cores keep more I/O in
@@ -103,6 +107,13 @@ fn copy_threads() -> usize {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores * 4).clamp(4, 32)
+}
+
+/// The `Umask:` line of `/proc/self/status` (Linux 4.7+); `None` if absent.
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
 }
 
 fn fail(ctx: &Ctx<'_>, e: Error) {
@@ -216,12 +227,18 @@ fn copy_file(
     rel: &Path,
     st: &Stat,
 ) -> Result<()> {
+    let mode = st.st_mode & 0o7777;
+    // Setuid/setgid bits would be cleared by the chown below, and bits the
+    // umask removes need a chmod anyway: then create private, chmod later.
+    let direct =
+        mode & 0o7000 == 0 && ctx.umask.is_some_and(|u| mode & u == 0) && mode & 0o200 != 0;
+    let create_mode = if direct { mode } else { 0o600 };
     let create = |what: &Path| {
         rustix::fs::openat(
             dst_dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(create_mode),
         )
         .map_err(|e| io("create", &ctx.dst_root.join(what), e))
     };
@@ -267,7 +284,7 @@ fn copy_file(
         .map_err(|e| io("chown", &ctx.dst_root.join(rel), e))?;
     }
     copy_xattrs_fd(&src, &dst).map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
-    if st.st_mode & 0o7777 != 0o600 {
+    if !direct && mode != 0o600 {
         rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
             .map_err(|e| io("chmod", &ctx.dst_root.join(rel), e))?;
     }
