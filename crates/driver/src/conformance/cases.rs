@@ -542,11 +542,24 @@ pub fn id_mapped_layer(s: &Suite) {
 pub fn additional_image_store(s: &Suite) {
     run_case(s, "additional_image_store", |env| {
         let Some(key) = s.image_store_key else {
+            // Not supported: asking for one must be refused, naming the key.
             assert!(env.driver.additional_image_stores().is_empty());
-            eprintln!(
-                "{}: additional image stores are not supported by this driver",
-                s.name
+            let given = format!("{}.imagestore={}", s.name, env.tmp().display());
+            let mut options = s.options.clone();
+            options.push(given);
+            let r = (s.init)(&crate::InitOptions {
+                home: env.graph.join("refused").join(s.name),
+                run_root: env.run.join("refused").join(s.name),
+                driver_options: options,
+                ..Default::default()
+            });
+            let e = r.err().expect("an image store option must be refused");
+            assert!(
+                matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidInput),
+                "{e}"
             );
+            assert!(e.to_string().contains("imagestore"), "unclear refusal: {e}");
+            eprintln!("{}: additional image stores refused: {e}", s.name);
             return;
         };
         let (other, other_graph) = env.another_store("other", &[]);
