@@ -16,8 +16,8 @@ use common::{have_reference, is_root, Env};
 /// Relative path (link names normalised) -> st_mode, for one tree.
 fn modes(root: &Path) -> BTreeMap<String, u32> {
     robust_support::snapshot(root, &[])
-        .into_iter()
-        .filter_map(|(p, _)| {
+        .into_keys()
+        .filter_map(|p| {
             let rel = p.strip_prefix(root).ok()?.to_string_lossy().into_owned();
             let rel = normalise(&rel);
             // Temporary and time-dependent files are not part of the layout.
