@@ -168,9 +168,14 @@ fn run(
         // panic there shows up as an early, clean end of the tar stream).
         let parsed = parsed?;
         let decompressed = decompressed?;
+        let compressed_digest = if decompressed.compression == Compression::None {
+            parsed.digest.clone()
+        } else {
+            decompressed.digest
+        };
         Ok(ApplyReport {
             compression: decompressed.compression,
-            compressed_digest: decompressed.digest,
+            compressed_digest,
             compressed_size: decompressed.size,
             uncompressed_digest: parsed.digest,
             uncompressed_size: parsed.size,
@@ -193,6 +198,7 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
 struct Hashing<R> {
     inner: R,
     hash: Sha256,
+    enabled: bool,
     size: u64,
 }
 
@@ -201,8 +207,17 @@ impl<R: Read> Hashing<R> {
         Self {
             inner,
             hash: Sha256::new(),
+            enabled: true,
             size: 0,
         }
+    }
+
+    /// Accounts for bytes read from `inner` before it was wrapped.
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.enabled {
+            self.hash.update(bytes);
+        }
+        self.size += bytes.len() as u64;
     }
 
     fn finish(self) -> (String, u64) {
@@ -216,18 +231,30 @@ impl<R: Read> Hashing<R> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
+        self.feed(&buf[..n]);
         Ok(n)
     }
 }
 
-fn decompress(input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<Decompressed> {
+fn decompress(mut input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<Decompressed> {
+    let mut prefix = [0u8; 6];
+    let sniffed =
+        read_full(&mut input, &mut prefix).map(|n| (Compression::detect(&prefix[..n]), n));
+    let (compression, n) = match sniffed {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return Err(Error::Unsupported(
+                "reading input failed (reported downstream)".into(),
+            ));
+        }
+    };
+    // A plain tar's input digest is the tar digest the parser computes:
+    // hash it once.
     let mut hashed = Hashing::new(input);
+    hashed.enabled = compression != Compression::None;
+    hashed.feed(&prefix[..n]);
     let result = (|| {
-        let mut prefix = [0u8; 6];
-        let n = read_full(&mut hashed, &mut prefix)?;
-        let compression = Compression::detect(&prefix[..n]);
         let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(&mut hashed);
         let mut dec = decoder(compression, Box::new(chained))?;
         loop {
@@ -239,13 +266,13 @@ fn decompress(input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<De
             chunk.truncate(got);
             if tx.send(Ok(chunk)).is_err() {
                 // The parser stopped; it reports why.
-                return Ok(compression);
+                break;
             }
         }
-        Ok(compression)
+        Ok(())
     })();
     match result {
-        Ok(compression) => {
+        Ok(()) => {
             // Bytes after the compressed stream still belong to the input
             // digest.
             std::io::copy(&mut hashed, &mut std::io::sink())

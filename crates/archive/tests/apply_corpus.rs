@@ -246,3 +246,150 @@ fn full_opts() -> ApplierOptions {
         ..Default::default()
     }
 }
+
+/// Not a test: applies `STRATA_BENCH_TAR` (a path) N times
+/// (`STRATA_BENCH_RUNS`, default 3) with the pipeline and prints the
+/// times, for profiling; trees go under `STRATA_BENCH_DIR` (default
+/// /var/tmp). `cargo test --release --test apply_corpus bench --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_apply_only() {
+    let Some(p) = std::env::var_os("STRATA_BENCH_TAR") else {
+        eprintln!("set STRATA_BENCH_TAR");
+        return;
+    };
+    let runs: usize = std::env::var("STRATA_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let base = std::env::var_os("STRATA_BENCH_DIR").unwrap_or("/var/tmp".into());
+    for _ in 0..runs {
+        let t = tempfile::Builder::new()
+            .prefix("strata-bench-")
+            .tempdir_in(&base)
+            .unwrap();
+        if std::env::var_os("STRATA_BENCH_APPLIER_ONLY").is_some() {
+            // The applier alone: items read into memory first.
+            let mut items = Vec::new();
+            let f = std::fs::File::open(&p).unwrap();
+            archive::read_layer(f, None, |i| {
+                items.push(i);
+                Ok(())
+            })
+            .unwrap();
+            let dir = std::fs::File::open(t.path()).unwrap();
+            sync();
+            let c0 = cpu();
+            let w = Instant::now();
+            use std::os::fd::AsFd;
+            let mut a = Applier::new(dir.as_fd(), ApplierOptions::default()).unwrap();
+            for i in items {
+                a.push(i).unwrap();
+            }
+            a.finish().unwrap();
+            let wall = w.elapsed().as_secs_f64();
+            let c1 = cpu();
+            eprintln!(
+                "apply {wall:.2}s wall, {:.2}s CPU (applier only)",
+                c1.0 - c0.0
+            );
+            continue;
+        }
+        sync();
+        let c0 = cpu();
+        let wall = ours(
+            Path::new(&p),
+            t.path(),
+            ApplierOptions::default(),
+            Resolution::Auto,
+        );
+        let c1 = cpu();
+        eprintln!("apply {wall:.2}s wall, {:.2}s CPU", c1.0 - c0.0);
+    }
+}
+
+/// Overlay form against the reference: containers-storage's overlay driver
+/// imports layer2.tar (99 whiteouts) into its `diff` directory; applying it
+/// in overlay mode into an empty directory must give the same tree.
+/// Directory times are not compared (see above), nor the times of whiteout
+/// devices, which the reference leaves at "now".
+#[test]
+fn corpus_layer2_overlay_matches_containers_storage_overlay() {
+    let Some(dir) = corpus() else { return };
+    let layer2 = corpus_file(&dir, "layer2.tar");
+    if Command::new("containers-storage")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "containers-storage is missing"
+        );
+        eprintln!("skipping: containers-storage is not installed");
+        return;
+    }
+    let t = tempfile::Builder::new()
+        .prefix("strata-corpus-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let g = t.path().join("graph");
+    let run = t.path().join("run");
+    let cs = |args: &[&str]| -> String {
+        let out = Command::new("containers-storage")
+            .arg("-g")
+            .arg(&g)
+            .arg("-R")
+            .arg(&run)
+            .args(["-s", "overlay"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "containers-storage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let id = cs(&["import-layer", "-f", layer2.to_str().unwrap()]);
+    cs(&["shutdown"]);
+    let reference = g.join("overlay").join(&id).join("diff");
+    assert!(reference.is_dir());
+    let mine = t.path().join("ours");
+    std::fs::create_dir(&mine).unwrap();
+    ours(&layer2, &mine, ApplierOptions::default(), Resolution::Auto);
+    let o = SnapOpts {
+        dir_times: false,
+        skip_xattr_prefix: &["security.selinux"],
+    };
+    let strip = |mut tr: Tree| {
+        tr.remove(&Vec::new());
+        for n in tr.values_mut() {
+            if n.kind == "char" && n.rdev == 0 {
+                n.mtime = None;
+            }
+        }
+        tr
+    };
+    let ta = strip(snapshot_with(&mine, &[], o));
+    let tb = strip(snapshot_with(&reference, &[], o));
+    let d = diff_trees(&ta, &tb);
+    assert!(
+        d.is_empty(),
+        "{} differences, first:\n{}",
+        d.len(),
+        d.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+    let whiteouts = ta
+        .values()
+        .filter(|n| n.kind == "char" && n.rdev == 0)
+        .count();
+    assert_eq!(whiteouts, 99);
+}

@@ -397,3 +397,43 @@ fn tar_junk_and_truncated_streams() {
         );
     }
 }
+
+#[test]
+fn tar_compressed_junk_and_huge_pax_header() {
+    let mut gz = vec![0x1f, 0x8b, 0x08, 0x00];
+    gz.extend(std::iter::repeat_n(0xa5u8, 4000));
+    let mut zst = vec![0x28, 0xb5, 0x2f, 0xfd];
+    zst.extend(std::iter::repeat_n(0x11u8, 4000));
+    let mut bz = b"BZh9".to_vec();
+    bz.extend(std::iter::repeat_n(0x31u8, 4000));
+    let mut xz = vec![0xfd, b'7', b'z', b'X', b'Z', 0x00];
+    xz.extend(std::iter::repeat_n(0x42u8, 4000));
+    // A PAX record of 20 MiB: refused before it is buffered.
+    let mut big = M::file("f", b"x");
+    big.pax.push(("comment".into(), vec![b'a'; 20 << 20]));
+    let huge = TarB::new().add(big).finish();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("gzip_junk", gz),
+        ("zstd_junk", zst),
+        ("bzip2_junk", bz),
+        ("xz_junk", xz),
+        ("huge_pax_header", huge),
+    ];
+    for ((n, bytes), r) in cases.iter().flat_map(|c| RUNS.map(|r| (c, r))) {
+        run_case(
+            n,
+            [r],
+            |root, _, r| {
+                let e = apply_tar(root, bytes, overlay(), r).unwrap_err();
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("invalid tar header") || msg.contains("unexpected EOF"),
+                    "{n}: message scripts cannot match: {msg}"
+                );
+                Err(e)
+            },
+            Expect::Err(ErrorKind::InvalidInput),
+            |_, _| {},
+        );
+    }
+}

@@ -1,9 +1,8 @@
 //! Changes between trees built in temp dirs, their export, and the round
-//! trip export → apply (full-tree mode) → same tree.
+//! trip export → `apply_layer` (full-tree mode) → same tree.
 
 mod changes_util;
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -12,8 +11,7 @@ use std::process::Command;
 use archive::changes::{
     changes_between, changes_size, export_changes, Change, ChangeKind, ExportOptions,
 };
-use archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
-use archive::{Applier, ApplierOptions, ApplyMode};
+use archive::{apply_layer, ApplyMode, ApplyOptions};
 use changes_util::*;
 use proptest::prelude::*;
 
@@ -271,86 +269,16 @@ fn privileged_owner_capability_and_device_changes() {
     assert_eq!(lines(&got), [r#"Modify "/f""#]);
 }
 
-/// Applies a tar (parsed with the `tar` crate) onto `root` in full-tree mode.
+/// Applies a layer tar onto `root` in full-tree mode with strata's own
+/// import pipeline (reader + applier).
 fn apply_full_tree(root: &Path, tar_bytes: &[u8]) {
     let dir = std::fs::File::open(root).expect("open root");
-    let opts = ApplierOptions {
+    let opts = ApplyOptions {
         mode: ApplyMode::FullTree,
         ..Default::default()
     };
-    let mut applier = Applier::new(dir.as_fd(), opts).expect("applier");
-    let mut archive = tar::Archive::new(tar_bytes);
-    for entry in archive.entries().expect("entries") {
-        let mut entry = entry.expect("entry");
-        let h = entry.header().clone();
-        let raw = entry.path_bytes().into_owned();
-        let path = raw.strip_suffix(b"/").unwrap_or(&raw).to_vec();
-        let link = entry
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default();
-        let kind = match h.entry_type() {
-            tar::EntryType::Regular => EntryKind::File,
-            tar::EntryType::Link => EntryKind::HardLink { target: link },
-            tar::EntryType::Symlink => EntryKind::Symlink { target: link },
-            tar::EntryType::Directory => EntryKind::Directory,
-            tar::EntryType::Char => EntryKind::CharDevice {
-                major: h.device_major().ok().flatten().unwrap_or(0),
-                minor: h.device_minor().ok().flatten().unwrap_or(0),
-            },
-            tar::EntryType::Block => EntryKind::BlockDevice {
-                major: h.device_major().ok().flatten().unwrap_or(0),
-                minor: h.device_minor().ok().flatten().unwrap_or(0),
-            },
-            tar::EntryType::Fifo => EntryKind::Fifo,
-            t => panic!("unexpected entry type {t:?}"),
-        };
-        let mut xattrs = Vec::new();
-        if let Ok(Some(exts)) = entry.pax_extensions() {
-            for ext in exts {
-                let ext = ext.expect("pax record");
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.push(Xattr {
-                        name: name.to_vec(),
-                        value: ext.value_bytes().to_vec(),
-                    });
-                }
-            }
-        }
-        let mut header = Header::new(path, kind.clone());
-        header.raw_path = raw;
-        header.mode = h.mode().expect("mode") & 0o7777;
-        header.uid = entry.header().uid().expect("uid") as u32;
-        header.gid = entry.header().gid().expect("gid") as u32;
-        header.mtime = Timestamp {
-            sec: h.mtime().expect("mtime") as i64,
-            nsec: 0,
-        };
-        header.size = if kind == EntryKind::File {
-            entry.size()
-        } else {
-            0
-        };
-        header.xattrs = xattrs;
-        applier
-            .push(Item::Header(Box::new(header)))
-            .expect("header");
-        let mut offset = 0u64;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = entry.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            applier
-                .push(Item::Data { offset, bytes: buf })
-                .expect("data");
-            offset += n as u64;
-        }
-        applier.push(Item::End).expect("end");
-    }
-    applier.finish().expect("finish");
+    let report = apply_layer(dir.as_fd(), tar_bytes, opts).expect("apply");
+    assert_eq!(report.uncompressed_size, tar_bytes.len() as u64);
 }
 
 /// export → apply onto a copy of the parent gives the child back.

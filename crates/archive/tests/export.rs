@@ -10,6 +10,7 @@ use std::process::Command;
 
 use archive::changes::{
     export_changes, export_overlay_upper, overlay_changes, Change, ChangeKind, ExportOptions,
+    OverrideStat,
 };
 use archive::entry::{EntryKind, Header, Timestamp, Xattr};
 use archive::writer::{TarWriter, TimePrecision, WriterOptions};
@@ -371,12 +372,39 @@ fn privileged_overlay_upper_changes_and_export() {
         rustix::fs::XattrFlags::empty(),
     )
     .expect("setxattr");
+    // a/b unchanged (copied up for a new child): both listed, outermost first.
+    for root in [&l2, &upper] {
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+    }
+    std::fs::write(upper.join("a/b/new"), b"n").expect("write");
+    for root in [&l2, &upper] {
+        for d in ["a/b", "a"] {
+            let ts = rustix::fs::Timespec {
+                tv_sec: 1000,
+                tv_nsec: 0,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                root.join(d),
+                &times,
+                rustix::fs::AtFlags::empty(),
+            )
+            .expect("utimensat");
+        }
+    }
     let lowers = vec![l1.clone(), l2.clone()];
     let got = overlay_changes(&upper, &lowers, OpaqueXattr::User).expect("changes");
     let lines: Vec<String> = got.iter().map(Change::to_line).collect();
     assert_eq!(
         lines,
         [
+            r#"Modify "/a""#,
+            r#"Modify "/a/b""#,
+            r#"Add "/a/b/new""#,
             r#"Delete "/d""#,
             r#"Add "/d/new""#,
             r#"Delete "/f""#,
@@ -386,7 +414,7 @@ fn privileged_overlay_upper_changes_and_export() {
     );
     // With the trusted namespace, d is an ordinary directory (Modify).
     let got = overlay_changes(&upper, &lowers, OpaqueXattr::Trusted).expect("changes");
-    assert_eq!(got[0].to_line(), r#"Modify "/d""#);
+    assert_eq!(got[3].to_line(), r#"Modify "/d""#);
 
     let opts = ExportOptions {
         opaque: OpaqueXattr::User,
@@ -398,7 +426,20 @@ fn privileged_overlay_upper_changes_and_export() {
         .iter()
         .map(|m| String::from_utf8_lossy(&m.name).into_owned())
         .collect();
-    assert_eq!(names, ["d/", "d/.wh..wh..opq", "d/new", ".wh.f", "n/", "w"]);
+    assert_eq!(
+        names,
+        [
+            "a/",
+            "a/b/",
+            "a/b/new",
+            "d/",
+            "d/.wh..wh..opq",
+            "d/new",
+            ".wh.f",
+            "n/",
+            "w"
+        ]
+    );
     let mut a = tar::Archive::new(&out[..]);
     for e in a.entries().expect("entries") {
         let mut e = e.expect("entry");
@@ -409,4 +450,177 @@ fn privileged_overlay_upper_changes_and_export() {
             }
         }
     }
+
+    // Applied back in overlay form, the export is the upper directory again
+    // (less the marker of `n`, which hid nothing).
+    let back = tmp.path().join("back");
+    std::fs::create_dir(&back).expect("mkdir");
+    let dir = std::fs::File::open(&back).expect("open");
+    let mode = archive::ApplyMode::Overlay {
+        whiteouts: archive::WhiteoutStyle::CharDevice,
+        opaque: OpaqueXattr::User,
+    };
+    let opts = archive::ApplyOptions {
+        mode,
+        ..Default::default()
+    };
+    archive::apply_layer(std::os::fd::AsFd::as_fd(&dir), &out[..], opts).expect("apply");
+    let mut want = snapshot(&upper, false);
+    let mut got = snapshot(&back, false);
+    for snap in [&mut want, &mut got] {
+        for e in snap.values_mut() {
+            e.xattrs.retain(|(k, _)| !k.starts_with(b"user.overlay."));
+        }
+    }
+    assert_same_tree(&want, &got);
+    let opaque = |p: &Path| {
+        let mut v = [0u8; 8];
+        rustix::fs::lgetxattr(p, "user.overlay.opaque", &mut v[..]).ok()
+    };
+    assert_eq!(opaque(&back.join("d")), Some(1));
+    assert_eq!(opaque(&back.join("n")), None);
+}
+
+#[test]
+fn privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root");
+        eprintln!("skipping: not root");
+        return;
+    }
+    let tmp = tempdir();
+    let upper = tmp.path().join("u");
+    std::fs::create_dir(&upper).expect("mkdir");
+    std::fs::write(upper.join("f"), b"f").expect("write");
+    std::os::unix::fs::lchown(upper.join("f"), Some(100_005), Some(100_006)).expect("chown");
+    std::os::unix::fs::lchown(&upper, Some(100_000), Some(100_000)).expect("chown");
+    mknod_whiteout(&upper.join("gone"));
+    let m = idmap::parse_maps("0:100000:65536").expect("maps");
+    let opts = ExportOptions {
+        id_mappings: idmap::IdMappings::new(m.clone(), m),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    export_overlay_upper(&upper, &[], &opts, &mut out).expect("export");
+    let mut a = tar::Archive::new(&out[..]);
+    let owners: Vec<(String, u64, u64)> = a
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let h = e.header();
+            (
+                String::from_utf8(e.path_bytes().into_owned()).expect("utf-8"),
+                h.uid().expect("uid"),
+                h.gid().expect("gid"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [("f".to_string(), 5, 6), (".wh.gone".to_string(), 0, 0)]
+    );
+}
+
+#[test]
+fn export_takes_owner_and_mode_from_override_stat_when_asked() {
+    let tmp = tempdir();
+    let root = tmp.path();
+    std::fs::write(root.join("f"), b"f").expect("write");
+    std::fs::set_permissions(
+        root.join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    rustix::fs::lsetxattr(
+        root.join("f"),
+        "user.containers.override_stat",
+        b"5:6:04640",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setxattr");
+    let changes = [Change {
+        path: b"/f".to_vec(),
+        kind: ChangeKind::Add,
+    }];
+    let header_of = |override_stat| {
+        let opts = ExportOptions {
+            override_stat,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        export_changes(root, &changes, &opts, &mut out).expect("export");
+        let mut a = tar::Archive::new(&out[..]);
+        let mut e = a
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        let h = e.header().clone();
+        let keys: Vec<String> = match e.pax_extensions() {
+            Ok(Some(exts)) => exts
+                .map(|x| x.expect("record").key().expect("key").to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        (
+            h.uid().expect("uid"),
+            h.gid().expect("gid"),
+            h.mode().expect("mode"),
+            keys,
+        )
+    };
+    let me = std::fs::metadata(root.join("f")).expect("stat");
+    assert_eq!(
+        header_of(OverrideStat::Use),
+        (5, 6, 0o104640, Vec::<String>::new())
+    );
+    assert_eq!(
+        header_of(OverrideStat::Ignore),
+        (
+            u64::from(me.uid()),
+            u64::from(me.gid()),
+            0o100755,
+            Vec::<String>::new()
+        )
+    );
+}
+
+#[test]
+fn export_never_reads_through_a_symlinked_parent() {
+    let tmp = tempdir();
+    let (root, outside) = (tmp.path().join("root"), tmp.path().join("outside"));
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), b"host data").expect("write");
+    // The tree changed after its changes were listed: etc is now a symlink
+    // out of the root.
+    symlink(&outside, root.join("etc")).expect("symlink");
+    std::fs::write(root.join("ok"), b"ok").expect("write");
+    let changes = [
+        Change {
+            path: b"/etc".to_vec(),
+            kind: ChangeKind::Modify,
+        },
+        Change {
+            path: b"/etc/secret".to_vec(),
+            kind: ChangeKind::Add,
+        },
+        Change {
+            path: b"/ok".to_vec(),
+            kind: ChangeKind::Add,
+        },
+    ];
+    let mut out = Vec::new();
+    export_changes(&root, &changes, &ExportOptions::default(), &mut out).expect("export");
+    let names: Vec<String> = members(&out)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.name).into_owned())
+        .collect();
+    assert_eq!(names, ["etc", "ok"]);
+    assert!(
+        !out.windows(9).any(|w| w == b"host data"),
+        "read outside the root"
+    );
 }

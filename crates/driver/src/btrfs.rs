@@ -372,7 +372,7 @@ impl Driver for Btrfs {
 
     fn cleanup(&self) -> Result<()> {
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm {
+        if *hm || sys::mount::is_self_bind(&self.home).unwrap_or(false) {
             sys::mount::unmount(&self.home, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
                 Error::Mount {
                     op: "umount",

@@ -12,9 +12,39 @@
 //! ([`Capabilities`], [`Driver::additional_layer_store`],
 //! [`Driver::differ`]), never discovered by downcasting.
 //!
-//! Drivers are made by name through a [`Drivers`] table (see [`table`]).
+//! Drivers are made by name through a [`table::Drivers`] table.
 //!
 //! On-disk layout of each driver is documented in its module.
+//!
+//! # The seed's API, item by item
+//!
+//! Every item of the Go `drivers` package (the seed) and where it lives here:
+//!
+//! | seed (Go) | strata |
+//! |---|---|
+//! | `ProtoDriver`, `DiffDriver`, `LayerIDMapUpdater`, `Driver` | [`Driver`] |
+//! | `Create` / `CreateReadWrite`, `CreateOpts` | [`Driver::create`], [`CreateRequest`] with [`Access`] |
+//! | `CreateFromTemplate`, `TemplateDriver`, `NaiveCreateFromTemplate` | [`Driver::create_from_template`], [`naive::create_from_template`] |
+//! | `Remove`, `Get`, `Put`, `Exists`, `MountOpts` | [`Driver::remove`], [`Driver::get`], [`Driver::put`], [`Driver::exists`], [`MountOptions`] |
+//! | `Status`, `Metadata`, `ReadWriteDiskUsage`, `Cleanup`, `AdditionalImageStores` | [`Driver::status`], [`Driver::metadata`], [`Driver::read_write_disk_usage`] ([`DiskUsage`]), [`Driver::cleanup`], [`Driver::additional_image_stores`] |
+//! | `Diff`, `Changes`, `ApplyDiff`, `DiffSize`, `ApplyDiffOpts` | [`Driver::diff`], [`Driver::changes`], [`Driver::apply_diff`], [`Driver::diff_size`], [`ApplyDiffOptions`], [`DiffRequest`], [`LayerRef`] |
+//! | `NaiveDiffDriver`, `NewNaiveDiffDriver` | the default methods, built on [`naive`] |
+//! | `UpdateLayerIDMap`, `SupportsShifting`, `NewNaiveLayerIDMapUpdater` | [`Driver::update_layer_id_map`], [`Driver::supports_shifting`], [`naive::update_layer_id_map`] |
+//! | `ChownPathByMaps` | [`chown::chown_path_by_maps`] |
+//! | `Capabilities`, `CapabilityDriver` | [`Capabilities`], [`Driver::capabilities`] |
+//! | `DiffGetterDriver`, `FileGetCloser` | [`Driver::diff_getter`], [`FileSource`], [`naive::DirFileSource`] |
+//! | `AdditionalLayerStoreDriver`, `AdditionalLayer` | [`Driver::additional_layer_store`], [`AdditionalLayerStore`], [`AdditionalLayer`] |
+//! | `DriverWithDiffer`, `Differ`, `DriverWithDifferOutput` | [`Driver::differ`], [`DifferSupport`], [`Differ`], [`DifferOutput`] |
+//! | `Options`, `InitFunc` | [`InitOptions`], [`InitFn`] |
+//! | `Register`, `New`, priority list | [`table::Drivers::register`], [`table::Drivers::new_driver`], [`table::PRIORITY`] |
+//! | `FsMagic`, `FsMagic*` constants, `FsMagicUnsupported`, `FsNames`, `GetFSMagic` | [`fsmagic::FsMagic`] and its constants, [`fsmagic::FsMagic::NAMES`], [`fsmagic::fs_name`], [`fsmagic::fs_magic`] |
+//! | `Checker`, `NewDefaultChecker`, `NewFsChecker`, `Mounted` | [`mounts::MountChecker`], [`mounts::MountinfoChecker`], [`mounts::FsChecker`], [`mounts::mounted`] |
+//! | `RefCounter`, `NewRefCounter`, `Increment`, `Decrement` | [`refcount::RefCounter`] (and [`refcount::RefGuard`]) |
+//! | `ErrNotSupported`, `ErrPrerequisites`, `ErrIncompatibleFS`, `ErrLayerUnknown` | [`Error::NotSupported`], [`Error::Prerequisites`], [`Error::IncompatibleFs`], [`Error::LayerUnknown`], via [`Error::kind`] |
+//! | `ApplyUncompressedLayer` | [`archive::apply_layer`] (used by [`naive::apply_diff`]) |
+//!
+//! Driver options (`key=value`, with or without the driver prefix) are
+//! parsed at init into typed structs ([`options`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -481,6 +481,13 @@ fn privileged_overlay_additional_image_store() {
     fs::write(m.join("mine"), "M").unwrap();
     d.put("mine").unwrap();
     assert!(!diff_dir(&store, "shared").join("mine").exists());
+    // The store's own layer mounts read-only, at its place in the store.
+    let m = d.get("shared", &MountOptions::default()).unwrap();
+    assert!(m.starts_with(store.path()));
+    assert_eq!(fs::read_to_string(m.join("s")).unwrap(), "S");
+    assert!(fs::write(m.join("w"), "w").is_err());
+    d.put("shared").unwrap();
+    assert!(!is_mounted(&m));
     d.cleanup().unwrap();
 }
 
@@ -762,4 +769,27 @@ fn privileged_overlay_update_id_map_keeps_deletions() {
     let dir = s.path().join("root/overlay/child");
     assert!(!dir.join(".diff-idmap").exists() && !dir.join(".diff-old").exists());
     d.cleanup().unwrap();
+}
+
+#[test]
+fn privileged_overlay_home_bind_and_merged_recreated() {
+    if !privileged("privileged_overlay_home_bind_and_merged_recreated") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.path().join("root/overlay");
+    let first = s.init(&[]).unwrap();
+    create(&first, "base", None);
+    // A later process finds the home already bind-mounted (as the
+    // reference leaves it) and still removes the bind at cleanup.
+    drop(first);
+    assert!(is_mounted(&home));
+    let second = s.init(&[]).unwrap();
+    // The reference removes `merged` when it unmounts; get recreates it.
+    fs::remove_dir(home.join("base/merged")).unwrap();
+    let m = second.get("base", &MountOptions::default()).unwrap();
+    assert!(is_mounted(&m));
+    second.put("base").unwrap();
+    second.cleanup().unwrap();
+    assert!(!is_mounted(&home));
 }

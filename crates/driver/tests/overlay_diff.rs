@@ -138,3 +138,66 @@ fn privileged_overlay_native_diff_from_upper() {
     assert_eq!(names, ["gone", "keep", "od", "od/old"]);
     t.1 = Some(d);
 }
+
+#[test]
+fn privileged_overlay_apply_overlay_form_with_force_mask() {
+    if !privileged("privileged_overlay_apply_overlay_form_with_force_mask") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("strata-ovla-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), "data").unwrap();
+    fs::write(src.join(".wh.gone"), "").unwrap();
+    let tar = dir.path().join("l.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .args(["--owner=1000", "--group=1000", "-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let d = Overlay::new(&InitOptions {
+        home: dir.path().join("root/overlay"),
+        run_root: dir.path().join("run/overlay"),
+        driver_options: vec!["overlay.force_mask=700".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = Tmp(dir, None);
+    d.create(&CreateRequest {
+        id: "layer".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut input = fs::File::open(&tar).unwrap();
+    let report = d
+        .apply_diff(
+            driver::LayerRef {
+                id: "layer",
+                parent: None,
+            },
+            &driver::ApplyDiffOptions::default(),
+            &mut input,
+            None,
+        )
+        .unwrap();
+    assert_eq!(report.uids, vec![1000]);
+    let diff = diff_dir(&t, "layer");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = fs::metadata(diff.join("d/f")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o700, "force_mask applied");
+    let mut buf = [0u8; 64];
+    let n = rustix::fs::lgetxattr(diff.join("d/f"), "user.containers.override_stat", &mut buf)
+        .expect("real owner and mode kept in override_stat");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("1000:1000:"));
+    // The whiteout is stored in kernel form.
+    let wh = fs::symlink_metadata(diff.join("gone")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    t.1 = Some(d);
+}

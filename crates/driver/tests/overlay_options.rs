@@ -292,3 +292,35 @@ fn privileged_overlay_differ_staging() {
     assert!(s.layer("base").exists());
     d.cleanup().unwrap();
 }
+
+#[test]
+fn privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable() {
+    if !privileged("privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable") {
+        return;
+    }
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
+        assert!(std::env::var_os("CI").is_none(), "fuse-overlayfs missing");
+        return;
+    }
+    let s = Scratch::new();
+    // A cached failed probe, as a kernel without overlay would leave.
+    let run = s.0.path().join("run/overlay");
+    fs::create_dir_all(&run).unwrap();
+    fs::write(run.join("overlay-false"), "no overlay here").unwrap();
+    let d = s.init(&[]);
+    assert_eq!(
+        d.mount_program(),
+        Some(Path::new("/usr/bin/fuse-overlayfs"))
+    );
+    assert_eq!(
+        fs::read_to_string(s.0.path().join("root/overlay/.has-mount-program")).unwrap(),
+        "true"
+    );
+    create(&d, "base", None);
+    fs::write(s.layer("base").join("diff/f"), "F").unwrap();
+    let m = d.get("base", &MountOptions::default()).unwrap();
+    assert!(line_of(&s, &m).contains("fuse"));
+    assert_eq!(fs::read_to_string(m.join("f")).unwrap(), "F");
+    d.put("base").unwrap();
+    d.cleanup().unwrap();
+}

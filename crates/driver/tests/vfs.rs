@@ -151,6 +151,10 @@ fn privileged_copy_keeps_everything() {
     }
     std::fs::write(b.join("big"), vec![0xa5u8; 3 << 20]).unwrap();
     std::fs::write(b.join("h1"), b"linked").unwrap();
+    for (name, mode) in [("wide", 0o666), ("readonly", 0o444), ("odd", 0o507)] {
+        std::fs::write(b.join(name), name).unwrap();
+        std::fs::set_permissions(b.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     std::fs::create_dir(b.join("sub")).unwrap();
     std::fs::hard_link(b.join("h1"), b.join("sub/h2")).unwrap();
     std::fs::hard_link(b.join("h1"), b.join("h3")).unwrap();
@@ -287,4 +291,189 @@ fn privileged_leftovers_are_removed_at_init() {
     let d = init_in(&home, &[]).unwrap();
     assert!(!stale.exists());
     assert!(d.exists("kept").unwrap());
+}
+
+/// A loop-backed filesystem mounted on a temp dir; unmounted and detached
+/// on drop, also when the test fails.
+struct LoopFs {
+    mnt: std::path::PathBuf,
+    dev: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn new(mkfs: &[&str]) -> Option<LoopFs> {
+        use std::process::Command;
+        if !Path::new(mkfs[0]).exists() || !Path::new("/usr/sbin/losetup").exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} or losetup missing under CI",
+                mkfs[0]
+            );
+            eprintln!("skipping: {} or losetup missing", mkfs[0]);
+            return None;
+        }
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let img = tmp.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        let ok = Command::new(mkfs[0])
+            .args(&mkfs[1..])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}: {}",
+            mkfs[0],
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let fs = LoopFs {
+            mnt,
+            dev,
+            _tmp: tmp,
+        };
+        let st = Command::new("mount")
+            .arg(&fs.dev)
+            .arg(&fs.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {}", fs.dev);
+        Some(fs)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+fn used_bytes(p: &Path) -> u64 {
+    let s = sys::statfs::space(p).unwrap();
+    (s.blocks - s.blocks_available) * s.block_size
+}
+
+/// On a filesystem with reflinks a child shares its parent's data extents:
+/// copying 64 MiB costs next to no space.
+#[test]
+fn privileged_child_is_reflinked_on_xfs() {
+    if !need_root("reflink") {
+        return;
+    }
+    let Some(fs) = LoopFs::new(&["/usr/sbin/mkfs.xfs", "-q", "-m", "reflink=1"]) else {
+        return;
+    };
+    let d = init_in(&fs.mnt.join("vfs"), &[]).unwrap();
+    d.create(&req("base", None)).unwrap();
+    let b = d.get("base", &MountOptions::default()).unwrap();
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(b.join("big"), &data).unwrap();
+    rustix::fs::sync();
+    let before = used_bytes(&fs.mnt);
+    d.create(&req("child", Some("base"))).unwrap();
+    rustix::fs::sync();
+    let grown = used_bytes(&fs.mnt).saturating_sub(before);
+    let c = d.get("child", &MountOptions::default()).unwrap();
+    assert!(
+        std::fs::read(c.join("big")).unwrap() == data,
+        "content differs"
+    );
+    assert!(
+        grown < 8 << 20,
+        "child used {grown} bytes: data was copied, not reflinked"
+    );
+    // Writing to the child leaves the parent's shared extents alone.
+    std::fs::write(c.join("big"), b"changed").unwrap();
+    assert!(std::fs::read(b.join("big")).unwrap() == data);
+    drop(d);
+}
+
+/// A staging dir still locked by a running create is not a leftover.
+#[test]
+fn privileged_locked_staging_survives_init() {
+    if !need_root("locked staging") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = tmp.path().join("vfs");
+    drop(init_in(&home, &[]).unwrap());
+    let busy = home.join("dir/.tmp-busy-0000000000000001");
+    std::fs::create_dir_all(busy.join("x")).unwrap();
+    let f = std::fs::File::open(&busy).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    drop(init_in(&home, &[]).unwrap());
+    assert!(busy.join("x").is_dir(), "a locked staging dir was removed");
+    drop(f);
+    drop(init_in(&home, &[]).unwrap());
+    assert!(!busy.exists(), "an unlocked staging dir was kept");
+}
+
+/// The diff getter reads a layer's files by archive name and cannot be led
+/// out of the layer by `..` or symlinks; disk usage counts the layer's own
+/// blocks and inodes.
+#[test]
+fn privileged_diff_getter_and_disk_usage() {
+    if !need_root("diff getter") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
+    d.create(&req("l", None)).unwrap();
+    let root = d.get("l", &MountOptions::default()).unwrap();
+    std::fs::create_dir(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), b"inside\n").unwrap();
+    std::fs::write(root.join("big"), vec![1u8; 1 << 20]).unwrap();
+    std::fs::write(tmp.path().join("secret"), b"outside\n").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("esc")).unwrap();
+    std::os::unix::fs::symlink("../../../../../secret", root.join("etc/rel")).unwrap();
+    let src = d.diff_getter("l").unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut src.open(b"etc/hostname").unwrap(), &mut got).unwrap();
+    assert_eq!(got, "inside\n");
+    for name in [
+        &b"esc"[..],
+        b"etc/rel",
+        b"../secret",
+        b"../../../../secret",
+        b"missing",
+    ] {
+        let r = src.open(name);
+        let mut buf = String::new();
+        if let Ok(mut f) = r {
+            let _ = std::io::Read::read_to_string(&mut f, &mut buf);
+            assert_ne!(
+                buf,
+                "outside\n",
+                "{} escaped the layer",
+                String::from_utf8_lossy(name)
+            );
+            panic!("{} opened: {buf:?}", String::from_utf8_lossy(name));
+        }
+    }
+    let u = d.read_write_disk_usage("l").unwrap();
+    assert!(u.size >= 1 << 20, "{u:?}");
+    assert_eq!(u.inodes, 6, "root, etc, hostname, big, esc, rel: {u:?}");
+    assert_eq!(
+        d.read_write_disk_usage("nosuch").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -345,6 +345,16 @@ impl Store {
         while self.state.mount_count(id) > 0 {
             self.unmount_locked(id, crate::Force::No)?;
         }
+        // Flag the record first: a crash while the data goes leaves a
+        // layer the next read-write open finishes deleting, never a listed
+        // layer with half its files.
+        if let Some(l) = self.state.layers.iter_mut().find(|l| l.id == id) {
+            if !l.is_incomplete() {
+                l.flags
+                    .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
+                self.save()?;
+            }
+        }
         self.driver
             .remove(id)
             .map_err(|e| Error::driver("removing layer", id, e))?;

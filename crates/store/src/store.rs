@@ -173,12 +173,29 @@ impl Store {
         self.state.save(&self.paths, &locks.layers, &locks.mounts)
     }
 
+    /// Cleans what an interrupted writer left: incomplete layers and the
+    /// temporary files of atomic writes and imports (`.tmp-*` beside
+    /// layers.json and mountpoints.json). Writers hold the exclusive locks
+    /// while such files exist, so under those locks every one is stale.
     fn remove_incomplete(&mut self) -> Result<()> {
         let any = self.read(|s| Ok(s.state.layers.iter().any(|l| l.is_incomplete())))?;
-        if !any || !self.locks.layers.is_writable() {
+        let tmp_files = |s: &Self| -> Vec<PathBuf> {
+            [&s.paths.layers_dir, &s.paths.mounts_dir]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .map(|e| e.path())
+                .collect()
+        };
+        let stale = !tmp_files(self).is_empty();
+        if !(any || stale) || !self.locks.layers.is_writable() {
             return Ok(());
         }
         self.write(|s| {
+            for p in tmp_files(s) {
+                tracing::info!("removing stale temporary file {}", p.display());
+                crate::files::remove_file_if_exists(&p)?;
+            }
             let ids: Vec<String> = s
                 .state
                 .layers

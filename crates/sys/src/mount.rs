@@ -275,6 +275,22 @@ pub fn make_private(path: &Path) -> io::Result<bool> {
     Ok(made)
 }
 
+/// Whether the mount at `path` is a bind mount of that same directory onto
+/// itself (as [`make_private`] makes): its root inside the filesystem is not
+/// `/` and it sits on the same device as its parent mount. A filesystem
+/// mounted there in its own right is not.
+pub fn is_self_bind(path: &Path) -> io::Result<bool> {
+    let all = crate::mountinfo::read_self()?;
+    let Some(m) = all.iter().rev().find(|m| m.mount_point == path) else {
+        return Ok(false);
+    };
+    let parent = all.iter().find(|p| p.mount_id == m.parent_id);
+    Ok(
+        m.root != Path::new("/")
+            && parent.is_some_and(|p| (p.major, p.minor) == (m.major, m.minor)),
+    )
+}
+
 /// Whether `path` is the root of a mount (its mount ID differs from its
 /// parent's, or it is `/`).
 pub fn is_mount_root(path: &Path) -> io::Result<bool> {

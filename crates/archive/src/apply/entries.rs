@@ -239,11 +239,13 @@ impl Applier<'_> {
         }
         let fd = ops::open_subdir(d, name).map_err(|e| err("open", p, e))?;
         self.meta.apply(Target::Fd(fd.as_fd()), h, p, now)?;
+        let mode = self.keep_writable(fd.as_fd(), h, p)?;
         let st = fs::fstat(&fd).map_err(|e| err("stat", p, e))?;
         self.deferred.push(DeferredDir {
             path: p.to_vec(),
             ident: (st.st_dev, st.st_ino),
             times: timestamps(h),
+            mode,
         });
         self.res.remember(p, CachedDir::new(fd));
         Ok(())
@@ -316,6 +318,7 @@ impl Applier<'_> {
         let fd =
             resolve::reopen_dir(self.res.root().fd.as_fd()).map_err(|e| err("open", b".", e))?;
         self.meta.apply(Target::Fd(fd.as_fd()), &h, b".", None)?;
+        let mode = self.keep_writable(fd.as_fd(), &h, b".")?;
         self.res.root().forget_info();
         self.res.invalidate();
         let st = fs::fstat(&fd).map_err(|e| err("stat", b".", e))?;
@@ -323,8 +326,20 @@ impl Applier<'_> {
             path: Vec::new(),
             ident: (st.st_dev, st.st_ino),
             times: timestamps(&h),
+            mode,
         });
         Ok(())
+    }
+
+    /// Without root, a directory that would not let us add its entries stays
+    /// owner-writable until [`Applier::finish`]; returns its final mode then.
+    fn keep_writable(&mut self, fd: BorrowedFd<'_>, h: &Header, p: &[u8]) -> Result<Option<u32>> {
+        let mode = self.meta.final_mode(h);
+        if !self.meta.must_defer_dir_mode(mode) {
+            return Ok(None);
+        }
+        self.meta.chmod(Target::Fd(fd), mode | 0o700, p)?;
+        Ok(Some(mode))
     }
 
     /// Ends a regular file: size, owner, mode, xattrs, times.

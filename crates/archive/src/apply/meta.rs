@@ -143,6 +143,18 @@ impl Meta {
         })
     }
 
+    /// The mode an entry ends with (the mask's under force_mask).
+    pub(crate) fn final_mode(&self, h: &Header) -> u32 {
+        self.force_mask.unwrap_or(h.mode) & 0o7777
+    }
+
+    /// A directory mode this process could not write through until the end:
+    /// without root, a directory needs owner write and search permission to
+    /// receive its entries.
+    pub(crate) fn must_defer_dir_mode(&self, mode: u32) -> bool {
+        self.euid != 0 && mode & 0o300 != 0o300
+    }
+
     /// Host owner of the container's root (owner of implicit parents).
     pub(crate) fn root_owner(&self) -> Result<IdPair> {
         Ok(self.maps.root_pair()?)

@@ -36,6 +36,9 @@
 //! - `.wh..wh.*` names other than `.wh..wh..opq` are AUFS metadata and are
 //!   skipped, at any depth; `.wh..wh.plnk/` at the root is extracted so that
 //!   hard links into it work, then removed at [`Applier::finish`].
+//! - Directory times (and, without root, modes lacking owner write/search)
+//!   are set by [`Applier::finish`], children before parents, so that
+//!   entries can still be added and later deletions do not move them.
 //! - Under `force_mask`, devices and FIFOs are refused: the real owner and
 //!   mode cannot be stored in a user xattr on them (the reference fails too).
 
@@ -145,6 +148,9 @@ struct DeferredDir {
     path: Vec<u8>,
     ident: (u64, u64),
     times: Timestamps,
+    /// The directory's mode when it had to stay writable until the end
+    /// (an unprivileged caller cannot write into a 0555 directory).
+    mode: Option<u32>,
 }
 
 /// Where the stream is between items.
@@ -261,8 +267,10 @@ impl<'fd> Applier<'fd> {
             })?;
             self.res.invalidate();
         }
+        // Children before parents: a parent's final mode may forbid
+        // reaching its children.
         let deferred = std::mem::take(&mut self.deferred);
-        for d in &deferred {
+        for d in deferred.iter().rev() {
             self.set_dir_times(d)?;
         }
         self.meta.summarize();
@@ -273,9 +281,12 @@ impl<'fd> Applier<'fd> {
         if d.path.is_empty() {
             let fd = resolve::reopen_dir(self.res.root().fd.as_fd())
                 .map_err(|e| Error::io("open layer root", e))?;
-            return self
-                .meta
-                .times(meta::Target::Fd(fd.as_fd()), &d.times, b".");
+            let t = meta::Target::Fd(fd.as_fd());
+            self.meta.times(t, &d.times, b".")?;
+            if let Some(mode) = d.mode {
+                self.meta.chmod(t, mode, b".")?;
+            }
+            return Ok(());
         }
         let (parent, name) = path::split_parent(&d.path);
         // The directory may have been deleted or replaced since: then its
@@ -293,6 +304,14 @@ impl<'fd> Applier<'fd> {
                 if (st.st_dev, st.st_ino) == d.ident
                     && FileType::from_raw_mode(st.st_mode) == FileType::Directory =>
             {
+                if let Some(mode) = d.mode {
+                    let t = meta::Target::At {
+                        dir: dir.fd.as_fd(),
+                        name,
+                        symlink: false,
+                    };
+                    self.meta.chmod(t, mode, &d.path)?;
+                }
                 fs::utimensat(dir.fd.as_fd(), name, &d.times, AtFlags::SYMLINK_NOFOLLOW).map_err(
                     |e| Error::Path {
                         op: "set times of",

@@ -408,3 +408,130 @@ pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Opti
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fixture tree inside `root`, and a victim directory beside it.
+    fn fixture() -> (tempfile::TempDir, std::fs::File) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let victim = t.path().join("victim");
+        std::fs::create_dir_all(victim.join("x")).unwrap();
+        for d in ["a/b/c", "run", "var", "etc"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("file"), b"").unwrap();
+        symlink("/run", root.join("var/run")).unwrap();
+        symlink("../..", root.join("a/b/up2")).unwrap();
+        symlink("../../../../..", root.join("a/b/c/up5")).unwrap();
+        symlink(&victim, root.join("abs_victim")).unwrap();
+        symlink("../victim", root.join("rel_victim")).unwrap();
+        symlink("/", root.join("slash")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        symlink("file", root.join("to_file")).unwrap();
+        symlink("a/b/up2/a", root.join("chain1")).unwrap();
+        symlink("chain1/b/c/up5/etc", root.join("chain2")).unwrap();
+        symlink("/proc/self/root", root.join("magic")).unwrap();
+        symlink("nowhere/deeper", root.join("dangling")).unwrap();
+        let dir = std::fs::File::open(&root).unwrap();
+        (t, dir)
+    }
+
+    fn ident(fd: &OwnedFd) -> (u64, u64) {
+        let st = fs::fstat(fd).unwrap();
+        (st.st_dev, st.st_ino)
+    }
+
+    #[test]
+    fn walk_agrees_with_openat2() {
+        let (t, dir) = fixture();
+        let root = t.path().join("root");
+        let expect_in_root: &[(&str, Option<&str>)] = &[
+            ("a/b/c", Some("a/b/c")),
+            ("var/run", Some("run")),
+            ("a/b/up2", Some("")),
+            ("a/b/up2/etc", Some("etc")),
+            ("a/b/c/up5", Some("")),
+            ("a/b/c/up5/a/b", Some("a/b")),
+            ("slash", Some("")),
+            ("slash/etc", Some("etc")),
+            ("chain1", Some("a")),
+            ("chain2", Some("etc")),
+            ("abs_victim", None),
+            ("rel_victim", None),
+            ("rel_victim/x", None),
+            ("loop1", None),
+            ("to_file", None),
+            ("file", None),
+            ("magic", None),
+            ("dangling", None),
+            ("missing/dir", None),
+        ];
+        for (p, want) in expect_in_root {
+            let mut answers = Vec::new();
+            for r in [Resolution::Openat2, Resolution::ManualWalk] {
+                let mut res = Resolver::new(dir.as_fd(), r).unwrap();
+                let got = res.dir(p.as_bytes(), Missing::Fail);
+                answers.push(got.as_ref().map(|d| ident(&d.fd)).map_err(|e| e.kind()));
+                match (want, &got) {
+                    (Some(w), Ok(d)) => {
+                        let expected = std::fs::File::open(root.join(w)).unwrap();
+                        assert_eq!(ident(&d.fd), ident(&expected.into()), "{p} ({r:?})");
+                    }
+                    (None, Err(_)) => {}
+                    _ => panic!("{p} ({r:?}): want {want:?}, got {got:?}"),
+                }
+            }
+            assert_eq!(answers[0], answers[1], "{p}: openat2 vs walk");
+        }
+    }
+
+    #[test]
+    fn walk_creates_only_named_components() {
+        let (t, dir) = fixture();
+        let root = t.path().join("root");
+        for r in [Resolution::Openat2, Resolution::ManualWalk] {
+            let mut res = Resolver::new(dir.as_fd(), r).unwrap();
+            let mut made = Vec::new();
+            let mut cb = |_: BorrowedFd<'_>, n: &[u8], _: BorrowedFd<'_>| -> Result<()> {
+                made.push(n.to_vec());
+                Ok(())
+            };
+            res.dir(b"var/run/new/deep", Missing::Create(&mut cb))
+                .unwrap();
+            assert!(root.join("run/new/deep").is_dir());
+            assert_eq!(made, vec![b"new".to_vec(), b"deep".to_vec()], "{r:?}");
+            std::fs::remove_dir_all(root.join("run/new")).unwrap();
+            let mut cb2 = |_: BorrowedFd<'_>, _: &[u8], _: BorrowedFd<'_>| -> Result<()> {
+                panic!("nothing may be created through a dangling link")
+            };
+            let e = res
+                .dir(b"dangling/x", Missing::Create(&mut cb2))
+                .unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{r:?}");
+            assert!(!root.join("nowhere").exists());
+        }
+        assert!(!t.path().join("victim/new").exists());
+    }
+
+    #[test]
+    fn step_from_cache_refuses_symlinks() {
+        let (_t, dir) = fixture();
+        let mut res = Resolver::new(dir.as_fd(), Resolution::Openat2).unwrap();
+        res.dir(b"var", Missing::Fail).unwrap();
+        let before = res.stats;
+        res.dir(b"var/run", Missing::Fail).unwrap();
+        assert_eq!(
+            res.stats.stepped, before.stepped,
+            "a symlink is not stepped into"
+        );
+        assert_eq!(res.stats.openat2, before.openat2 + 1);
+        res.dir(b"a", Missing::Fail).unwrap();
+        res.dir(b"a/b", Missing::Fail).unwrap();
+        assert!(res.stats.stepped >= 2);
+    }
+}

@@ -14,15 +14,19 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use idmap::{IdMappings, IdPair};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::meta::{self, layer_xattrs, lstat, Meta, Names};
-use super::{Change, ChangeKind, ExportOptions};
+use super::meta::{
+    self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,
+};
+use super::{Change, ChangeKind, ExportOptions, OverrideStat};
 use crate::entry::{EntryKind, Header, Timestamp};
 use crate::writer::{ModeField, TarWriter};
 use crate::{Error, Result};
@@ -31,14 +35,16 @@ use crate::{Error, Result};
 pub(crate) struct Exporter<'a, W: Write> {
     pub tar: TarWriter<W>,
     maps: &'a IdMappings,
+    override_stat: OverrideStat,
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl<'a, W: Write> Exporter<'a, W> {
-    pub fn new(out: W, maps: &'a IdMappings) -> Self {
+    pub fn new(out: W, opts: &'a ExportOptions) -> Self {
         Self {
             tar: TarWriter::new(out),
-            maps,
+            maps: &opts.id_mappings,
+            override_stat: opts.override_stat,
             links: HashMap::new(),
         }
     }
@@ -69,23 +75,39 @@ impl<'a, W: Write> Exporter<'a, W> {
         };
         let mut h = Header::new(name.to_vec(), kind);
         h.mode = m.mode & 0o7777;
-        let ids = self
-            .maps
-            .to_container(IdPair {
-                uid: m.uid,
-                gid: m.gid,
-            })
-            .map_err(|e| Error::Refused {
+        let mut host = IdPair {
+            uid: m.uid,
+            gid: m.gid,
+        };
+        if self.override_stat == OverrideStat::Use && m.file_type() != meta::S_IFLNK {
+            if let Some(v) = get_xattr(path, meta::OVERRIDE_STAT)? {
+                let (uid, gid, mode) = parse_override_stat(&v).ok_or_else(|| Error::Corrupt {
+                    path: String::from_utf8_lossy(name).into_owned(),
+                    reason: format!("unreadable override_stat {:?}", String::from_utf8_lossy(&v)),
+                })?;
+                host = IdPair { uid, gid };
+                h.mode = mode;
+            }
+        }
+        // Overlay whiteouts are made by the kernel with the mounter's owner,
+        // which may lie outside the layer's maps; a whiteout's owner does
+        // not matter, so an unmapped one becomes the container's root
+        // instead of failing the export.
+        let ids = if m.is_whiteout() {
+            self.maps.to_container(host).unwrap_or_default()
+        } else {
+            self.maps.to_container(host).map_err(|e| Error::Refused {
                 path: String::from_utf8_lossy(name).into_owned(),
                 reason: format!("owner {}:{} has no container ID: {e}", m.uid, m.gid),
-            })?;
+            })?
+        };
         h.uid = ids.uid;
         h.gid = ids.gid;
-        h.uname = Names::host().user(m.uid);
-        h.gname = Names::host().group(m.gid);
+        h.uname = Names::host().user(host.uid);
+        h.gname = Names::host().group(host.gid);
         h.mtime = m.mtime;
         h.atime = Some(m.atime);
-        h.xattrs = layer_xattrs(path)?;
+        h.xattrs = layer_xattrs(path, XattrSet::Exported)?;
         if h.kind == EntryKind::File {
             h.size = m.size;
         }
@@ -144,6 +166,92 @@ fn now() -> Timestamp {
     }
 }
 
+/// Resolves changed paths under the root without following symlinks on
+/// the way, so that a tree changing under the export (a running
+/// container swapping a directory for a symlink) cannot make it read
+/// files outside the root. A path is handed out as
+/// `/proc/self/fd/<parent>/<name>`, which names the entry itself (a final
+/// symlink is never followed by the calls made on it).
+struct Beneath {
+    root: Option<OwnedFd>,
+    plain: PathBuf,
+}
+
+impl Beneath {
+    fn new(root: &Path) -> Result<Self> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening {}", root.display()), e.into()))?;
+        // openat2 appeared in Linux 5.6 and needs /proc for the handoff.
+        let usable = Path::new("/proc/self/fd").is_dir()
+            && !matches!(
+                rustix::fs::openat2(&fd, ".", OFlags::PATH, Mode::empty(), ResolveFlags::BENEATH),
+                Err(rustix::io::Errno::NOSYS)
+            );
+        if !usable {
+            tracing::warn!("openat2 or /proc unavailable: export resolves paths by name");
+        }
+        Ok(Self {
+            root: usable.then_some(fd),
+            plain: root.to_path_buf(),
+        })
+    }
+
+    /// The entry `rel` as a path plus the descriptor that keeps it valid;
+    /// `None` when a parent is missing or no longer a plain directory.
+    fn resolve(&self, rel: &[u8]) -> Result<Option<(Option<OwnedFd>, PathBuf)>> {
+        let Some(root) = &self.root else {
+            return Ok(Some((None, meta::join(&self.plain, rel))));
+        };
+        let (dir, base) = match rel.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&b"."[..], rel),
+        };
+        let flags = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let dir_os = std::ffi::OsStr::from_bytes(dir);
+        match rustix::fs::openat2(
+            root,
+            dir_os,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            flags,
+        ) {
+            Ok(fd) => {
+                let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                let p = meta::join(&p, base);
+                Ok(Some((Some(fd), p)))
+            }
+            Err(e)
+                if [
+                    rustix::io::Errno::NOENT,
+                    rustix::io::Errno::NOTDIR,
+                    rustix::io::Errno::LOOP,
+                    rustix::io::Errno::XDEV,
+                ]
+                .contains(&e) =>
+            {
+                tracing::warn!(
+                    path = %String::from_utf8_lossy(rel),
+                    error = %e,
+                    "changed path is no longer under a plain directory; skipped"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(
+                format!(
+                    "resolving {} under {}",
+                    String::from_utf8_lossy(rel),
+                    self.plain.display()
+                ),
+                e.into(),
+            )),
+        }
+    }
+}
+
 /// See [`super::export_changes`].
 pub(crate) fn export_changes(
     root: &Path,
@@ -153,7 +261,8 @@ pub(crate) fn export_changes(
 ) -> Result<()> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut ex = Exporter::new(out, &opts.id_mappings);
+    let beneath = Beneath::new(root)?;
+    let mut ex = Exporter::new(out, opts);
     let stamp = now();
     for c in sorted {
         let rel = c.path.strip_prefix(b"/").unwrap_or(&c.path);
@@ -167,7 +276,9 @@ pub(crate) fn export_changes(
             ex.tar.append_header_with(&h, ModeField::PermissionsOnly)?;
             continue;
         }
-        let path = meta::join(root, rel);
+        let Some((_parent, path)) = beneath.resolve(rel)? else {
+            continue;
+        };
         let m = match lstat(&path) {
             Ok(m) => m,
             // A running container may delete files while it is diffed; the
@@ -176,7 +287,10 @@ pub(crate) fn export_changes(
                 tracing::warn!(path = %path.display(), "changed file vanished during export");
                 continue;
             }
-            Err(e) => return Err(Error::io(format!("lstat {}", path.display()), e)),
+            Err(e) => {
+                let shown = meta::join(root, rel);
+                return Err(Error::io(format!("lstat {}", shown.display()), e));
+            }
         };
         ex.add_file(&path, &m, rel)?;
     }

@@ -167,28 +167,57 @@ pub(crate) fn get_xattr(path: &Path, name: &[u8]) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Whether an xattr is part of a layer: `security.capability` and the
-/// `user.*` namespace, except overlay's own and strata's override record.
-/// `trusted.*` and other `security.*` attributes are host state; the
-/// reference neither compares nor exports them.
-pub(crate) fn xattr_counts(name: &[u8]) -> bool {
-    name == b"security.capability"
-        || (name.starts_with(b"user.")
-            && !name.starts_with(b"user.overlay.")
-            && name != b"user.containers.override_stat")
+/// Which xattrs a purpose looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XattrSet {
+    /// Change detection: `security.capability` and every `user.*`, as the
+    /// reference compares them.
+    Compared,
+    /// Export: the same less overlay's own (`user.overlay.*`) and strata's
+    /// `user.containers.override_stat` record, which an incoming layer may
+    /// never set.
+    Exported,
 }
 
-/// The xattrs of `path` that belong to a layer, sorted by name.
-pub(crate) fn layer_xattrs(path: &Path) -> Result<Vec<Xattr>> {
+impl XattrSet {
+    /// `trusted.*` and other `security.*` attributes are host state; the
+    /// reference neither compares nor exports them.
+    pub fn contains(self, name: &[u8]) -> bool {
+        let base = name == b"security.capability" || name.starts_with(b"user.");
+        match self {
+            XattrSet::Compared => base,
+            XattrSet::Exported => {
+                base && !name.starts_with(b"user.overlay.") && name != OVERRIDE_STAT
+            }
+        }
+    }
+}
+
+/// The xattr where a layer written with `force_mask` keeps the real owner
+/// and mode (`uid:gid:0mode`, host IDs).
+pub(crate) const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
+
+/// The xattrs of `path` in `set`, sorted by name.
+pub(crate) fn layer_xattrs(path: &Path, set: XattrSet) -> Result<Vec<Xattr>> {
     let mut out = Vec::new();
     let mut names = list_xattrs(path)?;
     names.sort_unstable();
-    for name in names.into_iter().filter(|n| xattr_counts(n)) {
+    for name in names.into_iter().filter(|n| set.contains(n)) {
         if let Some(value) = get_xattr(path, &name)? {
             out.push(Xattr { name, value });
         }
     }
     Ok(out)
+}
+
+/// Parses an override_stat value `uid:gid:mode` (mode in octal).
+pub(crate) fn parse_override_stat(value: &[u8]) -> Option<(u32, u32, u32)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut it = text.trim_end_matches('\0').split(':');
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(it.next()?, 8).ok()?;
+    Some((uid, gid, mode & 0o7777))
 }
 
 /// Host user and group names by ID, from `/etc/passwd` and `/etc/group`, as
@@ -248,17 +277,38 @@ mod tests {
 
     #[test]
     fn xattrs_that_count() {
-        for (name, want) in [
-            ("security.capability", true),
-            ("user.foo", true),
-            ("user.overlay.opaque", false),
-            ("user.containers.override_stat", false),
-            ("trusted.overlay.opaque", false),
-            ("trusted.x", false),
-            ("security.selinux", false),
+        for (name, compared, exported) in [
+            ("security.capability", true, true),
+            ("user.foo", true, true),
+            ("user.overlay.opaque", true, false),
+            ("user.containers.override_stat", true, false),
+            ("trusted.overlay.opaque", false, false),
+            ("trusted.x", false, false),
+            ("security.selinux", false, false),
         ] {
-            assert_eq!(xattr_counts(name.as_bytes()), want, "{name}");
+            assert_eq!(
+                XattrSet::Compared.contains(name.as_bytes()),
+                compared,
+                "{name}"
+            );
+            assert_eq!(
+                XattrSet::Exported.contains(name.as_bytes()),
+                exported,
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn override_stat_values() {
+        assert_eq!(
+            parse_override_stat(b"1000:1001:0751"),
+            Some((1000, 1001, 0o751))
+        );
+        assert_eq!(parse_override_stat(b"0:0:00"), Some((0, 0, 0)));
+        assert_eq!(parse_override_stat(b"0:0:04755"), Some((0, 0, 0o4755)));
+        assert_eq!(parse_override_stat(b"x:0:0"), None);
+        assert_eq!(parse_override_stat(b"1:2"), None);
     }
 
     #[test]

@@ -50,6 +50,22 @@ pub struct ExportOptions {
     pub id_mappings: IdMappings,
     /// Opaque-directory xattr of the upper directory (overlay export).
     pub opaque: OpaqueXattr,
+    /// Whether owners and modes come from `user.containers.override_stat`
+    /// (layers written with `force_mask`).
+    pub override_stat: OverrideStat,
+}
+
+/// Where [`export_changes`] and [`export_overlay_upper`] take owners and
+/// modes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverrideStat {
+    /// From the files themselves.
+    #[default]
+    Ignore,
+    /// From the `user.containers.override_stat` xattr (`uid:gid:0mode`,
+    /// host IDs) where a file has one, as a layer written with
+    /// `force_mask` keeps them; the file's own when it has none.
+    Use,
 }
 
 impl ChangeKind {

@@ -11,8 +11,8 @@
 //! - anything else is `Modify` when the path exists in a lower layer, else
 //!   `Add`; a directory that exists below with the same mode, size and
 //!   mtime is skipped (it was only copied up for a child);
-//! - an `Add` or `Delete` whose parent directory was skipped lists the
-//!   parent as `Modify` just before it.
+//! - an `Add` or `Delete` lists every ancestor directory that was skipped
+//!   as `Modify` just before it, outermost first.
 //!
 //! Lower paths are examined with `lstat`. The reference follows a final
 //! symlink there (absolute ones resolve on the host), which can turn a
@@ -106,11 +106,17 @@ pub(crate) fn overlay_changes(
             changed_dirs.insert(rel.to_vec());
         }
         if kind != ChangeKind::Modify {
-            if let Some(i) = rel.iter().rposition(|&c| c == b'/') {
-                let parent = &rel[..i];
-                if changed_dirs.insert(parent.to_vec()) {
+            // Every ancestor that was skipped as unchanged, outermost first.
+            let ends: Vec<usize> = rel
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &c)| (c == b'/').then_some(i))
+                .collect();
+            for end in ends {
+                let dir = &rel[..end];
+                if changed_dirs.insert(dir.to_vec()) {
                     out.push(Change {
-                        path: abs(parent),
+                        path: abs(dir),
                         kind: ChangeKind::Modify,
                     });
                 }
@@ -132,7 +138,9 @@ pub(crate) fn export_overlay_upper(
     opts: &ExportOptions,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut ex = Exporter::new(out, &opts.id_mappings);
+    // Members in walk order (a directory's subtree before `dir.conf`), as
+    // the reference's driver diff writes them.
+    let mut ex = Exporter::new(out, opts);
     walk(upper, &mut Vec::new(), &mut |rel, path, m| {
         if m.is_whiteout() {
             // The whiteout keeps its own owner, mode bits and time.

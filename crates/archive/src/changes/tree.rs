@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use idmap::{IdMappings, IdPair};
 use rayon::prelude::*;
 
-use super::meta::{self, join, layer_xattrs, lstat, read_dir_sorted, same_time, Meta};
+use super::meta::{self, join, layer_xattrs, lstat, read_dir_sorted, same_time, Meta, XattrSet};
 use super::{Change, ChangeKind};
 use crate::{Error, Result};
 
@@ -210,5 +210,5 @@ fn differs(
             return Ok(true);
         }
     }
-    Ok(layer_xattrs(new_path)? != layer_xattrs(old_path)?)
+    Ok(layer_xattrs(new_path, XattrSet::Compared)? != layer_xattrs(old_path, XattrSet::Compared)?)
 }

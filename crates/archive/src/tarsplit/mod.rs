@@ -175,6 +175,7 @@ fn corrupt(path: &str, reason: impl Into<String>) -> Error {
 pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write) -> Result<u64> {
     let mut written = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
+    let mut last_segment: Vec<u8> = Vec::new();
     for (n, line) in record.split(b'\n').enumerate() {
         let line = line.map_err(|e| Error::io("reading tar-split record", e))?;
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -187,6 +188,7 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                 let bytes = decode_b64(entry.payload.as_deref().unwrap_or(""), n)?;
                 write_out(out, &bytes)?;
                 written += bytes.len() as u64;
+                last_segment = bytes;
             }
             1 => {
                 let size = entry.size.unwrap_or(0);
@@ -208,6 +210,9 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                 let mut file = source
                     .open(&name)
                     .map_err(|e| corrupt(&shown, format!("cannot open: {e}")))?;
+                // A sparse member stores only its data regions; the map is
+                // in the header bytes just replayed.
+                let stored = StoredRegions::new(sparse_map(&last_segment));
                 let mut crc = Crc64::new();
                 let mut got = 0u64;
                 loop {
@@ -218,10 +223,9 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                         Err(e) => return Err(corrupt(&shown, format!("read: {e}"))),
                     };
                     crc.update(&buf[..k]);
-                    write_out(out, &buf[..k])?;
+                    written += stored.write(got, &buf[..k], out)?;
                     got += k as u64;
                 }
-                written += got;
                 if crc.to_be_bytes()[..] != want[..] {
                     return Err(corrupt(
                         &shown,
@@ -238,6 +242,48 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
         }
     }
     Ok(written)
+}
+
+/// The sparse map of the member whose header blocks end `segment` (a
+/// segment is the previous member's padding, then whole header blocks), or
+/// `None` for a dense member or headers we cannot parse.
+fn sparse_map(segment: &[u8]) -> Option<Vec<crate::entry::SparseRegion>> {
+    let headers = &segment[segment.len() % crate::reader::BLOCK..];
+    let mut reader = crate::reader::Reader::new(std::io::Cursor::new(headers));
+    match reader.next_item() {
+        Ok(Some(crate::entry::Item::Header(h))) => h.sparse,
+        _ => None,
+    }
+}
+
+/// Writes the parts of a file's logical content that the archive stores.
+struct StoredRegions {
+    map: Option<Vec<crate::entry::SparseRegion>>,
+}
+
+impl StoredRegions {
+    fn new(map: Option<Vec<crate::entry::SparseRegion>>) -> Self {
+        Self { map }
+    }
+
+    /// Writes what of `chunk` (at logical `offset`) is stored; returns the
+    /// bytes written.
+    fn write(&self, offset: u64, chunk: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let Some(map) = &self.map else {
+            write_out(out, chunk)?;
+            return Ok(chunk.len() as u64);
+        };
+        let end = offset + chunk.len() as u64;
+        let mut n = 0;
+        for r in map {
+            let (a, b) = (r.offset.max(offset), (r.offset + r.length).min(end));
+            if a < b {
+                write_out(out, &chunk[(a - offset) as usize..(b - offset) as usize])?;
+                n += b - a;
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn decode_b64(s: &str, line: usize) -> Result<Vec<u8>> {

@@ -3,6 +3,8 @@
 //! PATH_MAX work), and a sandbox with a victim directory beside the root.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

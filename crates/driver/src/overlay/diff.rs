@@ -62,6 +62,7 @@ impl Overlay {
         let opts = ExportOptions {
             id_mappings: req.id_mappings.clone(),
             opaque: self.opaque_xattr(),
+            ..Default::default()
         };
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::path("pipe", "", e.into()))?;

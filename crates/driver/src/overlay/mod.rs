@@ -16,8 +16,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sys::mount::OverlayMount;
-
 use crate::{
     naive, ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, DiskUsage, Driver,
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
@@ -26,6 +24,7 @@ use crate::{
 pub mod als;
 mod diff;
 mod differ;
+mod get;
 mod idmap;
 pub mod layout;
 pub mod mounting;
@@ -161,15 +160,24 @@ impl Overlay {
             }
         }
         let hm = home.join(".has-mount-program");
-        fs::write(
-            &hm,
-            if mount_program.is_some() {
-                "true"
+        // Mode 0600, as the reference creates it.
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let flag: &[u8] = if mount_program.is_some() {
+                b"true"
             } else {
-                "false"
-            },
-        )
-        .map_err(|e| Error::path("write", &hm, e))?;
+                b"false"
+            };
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&hm)
+                .and_then(|mut f| f.write_all(flag))
+                .map_err(|e| Error::path("write", &hm, e))?;
+        }
         let quota = match quota::ProjectQuota::new(&home, &fs_name(backing)) {
             Ok(q) => Ok(q),
             Err(e) if opts.size.is_some() || opts.inodes.is_some() => return Err(e),
@@ -287,111 +295,6 @@ impl Overlay {
             .map(|n| n.to_string_lossy().into_owned()))
     }
 
-    fn mount_layer(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
-        let (dir, in_store) = self
-            .find_layer(id)?
-            .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
-        if !in_store {
-            self.layout.repair(id)?;
-        }
-        let merged = self.layout.merged(id);
-        let mut options: Vec<String> = if opts.options.is_empty() {
-            self.opts.mount_options.clone()
-        } else {
-            opts.options.clone()
-        };
-        // Layers from an additional image or layer store are never written.
-        let read_only =
-            in_store || dir.join("additionallayer").exists() || options.iter().any(|o| o == "ro");
-        options.retain(|o| o != "ro" && o != "rw");
-        if self.rootless
-            && self.mount_program.is_none()
-            && !options.iter().any(|o| o == "userxattr")
-        {
-            options.push("userxattr".into());
-        }
-        if opts.volatile {
-            options.push("volatile".into());
-        }
-        if let Some(label) = &opts.mount_label {
-            if !label.is_empty() {
-                options.push(format!("context=\"{label}\""));
-            }
-        }
-        let mut lowers = self.lower_dirs_of(&dir)?;
-        let diff = dir.join("diff");
-        let mut m = OverlayMount::default();
-        if read_only {
-            lowers.insert(0, diff);
-            if lowers.len() == 1 {
-                lowers.push(dir.join("empty"));
-            }
-            if self.mount_program.is_none() {
-                options.push("ro".into());
-            }
-        } else {
-            if lowers.is_empty() {
-                lowers.push(dir.join("empty"));
-            }
-            let work = dir.join("work");
-            // A volatile mount leaves work/work/incompat/volatile behind and
-            // the kernel refuses the workdir until it is cleared.
-            let inner = work.join("work");
-            if inner.join("incompat/volatile").exists() {
-                fs::remove_dir_all(&inner).map_err(|e| Error::path("remove", &inner, e))?;
-            }
-            m.upper = Some(diff);
-            m.work = Some(work);
-        }
-        m.options = options;
-        let shift =
-            !opts.disable_shifting && (!opts.uid_maps.is_empty() || !opts.gid_maps.is_empty());
-        let maps = if shift {
-            (&opts.uid_maps[..], &opts.gid_maps[..])
-        } else {
-            (&[][..], &[][..])
-        };
-        if let Some(prog) = &self.mount_program {
-            mounting::check_fuse_options(&m.options)?;
-            m.lowers = lowers;
-            mounting::mount_fuse(prog, &m, &merged, maps)?;
-            return Ok(merged);
-        }
-        // Without idmapped lowers the layers were chowned when created
-        // (chown-based shifting by the caller); the maps go unused, as
-        // with the reference.
-        let shift = shift && self.features.idmapped_lower;
-        if lowers.len() > mounting::MAX_STACK {
-            // The kernel stacks at most 500 lowers, and nesting overlays
-            // loses whiteouts across the nested boundary; a FUSE overlay
-            // has no such limit.
-            if Path::new(DEFAULT_MOUNT_PROGRAM).exists() {
-                m.lowers = lowers;
-                m.options.retain(|o| o != "userxattr" && o != "volatile");
-                mounting::mount_fuse(Path::new(DEFAULT_MOUNT_PROGRAM), &m, &merged, maps)?;
-                return Ok(merged);
-            }
-            tracing::warn!(
-                layer = id,
-                depth = lowers.len(),
-                "no mount program for a deep stack: nesting kernel overlays, whiteouts between nested groups are not honoured"
-            );
-        }
-        let mut staging = mounting::Staging::new(self.run_root.join("staging").join(id));
-        if shift {
-            if lowers.len() > mounting::MAX_STACK {
-                return Err(Error::Unsupported(format!(
-                    "idmapped mounts of more than {} layers",
-                    mounting::MAX_STACK
-                )));
-            }
-            lowers = staging.idmap(&lowers, &opts.uid_maps, &opts.gid_maps)?;
-        }
-        m.lowers = lowers;
-        mounting::mount_kernel(&m, &self.layout.home, &merged, &mut staging)?;
-        Ok(merged)
-    }
-
     /// Lower directories of the layer at `dir`, nearest first: its rotated
     /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
     /// the layers its `lower` file names.
@@ -407,18 +310,6 @@ impl Overlay {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(v),
             Err(e) => Err(Error::path("read", p, e)),
-        }
-    }
-
-    fn unmount_layer(&self, id: &str) -> Result<()> {
-        let merged = self.layout.merged(id);
-        if !mounting::is_mounted(&merged) {
-            return Ok(());
-        }
-        if self.mount_program.is_some() || mounting::is_fuse(&merged) {
-            mounting::unmount_fuse(&merged)
-        } else {
-            mounting::unmount_kernel(&merged)
         }
     }
 }
@@ -571,7 +462,7 @@ impl Driver for Overlay {
 
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let merged = self.layout.merged(id);
+        let merged = self.merged_of(id)?;
         if let Some(c) = counts.get_mut(id) {
             if mounting::is_mounted(&merged) {
                 *c += 1;
@@ -667,8 +558,11 @@ impl Driver for Overlay {
                 first_err.get_or_insert(e);
             }
         }
+        // The private bind mount of the home may have been made by an
+        // earlier process (as the reference leaves it); remove it too, but
+        // never a filesystem mounted on the home in its own right.
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm {
+        if *hm || sys::mount::is_self_bind(&self.layout.home).unwrap_or(false) {
             mounting::unmount_kernel(&self.layout.home)?;
             *hm = false;
         }

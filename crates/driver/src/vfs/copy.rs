@@ -35,6 +35,9 @@ struct Ctx<'a> {
     failed: AtomicBool,
     euid: u32,
     egid: u32,
+    /// The process umask, when known: files whose mode survives it are
+    /// created with their final mode, saving a chmod each.
+    umask: Option<u32>,
 }
 
 fn io(op: &'static str, p: &Path, e: Errno) -> Error {
@@ -68,8 +71,21 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         failed: AtomicBool::new(false),
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
+        umask: read_umask(),
     };
-    rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()));
+    // Copying is mostly waiting for the disk (reads of a cold parent,
+    // allocation, journal), so more tasks than cores keep more I/O in
+    // flight. A private pool, so the global one keeps its size.
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(copy_threads())
+        .build()
+    {
+        Ok(pool) => pool.install(|| rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))),
+        Err(e) => {
+            tracing::debug!("copy pool: {e}; using the global pool");
+            rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))
+        }
+    }
     if let Some(e) = ctx.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
@@ -78,6 +94,26 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         finish_dir(&ctx, &rel, &st)?;
     }
     Ok(())
+}
+
+/// Threads of the copy pool: `STRATA_COPY_THREADS` if set, else four per
+/// core (at least 4, at most 32).
+fn copy_threads() -> usize {
+    if let Some(n) = std::env::var("STRATA_COPY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).clamp(4, 32)
+}
+
+/// The `Umask:` line of `/proc/self/status` (Linux 4.7+); `None` if absent.
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
 }
 
 fn fail(ctx: &Ctx<'_>, e: Error) {
@@ -110,6 +146,8 @@ fn copy_dir_entries<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: &Path) -> R
         .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
     let dst_dir = open_dir(ctx.dst_fd.as_fd(), rel_or_dot(rel))
         .map_err(|e| io("open", &ctx.dst_root.join(rel), e))?;
+    copy_xattrs_fd(&src_dir, &dst_dir)
+        .map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
     let entries = rustix::fs::Dir::read_from(&src_dir)
         .map_err(|e| io("read directory", &ctx.src_root.join(rel), e))?;
     for ent in entries {
@@ -189,12 +227,18 @@ fn copy_file(
     rel: &Path,
     st: &Stat,
 ) -> Result<()> {
+    let mode = st.st_mode & 0o7777;
+    // Setuid/setgid bits would be cleared by the chown below, and bits the
+    // umask removes need a chmod anyway: then create private, chmod later.
+    let direct =
+        mode & 0o7000 == 0 && ctx.umask.is_some_and(|u| mode & u == 0) && mode & 0o200 != 0;
+    let create_mode = if direct { mode } else { 0o600 };
     let create = |what: &Path| {
         rustix::fs::openat(
             dst_dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(create_mode),
         )
         .map_err(|e| io("create", &ctx.dst_root.join(what), e))
     };
@@ -240,7 +284,7 @@ fn copy_file(
         .map_err(|e| io("chown", &ctx.dst_root.join(rel), e))?;
     }
     copy_xattrs_fd(&src, &dst).map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
-    if st.st_mode & 0o7777 != 0o600 {
+    if !direct && mode != 0o600 {
         rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
             .map_err(|e| io("chmod", &ctx.dst_root.join(rel), e))?;
     }
@@ -298,23 +342,30 @@ fn finish_special(
     Ok(())
 }
 
+/// Owner, mode and times of a copied directory, once its content is in
+/// place (xattrs were copied when its task opened it).
 fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
     let dst_path = ctx.dst_root.join(rel);
-    let fd = open_dir(ctx.dst_fd.as_fd(), rel).map_err(|e| io("open", &dst_path, e))?;
+    let dst = ctx.dst_fd.as_fd();
     if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
-        rustix::fs::fchown(
-            &fd,
+        rustix::fs::chownat(
+            dst,
+            rel,
             Some(Uid::from_raw(st.st_uid)),
             Some(Gid::from_raw(st.st_gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| io("chown", &dst_path, e))?;
     }
-    let src =
-        open_dir(ctx.src_fd.as_fd(), rel).map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
-    copy_xattrs_fd(&src, &fd).map_err(|e| io("copy xattrs", &dst_path, e))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777))
-        .map_err(|e| io("chmod", &dst_path, e))?;
-    rustix::fs::futimens(&fd, &times(st)).map_err(|e| io("set times", &dst_path, e))?;
+    rustix::fs::chmodat(
+        dst,
+        rel,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(|e| io("chmod", &dst_path, e))?;
+    rustix::fs::utimensat(dst, rel, &times(st), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io("set times", &dst_path, e))?;
     Ok(())
 }
 

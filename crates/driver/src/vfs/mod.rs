@@ -99,8 +99,16 @@ impl Vfs {
         let rd = std::fs::read_dir(&root).map_err(|e| Error::path("read directory", &root, e))?;
         for ent in rd {
             let ent = ent.map_err(|e| Error::path("read directory", &root, e))?;
-            if ent.file_name().as_encoded_bytes().starts_with(b".tmp-") {
-                remove_tree(&ent.path())?;
+            if !ent.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                continue;
+            }
+            // A staging dir is locked while its create or remove runs (maybe
+            // in another process); only unlocked ones are leftovers.
+            let p = ent.path();
+            match lock_dir(&p, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(_held) => remove_tree(&p)?,
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+                Err(e) => tracing::debug!("leaving {}: {e}", p.display()),
             }
         }
         Ok(())
@@ -163,7 +171,6 @@ impl Vfs {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        std::fs::create_dir(tmp).map_err(|e| Error::path("mkdir", tmp, e))?;
         match &req.parent {
             Some(parent) => {
                 let src = self.layer_dir(parent)?;
@@ -182,6 +189,20 @@ impl Vfs {
         }
         Ok(())
     }
+}
+
+/// Opens directory `p` and takes a `flock` on it (held until the returned
+/// handle is dropped; it follows the directory through renames).
+fn lock_dir(p: &Path, op: rustix::fs::FlockOperation) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::OFlags;
+    let fd = rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::path("open", p, e.into()))?;
+    rustix::fs::flock(&fd, op).map_err(|e| Error::path("lock", p, e.into()))?;
+    Ok(fd)
 }
 
 /// Removes a tree, making directories writable where needed (a layer may
@@ -230,6 +251,8 @@ impl Driver for Vfs {
             return Err(Error::LayerExists(req.id.clone()));
         }
         let tmp = self.staging(&req.id);
+        std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
+        let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
         if let Err(e) = self.build(req, &tmp) {
             if let Err(c) = remove_tree(&tmp) {
                 tracing::warn!("cleaning up {}: {c}", tmp.display());
@@ -249,6 +272,11 @@ impl Driver for Vfs {
         let dir = self.own_dir(id);
         // Move it out of sight first, so a crash mid-removal leaves no
         // half-deleted layer under its real name.
+        let _held = match lock_dir(&dir, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let doomed = self.staging(id);
         match std::fs::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed),
@@ -268,8 +296,9 @@ impl Driver for Vfs {
     }
 
     fn put(&self, id: &str) -> Result<()> {
-        // Nothing is mounted; only check that the layer is known.
-        self.layer_dir(id).map(|_| ())
+        // Nothing is mounted, nothing to release (the reference's vfs
+        // accepts any put too).
+        Self::check_id(id)
     }
 
     fn exists(&self, id: &str) -> Result<bool> {
