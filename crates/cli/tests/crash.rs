@@ -369,3 +369,65 @@ fn privileged_crash_other_vfs() {
         other_crash("vfs");
     }
 }
+
+/// Durability: the data of an imported layer is synced (`syncfs`) before
+/// the record that clears its incomplete flag is renamed into place — the
+/// last write of layers.json comes after a syncfs, in the order the
+/// kernel saw the calls.
+fn sync_before_complete(driver: &str) {
+    if !Path::new("/usr/bin/strace").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but strace is missing");
+        eprintln!("skipping: strace missing");
+        return;
+    }
+    let e = Env::new(driver);
+    e.ok(&["layers"]);
+    let trace = e.dir.path().join("trace");
+    let tar = e.dir.path().join("l.tar");
+    std::fs::write(&tar, common::small_tar()).unwrap();
+    let o = Command::new("/usr/bin/strace")
+        .args(["-f", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
+        .arg("-g")
+        .arg(e.graph())
+        .arg("-R")
+        .arg(e.run_root())
+        .arg("-s")
+        .arg(driver)
+        .args(["import-layer", "--id", "synced", "-f"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    let last_json = lines
+        .iter()
+        .rposition(|l| l.contains("rename") && l.contains("layers.json\""))
+        .expect("no rename of layers.json");
+    let first_json = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains("layers.json\""))
+        .unwrap();
+    assert!(first_json < last_json, "one save only: the flag was never set?\n{t}");
+    let sync = lines[first_json..last_json]
+        .iter()
+        .any(|l| l.contains("syncfs(") && !l.contains("= -1"));
+    assert!(sync, "no syncfs between the incomplete and the complete record:\n{t}");
+}
+
+#[test]
+fn privileged_sync_before_complete_overlay() {
+    if is_root() {
+        sync_before_complete("overlay");
+    }
+}
+
+#[test]
+fn privileged_sync_before_complete_vfs() {
+    if is_root() {
+        sync_before_complete("vfs");
+    }
+}
