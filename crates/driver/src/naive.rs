@@ -97,14 +97,8 @@ pub fn diff<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<Box<dyn Read
 }
 
 fn tempfile_in(dir: &Path) -> Result<std::fs::File> {
-    use rustix::fs::{Mode, OFlags};
-    let fd: OwnedFd = rustix::fs::open(
-        dir,
-        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| Error::path("create temporary file in", dir, e.into()))?;
-    Ok(std::fs::File::from(fd))
+    // O_TMPFILE where the filesystem has it, else a file unlinked at once.
+    tempfile::tempfile_in(dir).map_err(|e| Error::path("create temporary file in", dir, e))
 }
 
 /// Generic changes: mounts both layers and compares the trees.

@@ -426,3 +426,54 @@ fn privileged_locked_staging_survives_init() {
     drop(init_in(&home, &[]).unwrap());
     assert!(!busy.exists(), "an unlocked staging dir was kept");
 }
+
+/// The diff getter reads a layer's files by archive name and cannot be led
+/// out of the layer by `..` or symlinks; disk usage counts the layer's own
+/// blocks and inodes.
+#[test]
+fn privileged_diff_getter_and_disk_usage() {
+    if !need_root("diff getter") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
+    d.create(&req("l", None)).unwrap();
+    let root = d.get("l", &MountOptions::default()).unwrap();
+    std::fs::create_dir(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), b"inside\n").unwrap();
+    std::fs::write(root.join("big"), vec![1u8; 1 << 20]).unwrap();
+    std::fs::write(tmp.path().join("secret"), b"outside\n").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("esc")).unwrap();
+    std::os::unix::fs::symlink("../../../../../secret", root.join("etc/rel")).unwrap();
+    let src = d.diff_getter("l").unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut src.open(b"etc/hostname").unwrap(), &mut got).unwrap();
+    assert_eq!(got, "inside\n");
+    for name in [
+        &b"esc"[..],
+        b"etc/rel",
+        b"../secret",
+        b"../../../../secret",
+        b"missing",
+    ] {
+        let r = src.open(name);
+        let mut buf = String::new();
+        if let Ok(mut f) = r {
+            let _ = std::io::Read::read_to_string(&mut f, &mut buf);
+            assert_ne!(
+                buf,
+                "outside\n",
+                "{} escaped the layer",
+                String::from_utf8_lossy(name)
+            );
+            panic!("{} opened: {buf:?}", String::from_utf8_lossy(name));
+        }
+    }
+    let u = d.read_write_disk_usage("l").unwrap();
+    assert!(u.size >= 1 << 20, "{u:?}");
+    assert_eq!(u.inodes, 6, "root, etc, hostname, big, esc, rel: {u:?}");
+    assert_eq!(
+        d.read_write_disk_usage("nosuch").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}

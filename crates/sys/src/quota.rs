@@ -62,6 +62,8 @@ const FS_XFLAG_PROJINHERIT: u32 = 0x200;
 const SYS_QUOTACTL_FD: libc::c_long = 443;
 /// `QCMD(Q_XSETQLIM, PRJQUOTA)`.
 const Q_XSETQLIM_PRJ: u32 = (0x5804 << 8) | 2;
+/// `QCMD(Q_XGETQUOTA, PRJQUOTA)`.
+const Q_XGETQUOTA_PRJ: u32 = (0x5803 << 8) | 2;
 const FS_DQUOT_VERSION: i8 = 1;
 const FS_PROJ_QUOTA: i8 = 2;
 const FS_DQ_IHARD: u16 = 1 << 1;
@@ -127,6 +129,27 @@ pub fn set_project_limits(fd: BorrowedFd<'_>, projid: u32, lim: ProjectLimits) -
             &mut q as *mut FsDiskQuota,
         )
     })
+}
+
+/// Whether project quotas are enforced on the filesystem of `fd`: reads the
+/// quota of project `projid` (`Q_XGETQUOTA`), changing nothing. A project
+/// without a quota record (`ENOENT`) still means quotas are on.
+pub fn project_quota_enabled(fd: BorrowedFd<'_>, projid: u32) -> io::Result<()> {
+    let mut q = FsDiskQuota::default();
+    // SAFETY: see module docs; `q` is a `struct fs_disk_quota` the kernel fills.
+    let r = check(unsafe {
+        libc::syscall(
+            SYS_QUOTACTL_FD,
+            fd.as_raw_fd(),
+            Q_XGETQUOTA_PRJ,
+            projid,
+            &mut q as *mut FsDiskQuota,
+        )
+    });
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]

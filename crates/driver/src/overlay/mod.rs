@@ -160,15 +160,24 @@ impl Overlay {
             }
         }
         let hm = home.join(".has-mount-program");
-        fs::write(
-            &hm,
-            if mount_program.is_some() {
-                "true"
+        // Mode 0600, as the reference creates it.
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let flag: &[u8] = if mount_program.is_some() {
+                b"true"
             } else {
-                "false"
-            },
-        )
-        .map_err(|e| Error::path("write", &hm, e))?;
+                b"false"
+            };
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&hm)
+                .and_then(|mut f| f.write_all(flag))
+                .map_err(|e| Error::path("write", &hm, e))?;
+        }
         let quota = match quota::ProjectQuota::new(&home, &fs_name(backing)) {
             Ok(q) => Ok(q),
             Err(e) if opts.size.is_some() || opts.inodes.is_some() => return Err(e),

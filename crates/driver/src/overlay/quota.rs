@@ -38,6 +38,9 @@ impl ProjectQuota {
         };
         let fd = open_dir(home)?;
         let base = project_id(fd.as_fd()).map_err(unsupported)?;
+        // Read-only check first, so homes without project quotas (the
+        // common case) cost no directory scan at every start.
+        sys::quota::project_quota_enabled(fd.as_fd(), base).map_err(unsupported)?;
         let mut next = base + 1;
         if let Ok(rd) = fs::read_dir(home) {
             for ent in rd.flatten() {
@@ -50,9 +53,6 @@ impl ProjectQuota {
                 }
             }
         }
-        // Setting no limit on an unused project fails where project
-        // quotas are not enabled.
-        set_project_limits(fd.as_fd(), next, ProjectLimits::default()).map_err(unsupported)?;
         Ok(Self {
             home: fd,
             next: Mutex::new(next),
