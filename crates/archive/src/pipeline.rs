@@ -161,7 +161,9 @@ fn run(
     std::thread::scope(|s| {
         let dec = std::thread::Builder::new()
             .name("strata-decompress".into())
-            .spawn_scoped(s, move || decompress(compression, chained, bytes_tx, free_rx))
+            .spawn_scoped(s, move || {
+                decompress(compression, chained, bytes_tx, free_rx)
+            })
             .map_err(|e| Error::io("starting decompression thread", e))?;
         // Parsing, hashing, recording and applying share this thread: they
         // are cheap next to decompression and the applier's syscalls.
