@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: strata vs Debian's containers-storage (and GNU tar for
+# applies), on the real layers built by ../shared/bench/make-corpus.sh.
+#
+#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [CORPUSDIR]
+#
+# Needs root. Builds strata in release mode, then for each driver times, with
+# hyperfine (median of N runs, each in a fresh store prepared outside the timing):
+#   apply-<file>      import-layer of each corpus file (vs containers-storage, vs tar -xpf)
+#   diff-imported     diff of an imported layer (tar-split replay)
+#   diff-edited       diff of a layer edited through its mount (driver diff)
+#   changes-layer2    changes of layer2
+#   diffsize-layer2   diffsize of layer2
+#   child-copy        create-layer child of the minbase+layer2 stack (vfs: a full copy)
+#   chain-120         create a 120-layer chain and mount the deepest
+#   chain-1000        (overlay) create a 1000-layer chain and mount the deepest
+# and measures each command's peak RSS once with /usr/bin/time.
+# Prints one markdown table per driver; ratios are of medians from the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=5; DRIVERS="overlay vfs"; ONLY="."
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --drivers) DRIVERS=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+CORPUS=${1:-/var/tmp/strata-corpus}
+[ "$(id -u)" = 0 ] || { echo "bench.sh needs root" >&2; exit 1; }
+for t in hyperfine containers-storage /usr/bin/time; do
+  command -v "$t" >/dev/null || { apt-get update -qq; apt-get install -y -qq hyperfine containers-storage time >/dev/null; }
+done
+[ -s "$CORPUS/debian-minbase.tar" ] || bash ../shared/bench/make-corpus.sh "$CORPUS"
+cargo build --release --quiet
+BIN=$(readlink -f target/release/strata)
+REF=$(command -v containers-storage)
+W=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
+RESULTS="$W/results.tsv"; : > "$RESULTS"
+
+# Unmount what is mounted under one store dir (only paths under our own work dir), then wipe it.
+reset_store() {
+  local s
+  s=$(readlink -m "$1")
+  case "$s" in "$W"/*) ;; *) echo "refusing to reset $s" >&2; return 1 ;; esac
+  grep -o " $s/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$s"; mkdir -p "$s/root" "$s/run"
+}
+cleanup() { reset_store "$W/s"; reset_store "$W/p"; rm -rf "$W"; }
+trap cleanup EXIT
+
+# sub TOOL TEXT: fill the placeholders $X (the tool), $G/$R (its own graph and run roots; strata
+# and containers-storage each get their own store so one's state never helps the other).
+sub() {
+  local t=$1 x=$2 d
+  if [ "$t" = strata ]; then d=$W/s; x=${x//\$X/$BIN}; else d=$W/p; x=${x//\$X/$REF}; fi
+  x=${x//\$G/$d/root}; x=${x//\$R/$d/run}; printf '%s' "$x"
+}
+reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
+export -f reset_store reset_tar; export W
+
+# time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
+time_one() {
+  local name=$1 drv=$2 prep=$3 cmd=$4 ct=${5:-}
+  echo "$name" | grep -Eq "$ONLY" || return 0
+  echo "== $drv $name" >&2
+  local cmds=()
+  for t in strata containers-storage; do
+    [ -n "$prep" ] && cmds+=(--prepare "$(sub $t "$prep")")
+    cmds+=(-n "$t" "$(sub $t "$cmd")")
+  done
+  if [ -n "$ct" ]; then
+    cmds+=(--prepare reset_tar -n gnu-tar "${ct//\$T/$W/t}")
+  fi
+  hyperfine --shell bash --style none --warmup 1 --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
+  # Peak RSS: one more run of each tool, after the same preparation.
+  local rss=()
+  for t in strata containers-storage; do
+    [ -n "$prep" ] && bash -c "$(sub $t "$prep")" >/dev/null 2>&1
+    rss+=("$( { /usr/bin/time -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>/dev/null; } 2>&1 | tail -1)")
+  done
+  python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
+import json, sys
+res = {r["command"]: r["median"] for r in json.load(open(sys.argv[1]))["results"]}
+s, r, t = res.get("strata"), res.get("containers-storage"), res.get("gnu-tar")
+print("\t".join([sys.argv[2], sys.argv[3], f"{s:.3f}", f"{r:.3f}", f"{t:.3f}" if t else "-",
+                 f"{s/r:.2f}", f"{s/t:.2f}" if t else "-", str(int(sys.argv[4]) // 1024), str(int(sys.argv[5]) // 1024)]))
+PY
+}
+
+for DRV in $DRIVERS; do
+  st="\$X -g \$G -R \$R -s $DRV"
+  fresh='reset_store $G/..'
+  for f in debian-minbase.tar debian-minbase.tar.gz debian-minbase.tar.zst layer-npm.tar layer2.tar; do
+    [ -s "$CORPUS/$f" ] || continue
+    time_one "apply-$f" "$DRV" "$fresh" "$st import-layer < $CORPUS/$f" "tar --numeric-owner -xpf $CORPUS/$f -C \$T"
+  done
+  # A store per tool holding minbase, layer2 (imported, with tar-split) and an edited child.
+  stack="reset_store \$G/..; b=\$($st import-layer < $CORPUS/debian-minbase.tar | tail -1) && \
+$st import-layer --id layer2 \$b < $CORPUS/layer2.tar >/dev/null && \
+$st create-layer --id edited layer2 >/dev/null && m=\$($st mount edited) && \
+rm -rf \$m/usr/share/locale \$m/etc/apt && cp -a \$m/usr/lib/python3 \$m/opt/py && \
+$st unmount edited >/dev/null"
+  if echo "diff-imported diff-edited changes-layer2 diffsize-layer2 child-copy" | grep -Eq "$ONLY"; then
+    for t in strata containers-storage; do bash -c "$(sub $t "$stack")" >/dev/null; done
+  fi
+  time_one diff-imported "$DRV" "" "$st diff layer2 > /dev/null"
+  time_one diff-edited "$DRV" "" "$st diff edited > /dev/null"
+  time_one changes-layer2 "$DRV" "" "$st changes layer2 > /dev/null"
+  time_one diffsize-layer2 "$DRV" "" "$st diffsize layer2 > /dev/null"
+  time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true" "$st create-layer --id child layer2 > /dev/null"
+  chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
+  time_one chain-120 "$DRV" "$fresh" "$(chain 120)"
+  if [ "$DRV" = overlay ]; then
+    time_one chain-1000 "$DRV" "$fresh" "$(chain 1000)"
+  fi
+done
+
+echo
+echo "| driver | benchmark | strata s | containers-storage s | GNU tar s | strata/ref | strata/tar | strata RSS MiB | ref RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+sed 's/\t/ | /g; s/^/| /; s/$/ |/' "$RESULTS"

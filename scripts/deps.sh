@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system packages strata's tests and benchmarks use (Debian, as root):
+# the reference containers-storage (differential and interop oracle), fuse-overlayfs,
+# btrfs/xfs tools for loop-backed filesystems, attr, compressors, mmdebstrap and npm
+# for the real-layer corpus, hyperfine and time for benchmarks.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  containers-storage fuse-overlayfs fuse3 btrfs-progs xfsprogs e2fsprogs attr \
+  util-linux mount kmod zstd xz-utils bzip2 gzip tar mmdebstrap npm \
+  hyperfine time ca-certificates >/dev/null
+for m in overlay btrfs fuse loop; do modprobe "$m" 2>/dev/null || true; done
