@@ -1,17 +1,21 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "decompress":  input ─> sha256 (compressed) ─> decoder ─┐ bytes (bounded)
-//! thread "parse":       ┌────────────────────────────────────────┘
-//!                       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
-//!                                                  │ items (bounded)
-//! calling thread:                                  └─> applier / callback
+//! thread "decompress":  input ─> sha256 (compressed) ─> decoder ─┐ chunks (bounded,
+//!                       ┌────────────────────────────────────────┘  buffers recycled)
+//! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
+//!                                                  └─> applier / callback
 //! ```
 //!
-//! Errors travel downstream in-band (an `Err` in the channel), so the caller
-//! sees the first real cause (a decoder error, a bad header, an applier
-//! error), never "channel closed". When a downstream stage stops, it drops
-//! its receiver and the upstream stages stop at their next send.
+//! A plain tar skips the decompression thread and is hashed once (its input
+//! digest is its tar digest). Parsing and applying share one thread: a
+//! hand-off per entry costs more than the parsing it would offload,
+//! especially when other processes compete for the cores.
+//!
+//! Decompression errors travel downstream in-band (an `Err` in the channel),
+//! so the caller sees the first real cause (a decoder error, a bad header,
+//! an applier error), never "channel closed". When parsing stops, it drops
+//! its receiver and the decompressor stops at its next send.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -29,8 +33,6 @@ use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
 const BYTE_SLOTS: usize = 8;
-/// Items in flight between parsing and applying.
-const ITEM_SLOTS: usize = 16;
 
 /// Options of [`apply_layer`].
 #[derive(Default)]
@@ -125,64 +127,74 @@ struct Parsed {
 }
 
 fn run(
-    input: impl Read + Send,
+    mut input: impl Read + Send,
     tar_split: Option<Box<dyn Write + Send>>,
     on_item: Option<ItemFn<'_>>,
 ) -> Result<ApplyReport> {
+    let mut prefix = [0u8; 6];
+    let n = read_full(&mut input, &mut prefix)?;
+    let compression = Compression::detect(&prefix[..n]);
+    let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(input);
+    if compression == Compression::None {
+        // Nothing to decompress: parse and apply on this thread, so no
+        // per-chunk or per-entry thread hand-off (these dominate on a busy
+        // machine), and hash the bytes once: the input digest is the tar
+        // digest.
+        let mut plain = decoder(Compression::None, Box::new(chained))?;
+        let parsed = parse(&mut plain, tar_split, on_item)?;
+        // Bytes after the tar stream count in the input size only.
+        let rest = std::io::copy(&mut plain, &mut std::io::sink())
+            .map_err(|e| unwrap_error(e, "reading layer input"))?;
+        return Ok(report(
+            Decompressed {
+                compression,
+                digest: parsed.digest.clone(),
+                size: parsed.size + rest,
+            },
+            parsed,
+        ));
+    }
     let (bytes_tx, bytes_rx) = bounded::<Result<Vec<u8>>>(BYTE_SLOTS);
-    let deliver = on_item.is_some();
-    let (items_tx, items_rx) = bounded::<Result<Item>>(ITEM_SLOTS);
+    // Emptied chunks go back to the decompressor, which then neither
+    // allocates nor zeroes a buffer per chunk.
+    let (free_tx, free_rx) = bounded::<Vec<u8>>(BYTE_SLOTS + 2);
     std::thread::scope(|s| {
         let dec = std::thread::Builder::new()
             .name("strata-decompress".into())
-            .spawn_scoped(s, move || decompress(input, bytes_tx))
-            .map_err(|e| Error::io("starting decompression thread", e))?;
-        let parse = std::thread::Builder::new()
-            .name("strata-parse".into())
             .spawn_scoped(s, move || {
-                parse(bytes_rx, tar_split, deliver.then_some(items_tx))
+                decompress(compression, chained, bytes_tx, free_rx)
             })
-            .map_err(|e| Error::io("starting parse thread", e))?;
-
-        let mut first_err: Option<Error> = None;
-        if let Some(f) = on_item {
-            for msg in &items_rx {
-                match msg.and_then(&mut *f) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        first_err = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        // Stop upstream stages: their next send fails.
-        drop(items_rx);
-        let parsed = join(parse, "parse");
+            .map_err(|e| Error::io("starting decompression thread", e))?;
+        // Parsing, hashing, recording and applying share this thread: they
+        // are cheap next to decompression and the applier's syscalls.
+        let mut chan = ChannelReader {
+            rx: bytes_rx,
+            free: free_tx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        let parsed = parse(&mut chan, tar_split, on_item);
+        // Stop the decompressor (its next send fails) before joining it.
+        drop(chan);
         let decompressed = join(dec, "decompression");
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        // A parse error is the earliest cause that reached us; the
-        // decompression result matters only when parsing succeeded (a
+        // A parse or apply error is the earliest cause that reached us;
+        // the decompression result matters only when parsing succeeded (a
         // panic there shows up as an early, clean end of the tar stream).
         let parsed = parsed?;
-        let decompressed = decompressed?;
-        let compressed_digest = if decompressed.compression == Compression::None {
-            parsed.digest.clone()
-        } else {
-            decompressed.digest
-        };
-        Ok(ApplyReport {
-            compression: decompressed.compression,
-            compressed_digest,
-            compressed_size: decompressed.size,
-            uncompressed_digest: parsed.digest,
-            uncompressed_size: parsed.size,
-            uids: parsed.uids.into_iter().collect(),
-            gids: parsed.gids.into_iter().collect(),
-        })
+        Ok(report(decompressed?, parsed))
     })
+}
+
+fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
+    ApplyReport {
+        compression: decompressed.compression,
+        compressed_digest: decompressed.digest,
+        compressed_size: decompressed.size,
+        uncompressed_digest: parsed.digest,
+        uncompressed_size: parsed.size,
+        uids: parsed.uids.into_iter().collect(),
+        gids: parsed.gids.into_iter().collect(),
+    }
 }
 
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Result<T> {
@@ -198,7 +210,6 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
 struct Hashing<R> {
     inner: R,
     hash: Sha256,
-    enabled: bool,
     size: u64,
 }
 
@@ -207,16 +218,12 @@ impl<R: Read> Hashing<R> {
         Self {
             inner,
             hash: Sha256::new(),
-            enabled: true,
             size: 0,
         }
     }
 
-    /// Accounts for bytes read from `inner` before it was wrapped.
     fn feed(&mut self, bytes: &[u8]) {
-        if self.enabled {
-            self.hash.update(bytes);
-        }
+        self.hash.update(bytes);
         self.size += bytes.len() as u64;
     }
 
@@ -236,29 +243,20 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-fn decompress(mut input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Result<Decompressed> {
-    let mut prefix = [0u8; 6];
-    let sniffed =
-        read_full(&mut input, &mut prefix).map(|n| (Compression::detect(&prefix[..n]), n));
-    let (compression, n) = match sniffed {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = tx.send(Err(e));
-            return Err(Error::Unsupported(
-                "reading input failed (reported downstream)".into(),
-            ));
-        }
-    };
-    // A plain tar's input digest is the tar digest the parser computes:
-    // hash it once.
+fn decompress(
+    compression: Compression,
+    input: impl Read + Send,
+    tx: Sender<Result<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+) -> Result<Decompressed> {
     let mut hashed = Hashing::new(input);
-    hashed.enabled = compression != Compression::None;
-    hashed.feed(&prefix[..n]);
     let result = (|| {
-        let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(&mut hashed);
-        let mut dec = decoder(compression, Box::new(chained))?;
+        let mut dec = decoder(compression, Box::new(&mut hashed))?;
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = free.try_recv().unwrap_or_default();
+            // Reused chunks are full-sized already: this zeroes only new
+            // buffers.
+            chunk.resize(CHUNK, 0);
             let got = read_full(&mut dec, &mut chunk)?;
             if got == 0 {
                 break;
@@ -296,6 +294,7 @@ fn decompress(mut input: impl Read + Send, tx: Sender<Result<Vec<u8>>>) -> Resul
 /// Reads the byte chunks the decompression stage sends.
 struct ChannelReader {
     rx: Receiver<Result<Vec<u8>>>,
+    free: Sender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -305,7 +304,10 @@ impl Read for ChannelReader {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(v)) => {
-                    self.cur = v;
+                    let done = std::mem::replace(&mut self.cur, v);
+                    if done.capacity() > 0 {
+                        let _ = self.free.try_send(done);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(smuggle(e)),
@@ -353,15 +355,11 @@ impl RawSink for Sink {
 }
 
 fn parse(
-    rx: Receiver<Result<Vec<u8>>>,
+    input: &mut dyn Read,
     tar_split: Option<Box<dyn Write + Send>>,
-    tx: Option<Sender<Result<Item>>>,
+    mut on_item: Option<ItemFn<'_>>,
 ) -> Result<Parsed> {
-    let input = Hashing::new(ChannelReader {
-        rx,
-        cur: Vec::new(),
-        pos: 0,
-    });
+    let input = Hashing::new(input);
     let (sink, record) = match tar_split {
         Some(w) => (Sink::Record(Recorder::new(w)), Record::Yes),
         None => (Sink::Nothing(NoRecord), Record::No),
@@ -369,29 +367,13 @@ fn parse(
     let mut reader = Reader::with_sink(input, sink, record);
     let mut uids = BTreeSet::new();
     let mut gids = BTreeSet::new();
-    loop {
-        let item = match reader.next_item() {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(e) => {
-                if let Some(tx) = &tx {
-                    let _ = tx.send(Err(e));
-                    return Err(Error::Unsupported(
-                        "parse failed (reported downstream)".into(),
-                    ));
-                }
-                return Err(e);
-            }
-        };
+    while let Some(item) = reader.next_item()? {
         if let Item::Header(h) = &item {
             uids.insert(h.uid);
             gids.insert(h.gid);
         }
-        if let Some(tx) = &tx {
-            if tx.send(Ok(item)).is_err() {
-                // The consumer stopped and reports why.
-                return Err(Error::Unsupported("consumer stopped".into()));
-            }
+        if let Some(f) = on_item.as_mut() {
+            f(item)?;
         }
     }
     let (input, sink) = reader.into_parts();

@@ -71,10 +71,15 @@ impl Store {
                 .get(&layer.id, &opts)
                 .map_err(|e| Error::driver("mounting", &layer.id, e))?;
             let path_s = path.to_string_lossy().into_owned();
+            // A real mount made just now means the layer was not mounted
+            // before: a count left by a process killed between its
+            // unmount and its save is stale. (vfs hands out plain
+            // directories, whose counts only add up.)
+            let fresh_mount = is_mount_root(&path);
             match s.state.mounts.iter_mut().find(|m| m.id == layer.id) {
                 Some(m) => {
                     m.path = path_s;
-                    m.count += 1;
+                    m.count = if fresh_mount { 1 } else { m.count + 1 };
                 }
                 None => s.state.mounts.push(MountRecord {
                     id: layer.id.clone(),
@@ -108,10 +113,26 @@ impl Store {
                 }
             }
         }
-        match self.driver.put(id) {
-            Ok(()) => {}
-            Err(e) if e.kind() == driver::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::driver("unmounting", id, e)),
+        let path = self
+            .state
+            .mounts
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| PathBuf::from(&m.path));
+        // A process killed between the driver's mount and its save leaves
+        // an unrecorded mount under a later one at the same path: put
+        // until the path is no longer a mount (bounded, in case a driver
+        // keeps something mounted there on purpose).
+        for _ in 0..8 {
+            match self.driver.put(id) {
+                Ok(()) => {}
+                Err(e) if e.kind() == driver::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::driver("unmounting", id, e)),
+            }
+            match &path {
+                Some(p) if !p.as_os_str().is_empty() && is_mount_root(p) => {}
+                _ => break,
+            }
         }
         self.state.mounts.retain(|m| m.id != id);
         self.save()?;

@@ -649,3 +649,37 @@ pub fn without_sandbox_name(t: Tree, sandbox: &Path) -> Tree {
         })
         .collect()
 }
+
+/// Like [`run_case`] for any outcome: asserts only that nothing outside the
+/// root changed and that every run leaves the same tree inside.
+pub fn run_case_any<const N: usize>(
+    name: &str,
+    runs: [Resolution; N],
+    apply: impl Fn(&Path, &str, Resolution) -> archive::Result<()>,
+) {
+    let mut inside = Vec::new();
+    for r in runs {
+        let sb = Sandbox::new();
+        let victim = sb.victim().to_string_lossy().into_owned();
+        let before = sb.outside();
+        let _ = apply(&sb.root(), &victim, r);
+        let after = sb.outside();
+        let d = diff_trees(&before, &after);
+        assert!(
+            d.is_empty(),
+            "{name} ({r:?}): outside the root changed:\n{}",
+            d.join("\n")
+        );
+        inside.push(without_sandbox_name(sb.inside(), sb.tmp.path()));
+    }
+    for (i, t) in inside.iter().enumerate().skip(1) {
+        let d = diff_trees(&inside[0], t);
+        assert!(
+            d.is_empty(),
+            "{name}: {:?} and {:?} differ:\n{}",
+            runs[0],
+            runs[i],
+            d.join("\n")
+        );
+    }
+}
