@@ -154,12 +154,10 @@ fn leftovers(e: &Env, ids: &BTreeSet<String>) -> Vec<String> {
             .flatten()
             .flatten()
         {
+            // A create-layer killed mid-way must not leave an `l/` link
+            // that no layer names (the driver writes `link` first).
             if std::fs::metadata(ent.path()).is_err() {
-                // Known overlay-driver bug (reported): a create-layer
-                // killed after the l/ link is made but before the layer
-                // dir is whole leaves the link dangling after cleanup.
-                // Harmless to readers; printed, not failed, until fixed.
-                eprintln!("dangling {}", ent.path().display());
+                out.push(format!("dangling {}", ent.path().display()));
             }
         }
     }

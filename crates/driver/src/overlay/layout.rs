@@ -199,11 +199,15 @@ impl Layout {
         mkdir_mode(&diff, diff_mode)?;
         chown(&diff, owner)?;
 
+        // The `link` file first, then the `l/` symlink: a process killed in
+        // between leaves a `link` naming a missing symlink, which `remove`
+        // tolerates and mount-time repair rebuilds, never an `l/` entry that
+        // no layer names (which nothing would ever clean up).
         let link = new_link_id();
+        write_file(&dir.join("link"), link.as_bytes())?;
         let lpath = self.links().join(&link);
         std::os::unix::fs::symlink(Path::new("..").join(id).join("diff"), &lpath)
             .map_err(|e| Error::path("symlink", &lpath, e))?;
-        write_file(&dir.join("link"), link.as_bytes())?;
 
         match parent {
             Some(p) => {
