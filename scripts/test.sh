@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --release --locked -- --test-threads="${STRATA_TEST_THREADS:-2}"
+cargo test --workspace --release --locked --no-fail-fast -- --test-threads="${STRATA_TEST_THREADS:-2}"
