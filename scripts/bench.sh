@@ -33,7 +33,7 @@ for t in hyperfine containers-storage /usr/bin/time; do
   command -v "$t" >/dev/null || { apt-get update -qq; apt-get install -y -qq hyperfine containers-storage time >/dev/null; }
 done
 [ -s "$CORPUS/debian-minbase.tar" ] || bash ../shared/bench/make-corpus.sh "$CORPUS"
-cargo build --release --quiet
+cargo build --release --quiet -p strata
 BIN=$(readlink -f target/release/strata)
 REF=$(command -v containers-storage)
 W=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
@@ -78,7 +78,8 @@ time_one() {
   local rss=()
   for t in strata containers-storage; do
     [ -n "$prep" ] && bash -c "$(sub $t "$prep")" >/dev/null 2>&1
-    rss+=("$( { /usr/bin/time -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>/dev/null; } 2>&1 | tail -1)")
+    /usr/bin/time -o "$W/rss" -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>&1 || true
+    rss+=("$(tail -1 "$W/rss")")
   done
   python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
 import json, sys
