@@ -114,3 +114,59 @@ fn layer_parent_owners() {
     }
     e.ok(&["unmount", "c"]);
 }
+
+/// Regression (issue 5): symlinks inside the destination layer never redirect
+/// a copy onto the host, neither as a parent (`etc -> <victim>`) nor as the
+/// destination itself (`f -> <victim>/file`).
+#[test]
+fn privileged_copy_does_not_follow_layer_symlinks() {
+    if !common::is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root");
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let e = Env::new("vfs");
+    let victim = e.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("file"), "host").unwrap();
+    e.ok(&["create-layer", "--id", "dst"]);
+    let m = common::first_line(&e.ok(&["mount", "dst"]));
+    let m = Path::new(&m);
+    std::os::unix::fs::symlink(&victim, m.join("etc")).unwrap();
+    std::os::unix::fs::symlink(victim.join("file"), m.join("f")).unwrap();
+    e.ok(&["unmount", "dst"]);
+    let src = e.dir.path().join("payload");
+    std::fs::write(&src, "evil").unwrap();
+    let s = src.to_str().unwrap();
+    let through_parent = e.strata(&["copy", s, "dst:/etc/new"]);
+    assert!(
+        !through_parent.status.success(),
+        "copy through a layer symlink succeeded"
+    );
+    assert!(String::from_utf8_lossy(&through_parent.stderr).contains("symlink"));
+    let onto_link = e.strata(&["copy", s, "dst:/f"]);
+    assert!(
+        onto_link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&onto_link.stderr)
+    );
+    // The host side is untouched: no new file, the old one keeps its content.
+    let names: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("file")]);
+    assert_eq!(
+        std::fs::read_to_string(victim.join("file")).unwrap(),
+        "host"
+    );
+    // The layer's own /f is now the copied regular file.
+    let m = common::first_line(&e.ok(&["mount", "dst"]));
+    let f = Path::new(&m).join("f");
+    assert!(!std::fs::symlink_metadata(&f)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(f).unwrap(), "evil");
+    e.ok(&["unmount", "dst"]);
+}

@@ -69,6 +69,7 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
             // As the reference: the source lands exactly at the destination
             // path; a directory's contents merge into it.
             if let Some(parent) = dtarget.parent() {
+                no_symlink_between(&droot, parent)?;
                 std::fs::create_dir_all(parent)?;
             }
             let mut links = Links::new();
@@ -85,13 +86,41 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
     res.map(|_| ExitCode::SUCCESS)
 }
 
+/// Refuses a destination whose existing path inside the layer goes through
+/// a symlink: the layer's own links (`etc -> /etc`) must never redirect a
+/// copy onto the host. Components that do not exist yet are made by us.
+fn no_symlink_between(root: &Path, dst: &Path) -> Result<()> {
+    let rel = dst.strip_prefix(root).unwrap_or(Path::new(""));
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!(
+                    "refusing to copy through symlink {} in the layer",
+                    p.display()
+                )
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e).with_context(|| format!("stat {}", p.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Files with several links already copied, by (device, inode).
 type Links = std::collections::HashMap<(u64, u64), PathBuf>;
 
 fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>, links: &mut Links) -> Result<()> {
     let md = std::fs::symlink_metadata(src).with_context(|| format!("stat {}", src.display()))?;
     let ft = md.file_type();
-    if !ft.is_dir() && dst.is_dir() && !dst.is_symlink() {
+    // A symlink already at the destination is replaced, never followed (as
+    // tar replaces it), so nothing below writes through the layer's links.
+    if std::fs::symlink_metadata(dst).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(dst).with_context(|| format!("remove {}", dst.display()))?;
+    }
+    if !ft.is_dir() && dst.is_dir() {
         bail!(
             "cannot overwrite directory {} with non-directory",
             dst.display()
