@@ -23,12 +23,11 @@ use std::sync::Mutex;
 
 use rustix::fs::{Mode, OFlags};
 
+use crate::fsmagic::{fs_magic, FsMagic};
 use crate::overlay::options::parse_size;
 use crate::{
     CreateRequest, DiskUsage, Driver, Error, IdMappings, InitOptions, MountOptions, Result,
 };
-
-const BTRFS_MAGIC: i64 = 0x9123_683e;
 
 /// Typed options of the btrfs driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,10 +118,7 @@ impl Btrfs {
     pub fn new(init: &InitOptions) -> Result<Self> {
         let opts = BtrfsOptions::parse(&init.driver_options)?;
         let probe = nearest_existing(&init.home);
-        let st = rustix::fs::statfs(probe).map_err(|e| Error::path("statfs", probe, e.into()))?;
-        #[allow(clippy::unnecessary_cast)]
-        let magic = st.f_type as i64;
-        if magic != BTRFS_MAGIC {
+        if fs_magic(probe)? != FsMagic::BTRFS {
             return Err(Error::Prerequisites(format!(
                 "{} is not on a btrfs filesystem",
                 init.home.display()

@@ -16,6 +16,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::fsmagic::{fs_magic, FsMagic};
 use crate::{
     naive, ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, DiskUsage, Driver,
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
@@ -38,28 +39,14 @@ pub use options::OverlayOptions;
 /// Where fuse-overlayfs is looked for when the kernel overlay is unusable.
 const DEFAULT_MOUNT_PROGRAM: &str = "/usr/bin/fuse-overlayfs";
 
-const OVERLAY_MAGIC: i64 = 0x794c_7630;
-const AUFS_MAGIC: i64 = 0x6175_6673;
-const ECRYPTFS_MAGIC: i64 = 0xf15f;
-
-/// Name of a backing filesystem as the reference prints it.
-fn fs_name(magic: i64) -> String {
-    match magic {
-        0xef53 => "extfs".into(),
-        0x5846_5342 => "xfs".into(),
-        0x9123_683e => "btrfs".into(),
-        0x0102_1994 => "tmpfs".into(),
-        OVERLAY_MAGIC => "overlayfs".into(),
-        0x6573_5546 => "fuseblk".into(),
-        0x2fc1_2fc1 => "zfs".into(),
-        m => format!("<unknown 0x{m:x}>"),
+/// Name of a backing filesystem in `Backing Filesystem`: the seed's
+/// `FsNames` entry, else `fuseblk` for FUSE, else the hex magic.
+fn fs_name(magic: FsMagic) -> String {
+    match magic.name() {
+        Some(n) => n.into(),
+        None if magic == FsMagic::FUSE => "fuseblk".into(),
+        None => format!("<unknown 0x{:x}>", magic.0),
     }
-}
-
-fn statfs_magic(p: &Path) -> Result<i64> {
-    let st = rustix::fs::statfs(p).map_err(|e| Error::path("statfs", p, e.into()))?;
-    #[allow(clippy::unnecessary_cast)]
-    Ok(st.f_type as i64)
 }
 
 /// Whether this process runs in a user namespace other than the initial one.
@@ -81,7 +68,7 @@ pub struct Overlay {
     features: probe::Features,
     rootless: bool,
     mount_program: Option<PathBuf>,
-    backing: i64,
+    backing: FsMagic,
     home_mounted: Mutex<bool>,
     /// Additional layer stores.
     layer_stores: als::Stores,
@@ -112,14 +99,15 @@ impl Overlay {
         if !links.exists() {
             layout::mkdir_mode(&links, 0o755)?;
         }
-        let backing = statfs_magic(&home)?;
+        let backing = fs_magic(&home)?;
         let rootless = in_user_namespace();
         let mut base_opts = Vec::new();
         if rootless {
             base_opts.push("userxattr".to_string());
         }
         let mut mount_program = opts.mount_program.clone();
-        if mount_program.is_none() && [OVERLAY_MAGIC, AUFS_MAGIC, ECRYPTFS_MAGIC].contains(&backing)
+        if mount_program.is_none()
+            && [FsMagic::OVERLAY, FsMagic::AUFS, FsMagic::ECRYPTFS].contains(&backing)
         {
             return Err(Error::IncompatibleFs(format!(
                 "overlay cannot stack on {} at {} without a mount program",
