@@ -116,7 +116,7 @@ fn layer_parent_owners() {
 }
 
 /// Regression (issue 5): symlinks inside the destination layer never redirect
-/// a copy onto the host, neither as a parent (`etc -> <victim>`) nor as the
+/// a copy onto the host (they resolve inside the layer; see copy_cli.rs), neither as a parent (`etc -> <victim>`) nor as the
 /// destination itself (`f -> <victim>/file`).
 #[test]
 fn privileged_copy_does_not_follow_layer_symlinks() {
@@ -138,12 +138,13 @@ fn privileged_copy_does_not_follow_layer_symlinks() {
     let src = e.dir.path().join("payload");
     std::fs::write(&src, "evil").unwrap();
     let s = src.to_str().unwrap();
+    // `etc` resolves inside the layer, as in a chroot, where its target
+    // does not exist: an error, and nothing lands on the host.
     let through_parent = e.strata(&["copy", s, "dst:/etc/new"]);
     assert!(
         !through_parent.status.success(),
-        "copy through a layer symlink succeeded"
+        "copy through a dangling layer symlink succeeded"
     );
-    assert!(String::from_utf8_lossy(&through_parent.stderr).contains("symlink"));
     let onto_link = e.strata(&["copy", s, "dst:/f"]);
     assert!(
         onto_link.status.success(),

@@ -1,11 +1,34 @@
 //! `copy [LAYER:]/src … LAYER:/dest`: copies host files or another layer's
 //! files into a layer, through the layers' mounts.
+//!
+//! Neither side can escape its layer. The source is resolved inside its
+//! root and walked by descriptors only ([`source`]); the destination is
+//! written by the archive crate's confined [`Applier`] (full-tree mode)
+//! rooted at the destination layer's mount, fed entries named
+//! `<dest>/<relative path>`, so symlinks already in the destination layer
+//! resolve inside it, as in a chroot, never on the host.
+//!
+//! As the reference: a directory's contents merge into the destination
+//! (which takes the source directory's mode and owner, except the layer
+//! root, which keeps its own); a non-directory replaces what is at the
+//! destination unless that is a directory; `--chown UID:GID` owns
+//! everything copied; modes with set-id bits, hard links among the copied
+//! files and modification times are kept. Unlike the reference, a source
+//! that is itself a symlink is copied as a symlink, not as its target.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+mod source;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use archive::entry::Item;
+use archive::{Applier, ApplierOptions, ApplyMode};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use store::{Force, MountRequest, Store};
 
 /// Splits `LAYER:/path`; a plain path has no layer.
@@ -16,19 +39,20 @@ fn split(arg: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Joins `rel` under `root` without letting `..` climb out.
-fn under(root: &Path, rel: &str) -> PathBuf {
-    let mut out = root.to_path_buf();
-    for c in Path::new(rel).components() {
+/// The entry name of a destination path inside its layer: no leading `/`,
+/// no `.` components, `..` resolved lexically and stopped at the root.
+fn entry_name(path: &str) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.as_bytes().split(|&b| b == b'/') {
         match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir if out != root => {
-                out.pop();
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
             }
-            _ => {}
+            n => parts.push(n),
         }
     }
-    out
+    parts.join(&b'/')
 }
 
 fn parse_chown(s: &str) -> Result<(u32, u32)> {
@@ -41,6 +65,17 @@ fn parse_chown(s: &str) -> Result<(u32, u32)> {
     ))
 }
 
+/// Opens a directory to use as a root for confined lookups.
+fn open_root(p: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("open {}", p.display()))
+}
+
 /// Runs the command.
 pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitCode> {
     let owner = chown.map(parse_chown).transpose()?;
@@ -51,30 +86,38 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
     let Some(dlayer) = dlayer else {
         bail!("copy: destination must be LAYER:/path");
     };
+    let dname = entry_name(dpath);
     let mut mounted: Vec<String> = Vec::new();
     let res = (|| -> Result<()> {
-        let droot = s.mount(dlayer, &MountRequest::default())?;
+        let droot = open_root(&s.mount(dlayer, &MountRequest::default())?)?;
         mounted.push(dlayer.to_string());
-        let dtarget = under(&droot, dpath);
         for src in sources {
             let (slayer, spath) = split(src);
-            let sfull = match slayer {
+            let sroot = match slayer {
                 Some(l) => {
                     let r = s.mount(l, &MountRequest::default())?;
                     mounted.push(l.to_string());
-                    under(&r, spath)
+                    open_root(&r)?
                 }
-                None => PathBuf::from(spath),
+                None => open_root(Path::new("/"))?,
             };
-            // As the reference: the source lands exactly at the destination
-            // path; a directory's contents merge into it.
-            if let Some(parent) = dtarget.parent() {
-                no_symlink_between(&droot, parent)?;
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut links = Links::new();
-            copy_tree(&sfull, &dtarget, owner, &mut links)
-                .with_context(|| format!("copying {} to {}", sfull.display(), dest))?;
+            // Host paths are relative to the working directory; layer
+            // paths to the layer root.
+            let spath = match slayer {
+                None if !spath.starts_with('/') => std::env::current_dir()
+                    .context("working directory")?
+                    .join(spath)
+                    .into_os_string(),
+                _ => spath.into(),
+            };
+            copy_one(
+                sroot.as_fd(),
+                spath.as_bytes(),
+                droot.as_fd(),
+                &dname,
+                owner,
+            )
+            .with_context(|| format!("copying {src} to {dest}"))?;
         }
         Ok(())
     })();
@@ -86,83 +129,69 @@ pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitC
     res.map(|_| ExitCode::SUCCESS)
 }
 
-/// Refuses a destination whose existing path inside the layer goes through
-/// a symlink: the layer's own links (`etc -> /etc`) must never redirect a
-/// copy onto the host. Components that do not exist yet are made by us.
-fn no_symlink_between(root: &Path, dst: &Path) -> Result<()> {
-    let rel = dst.strip_prefix(root).unwrap_or(Path::new(""));
-    let mut p = root.to_path_buf();
-    for c in rel.components() {
-        p.push(c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                bail!(
-                    "refusing to copy through symlink {} in the layer",
-                    p.display()
-                )
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(e).with_context(|| format!("stat {}", p.display())),
-        }
-    }
+/// Copies the object at `spath` inside `sroot` to the entry `dname` of the
+/// layer rooted at `droot`.
+fn copy_one(
+    sroot: BorrowedFd<'_>,
+    spath: &[u8],
+    droot: BorrowedFd<'_>,
+    dname: &[u8],
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let node = source::lookup(sroot, spath)?;
+    let top = check_destination(droot, dname, node.is_dir())?;
+    let mut applier = Applier::new(
+        droot,
+        ApplierOptions {
+            mode: ApplyMode::FullTree,
+            ..Default::default()
+        },
+    )?;
+    let mut emit = |item: Item| -> Result<()> { Ok(applier.push(item)?) };
+    let mut walk = source::Walk {
+        emit: &mut emit,
+        owner,
+        dest: dname.to_vec(),
+        top,
+        links: HashMap::new(),
+    };
+    walk.run(&node)?;
+    applier.finish()?;
     Ok(())
 }
 
-/// Files with several links already copied, by (device, inode).
-type Links = std::collections::HashMap<(u64, u64), PathBuf>;
-
-fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>, links: &mut Links) -> Result<()> {
-    let md = std::fs::symlink_metadata(src).with_context(|| format!("stat {}", src.display()))?;
-    let ft = md.file_type();
-    // A symlink already at the destination is replaced, never followed (as
-    // tar replaces it), so nothing below writes through the layer's links.
-    if std::fs::symlink_metadata(dst).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(dst).with_context(|| format!("remove {}", dst.display()))?;
-    }
-    if !ft.is_dir() && dst.is_dir() {
-        bail!(
-            "cannot overwrite directory {} with non-directory",
-            dst.display()
-        );
-    }
-    if ft.is_file() && md.nlink() > 1 {
-        if let Some(first) = links.get(&(md.dev(), md.ino())) {
-            let _ = std::fs::remove_file(dst);
-            std::fs::hard_link(first, dst)?;
-            return Ok(());
-        }
-        links.insert((md.dev(), md.ino()), dst.to_path_buf());
-    }
-    if ft.is_symlink() {
-        let t = std::fs::read_link(src)?;
-        let _ = std::fs::remove_file(dst);
-        std::os::unix::fs::symlink(t, dst)?;
-    } else if ft.is_dir() {
-        if !dst.is_dir() {
-            std::fs::create_dir(dst).with_context(|| format!("mkdir {}", dst.display()))?;
-        }
-        for e in std::fs::read_dir(src)? {
-            let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()), owner, links)?;
-        }
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    } else if ft.is_file() {
-        std::fs::copy(src, dst).with_context(|| format!("copy to {}", dst.display()))?;
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+/// Refuses what the reference refuses: a non-directory over a directory,
+/// a directory over a non-directory (a symlink there is replaced, never
+/// followed); says whether a directory source merges into an existing
+/// directory. The lookup is confined to the layer; the check only shapes
+/// errors and metadata, confinement does not depend on it.
+fn check_destination(
+    droot: BorrowedFd<'_>,
+    dname: &[u8],
+    src_is_dir: bool,
+) -> Result<source::TopDir> {
+    let shown = format!("/{}", String::from_utf8_lossy(dname));
+    let existing = if dname.is_empty() {
+        Some(FileType::Directory)
     } else {
-        bail!(
-            "{}: only files, directories and symlinks can be copied",
-            src.display()
-        );
+        let (parent, name) = source::split_last(dname);
+        // Missing parents are created by the applier, which reports any
+        // other problem with the path.
+        source::open_dir_in(droot, parent).ok().and_then(|dir| {
+            rustix::fs::statat(&dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|st| FileType::from_raw_mode(st.st_mode))
+        })
+    };
+    match existing {
+        Some(FileType::Directory) if !src_is_dir => {
+            bail!("cannot overwrite directory {shown:?} with non-directory")
+        }
+        Some(FileType::Directory) => Ok(source::TopDir::Merge),
+        None | Some(FileType::Symlink) => Ok(source::TopDir::Make),
+        Some(_) if src_is_dir => bail!("cannot copy a directory onto {shown:?}: not a directory"),
+        Some(_) => Ok(source::TopDir::Make),
     }
-    let (uid, gid) = owner.unwrap_or((md.uid(), md.gid()));
-    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
-    if !ft.is_symlink() && owner.is_none() {
-        // chown clears set-id bits; restore the mode.
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -170,14 +199,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_and_confine() {
+    fn split_and_names() {
         assert_eq!(split("abc:/etc/x"), (Some("abc"), "/etc/x"));
         assert_eq!(split("/etc/x"), (None, "/etc/x"));
         assert_eq!(split("./a:b"), (None, "./a:b"));
-        assert_eq!(
-            under(Path::new("/m"), "/../../etc"),
-            PathBuf::from("/m/etc")
-        );
+        for (path, want) in [
+            ("/../../etc", "etc"),
+            ("/", ""),
+            ("", ""),
+            ("/a/./b/", "a/b"),
+            ("a/../../b/c", "b/c"),
+            ("//x//y", "x/y"),
+        ] {
+            assert_eq!(entry_name(path), want.as_bytes(), "{path}");
+        }
+        assert_eq!(source::split_last(b"a/b/c/"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(source::split_last(b"c"), (&b""[..], &b"c"[..]));
         assert_eq!(parse_chown("1:2").unwrap(), (1, 2));
         assert_eq!(parse_chown("7").unwrap(), (7, 7));
     }

@@ -1,0 +1,314 @@
+//! The source side of `copy`, read through descriptors only.
+//!
+//! The source path is resolved inside its root (a layer's mount, or `/`
+//! for host files) with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
+//! so `..` stops at the root and absolute symlinks in the path are
+//! re-rooted there, as in a chroot. The last component is never followed:
+//! a symlink named by the source is copied as a symlink. Below it every
+//! object is reached by `openat(parent_fd, name, O_NOFOLLOW)` and checked
+//! with `fstat` on the descriptor; no path string is resolved again, so a
+//! symlink inside the source layer can never make copy read a host file.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, OsStr};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::{bail, Context, Result};
+use archive::entry::{EntryKind, Header, Item, Timestamp, CHUNK};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
+
+/// What a source path names: the object, already `lstat`ed, and the
+/// directory it sits in.
+pub(super) struct Node {
+    /// Directory holding the object (`O_PATH`).
+    parent: OwnedFd,
+    /// Name in `parent` (`.` when the source is a directory reached by
+    /// `.`/`..` or the root itself).
+    name: Vec<u8>,
+    /// Its metadata, not following a final symlink.
+    pub(super) st: Stat,
+}
+
+impl Node {
+    /// Whether the source is a directory.
+    pub(super) fn is_dir(&self) -> bool {
+        FileType::from_raw_mode(self.st.st_mode) == FileType::Directory
+    }
+}
+
+/// `openat2` flags that confine a lookup to its root like a chroot.
+pub(super) fn in_root() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+/// Opens the directory `rel` inside `root` (chroot semantics), `O_PATH`.
+pub(super) fn open_dir_in(root: BorrowedFd<'_>, rel: &[u8]) -> std::io::Result<OwnedFd> {
+    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    match fs::openat2(
+        root,
+        OsStr::from_bytes(rel),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        in_root(),
+    ) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOSYS) => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "copy needs openat2 (Linux 5.6 or later) to stay inside the layer",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Splits `path` into its parent and last component, ignoring trailing
+/// slashes.
+pub(super) fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+    let mut end = path.len();
+    while end > 0 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    let p = &path[..end];
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (b"", p),
+    }
+}
+
+/// Finds `path` inside `root` without following its last component.
+pub(super) fn lookup(root: BorrowedFd<'_>, path: &[u8]) -> Result<Node> {
+    let shown = String::from_utf8_lossy(path).into_owned();
+    let (parent, name) = split_last(path);
+    let (parent, name) = if matches!(name, b"" | b"." | b"..") {
+        // The whole path names a directory: resolve all of it.
+        let dir = open_dir_in(root, path).with_context(|| format!("resolving {shown}"))?;
+        (dir, b".".to_vec())
+    } else {
+        let dir = open_dir_in(root, parent).with_context(|| format!("resolving {shown}"))?;
+        (dir, name.to_vec())
+    };
+    let st = fs::statat(&parent, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("stat {shown}"))?;
+    Ok(Node { parent, name, st })
+}
+
+/// Walks a source tree and hands it to `emit` as an entry stream whose
+/// names start with `dest`.
+pub(super) struct Walk<'a> {
+    /// Receives the entries.
+    pub emit: &'a mut dyn FnMut(Item) -> Result<()>,
+    /// Owner forced by `--chown`.
+    pub owner: Option<(u32, u32)>,
+    /// Entry name of the source itself (empty for the layer root).
+    pub dest: Vec<u8>,
+    /// Whether a directory source makes its destination directory (which
+    /// then gets mode 0755, the `--chown` owner or root, and the current
+    /// time, as the reference makes it) or merges into an existing one
+    /// (whose metadata is kept).
+    pub top: TopDir,
+    /// First entry name of each multiply-linked file, by (device, inode).
+    pub links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+/// What happens to the destination of a directory source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TopDir {
+    /// It is made (or replaces a symlink).
+    Make,
+    /// It exists: its contents merge, its metadata stays.
+    Merge,
+}
+
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut v = a.to_vec();
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+fn same(a: &Stat, b: &Stat) -> bool {
+    (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+}
+
+impl Walk<'_> {
+    /// Copies `node` and everything below it.
+    pub(super) fn run(&mut self, node: &Node) -> Result<()> {
+        let dest = self.dest.clone();
+        self.object(node.parent.as_fd(), &node.name, &node.st, &dest)
+    }
+
+    fn object(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &Stat, path: &[u8]) -> Result<()> {
+        let os = OsStr::from_bytes(name);
+        let shown = || String::from_utf8_lossy(path).into_owned();
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => EntryKind::File,
+            FileType::Directory => EntryKind::Directory,
+            FileType::Symlink => {
+                let t = fs::readlinkat(dir, os, Vec::new())
+                    .map_err(std::io::Error::from)
+                    .with_context(|| format!("readlink {}", shown()))?;
+                EntryKind::Symlink {
+                    target: t.into_bytes(),
+                }
+            }
+            FileType::CharacterDevice => EntryKind::CharDevice {
+                major: fs::major(st.st_rdev),
+                minor: fs::minor(st.st_rdev),
+            },
+            FileType::BlockDevice => EntryKind::BlockDevice {
+                major: fs::major(st.st_rdev),
+                minor: fs::minor(st.st_rdev),
+            },
+            FileType::Fifo => EntryKind::Fifo,
+            FileType::Socket => {
+                tracing::warn!("skipping socket {}", shown());
+                return Ok(());
+            }
+            FileType::Unknown => bail!("{}: unknown file type", shown()),
+        };
+        let mut h = Header::new(path.to_vec(), kind);
+        h.mode = st.st_mode & 0o7777;
+        (h.uid, h.gid) = self.owner.unwrap_or((st.st_uid, st.st_gid));
+        h.mtime = Timestamp {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec as u32,
+        };
+        match h.kind {
+            EntryKind::File => self.file(dir, name, st, h),
+            EntryKind::Directory => self.dir(dir, name, st, h),
+            _ => self.member(h),
+        }
+    }
+
+    fn member(&mut self, h: Header) -> Result<()> {
+        (self.emit)(Item::Header(Box::new(h)))?;
+        (self.emit)(Item::End)
+    }
+
+    fn file(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &Stat, mut h: Header) -> Result<()> {
+        let path = h.path.clone();
+        let shown = || String::from_utf8_lossy(&path).into_owned();
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key) {
+                h.kind = EntryKind::HardLink {
+                    target: first.clone(),
+                };
+                return self.member(h);
+            }
+            self.links.insert(key, path.clone());
+        }
+        let fd = fs::openat(
+            dir,
+            OsStr::from_bytes(name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("open {}", shown()))?;
+        let now = fs::fstat(&fd).map_err(std::io::Error::from)?;
+        if !same(&now, st) || FileType::from_raw_mode(now.st_mode) != FileType::RegularFile {
+            bail!("{} changed while it was copied", shown());
+        }
+        h.size = now.st_size as u64;
+        let size = h.size;
+        (self.emit)(Item::Header(Box::new(h)))?;
+        let mut f = std::fs::File::from(fd).take(size);
+        let mut offset = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut f, &mut buf).with_context(|| format!("read {}", shown()))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            (self.emit)(Item::Data { offset, bytes: buf })?;
+            offset += n as u64;
+        }
+        (self.emit)(Item::End)
+    }
+
+    fn dir(&mut self, parent: BorrowedFd<'_>, name: &[u8], st: &Stat, mut h: Header) -> Result<()> {
+        let path = h.path.clone();
+        let shown = || String::from_utf8_lossy(&path).into_owned();
+        let fd = fs::openat(
+            parent,
+            OsStr::from_bytes(name),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("open {}", shown()))?;
+        let now = fs::fstat(&fd).map_err(std::io::Error::from)?;
+        if !same(&now, st) {
+            bail!("{} changed while it was copied", shown());
+        }
+        // The destination of the copy is made as the reference makes it
+        // (`mkdir -p` with 0755), or merged into; directories below it are
+        // copied with their own metadata.
+        let emit = if path == self.dest {
+            h.mode = 0o755;
+            (h.uid, h.gid) = self.owner.unwrap_or((0, 0));
+            h.mtime = time_now();
+            self.top == TopDir::Make
+        } else {
+            true
+        };
+        if emit {
+            (self.emit)(Item::Header(Box::new(h)))?;
+            (self.emit)(Item::End)?;
+        }
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for e in fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
+            let e = e.map_err(std::io::Error::from)?;
+            let n: &CStr = e.file_name();
+            let n = n.to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+        }
+        names.sort();
+        for n in names {
+            let child = match fs::statat(&fd, OsStr::from_bytes(&n), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(c) => c,
+                // Gone since the listing: nothing to copy.
+                Err(Errno::NOENT) => continue,
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("stat {}/{}", shown(), n.escape_ascii()))
+                }
+            };
+            self.object(fd.as_fd(), &n, &child, &join(&path, &n))?;
+        }
+        Ok(())
+    }
+}
+
+fn time_now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
