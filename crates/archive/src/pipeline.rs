@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::compression::{decoder, smuggle, unwrap_error};
 use crate::entry::{Item, CHUNK};
 use crate::reader::{read_full, NoRecord, RawSink, Reader, Record};
-use crate::tarsplit::Recorder;
+use crate::tarsplit::{Recorder, ReplacedMembers};
 use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
@@ -68,6 +68,11 @@ pub struct ApplyReport {
     pub uids: Vec<u32>,
     /// Container gids seen in the stream, sorted, unique.
     pub gids: Vec<u32>,
+    /// When a tar-split record was asked for: the name of the first member
+    /// that replaced or removed an earlier member of the same stream (see
+    /// [`crate::tarsplit::ReplacedMembers`]). The record then cannot
+    /// rebuild the stream from the applied files; callers drop it.
+    pub replaced_member: Option<Vec<u8>>,
 }
 
 /// Applies a (possibly compressed) layer stream into the directory `root`.
@@ -124,6 +129,7 @@ struct Parsed {
     size: u64,
     uids: BTreeSet<u32>,
     gids: BTreeSet<u32>,
+    replaced: Option<Vec<u8>>,
 }
 
 fn run(
@@ -194,6 +200,7 @@ fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
         uncompressed_size: parsed.size,
         uids: parsed.uids.into_iter().collect(),
         gids: parsed.gids.into_iter().collect(),
+        replaced_member: parsed.replaced,
     }
 }
 
@@ -364,6 +371,9 @@ fn parse(
         Some(w) => (Sink::Record(Recorder::new(w)), Record::Yes),
         None => (Sink::Nothing(NoRecord), Record::No),
     };
+    // Only a recorded stream needs to know whether its record can be
+    // replayed.
+    let mut replaced = (record == Record::Yes).then(ReplacedMembers::new);
     let mut reader = Reader::with_sink(input, sink, record);
     let mut uids = BTreeSet::new();
     let mut gids = BTreeSet::new();
@@ -371,6 +381,9 @@ fn parse(
         if let Item::Header(h) = &item {
             uids.insert(h.uid);
             gids.insert(h.gid);
+            if let Some(r) = replaced.as_mut() {
+                r.observe(h);
+            }
         }
         if let Some(f) = on_item.as_mut() {
             f(item)?;
@@ -386,5 +399,6 @@ fn parse(
         size,
         uids,
         gids,
+        replaced: replaced.and_then(ReplacedMembers::into_first),
     })
 }

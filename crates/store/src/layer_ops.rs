@@ -273,7 +273,21 @@ impl Store {
                 return Err(Error::io("write", &tmp, e));
             }
         };
-        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
+        if let Some(name) = &report.replaced_member {
+            // The record could not rebuild the tar (an earlier member's
+            // content is gone from the layer): keep none, so `diff` uses
+            // the driver's diff, as the reference does without a record.
+            tracing::info!(
+                "layer {}: member {:?} replaces an earlier member of the same tar; \
+                 keeping no tar-split record",
+                layer.id,
+                String::from_utf8_lossy(name)
+            );
+            let _ = std::fs::remove_file(&tmp);
+            remove_file_if_exists(&final_path)?;
+        } else {
+            std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
+        }
         layer.compressed_digest = report.compressed_digest;
         layer.compressed_size = report.compressed_size as i64;
         layer.uncompressed_digest = report.uncompressed_digest;

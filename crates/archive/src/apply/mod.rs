@@ -45,7 +45,7 @@
 mod entries;
 mod meta;
 mod ops;
-mod path;
+pub(crate) mod path;
 mod resolve;
 mod whiteout;
 

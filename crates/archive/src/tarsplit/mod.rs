@@ -28,6 +28,7 @@
 
 mod crc;
 mod json;
+mod replaced;
 mod source;
 
 use std::io::{BufRead, Read, Write};
@@ -36,6 +37,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 pub use crc::Crc64;
+pub use replaced::ReplacedMembers;
 pub use source::DirSource;
 
 use crate::reader::RawSink;

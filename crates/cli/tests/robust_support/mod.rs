@@ -378,3 +378,68 @@ pub fn have_btrfs() -> bool {
     }
     ok
 }
+
+/// Members of a tar stream (entries without the root), as
+/// `path -> "kind mode content-or-target"`; an error when the stream does
+/// not parse or a member cannot be read in full.
+pub fn tar_members(data: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    use std::io::Read;
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(data);
+    for e in a.entries().map_err(|e| e.to_string())? {
+        let mut e = e.map_err(|e| e.to_string())?;
+        let path = e.path().map_err(|e| e.to_string())?;
+        let path = path.to_string_lossy().trim_end_matches('/').to_string();
+        let path = path.trim_start_matches("./").to_string();
+        let mode = e.header().mode().map_err(|e| e.to_string())? & 0o7777;
+        let kind = e.header().entry_type();
+        let what = if kind.is_dir() {
+            "dir".to_string()
+        } else if kind.is_symlink() {
+            let t = e
+                .link_name()
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            format!("link {}", t.display())
+        } else if kind.is_file() {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).map_err(|e| e.to_string())?;
+            format!("file {}", String::from_utf8_lossy(&v))
+        } else {
+            format!("{kind:?}")
+        };
+        if path.is_empty() || path == "." {
+            continue;
+        }
+        out.insert(path, format!("{what} {mode:o}"));
+    }
+    Ok(out)
+}
+
+/// The objects below `root` in the form of [`tar_members`].
+pub fn tree_members(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let what = if md.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if md.is_symlink() {
+                format!("link {}", std::fs::read_link(&p).unwrap().display())
+            } else if md.is_file() {
+                format!(
+                    "file {}",
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap())
+                )
+            } else {
+                format!("special {:o}", md.mode())
+            };
+            out.insert(rel, format!("{what} {:o}", md.mode() & 0o7777));
+        }
+    }
+    out
+}
