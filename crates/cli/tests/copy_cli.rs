@@ -175,6 +175,12 @@ fn dest_side(driver: &str) {
     e.ok(&["copy", payload, "dst:/etc/secret"]);
     e.ok(&["copy", payload, "dst:/f"]);
     e.ok(&["copy", hostdir, "dst:/tree"]);
+    // A directory copied into itself stops instead of recursing forever.
+    let o = e.strata(&["copy", "dst:/tree", "dst:/tree/inner/again"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("into itself"),
+        "{driver}: {o:?}"
+    );
     let o = e.strata(&["copy", payload, "dst:/dangling/x"]);
     assert!(
         !o.status.success(),

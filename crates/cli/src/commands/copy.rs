@@ -154,6 +154,8 @@ fn copy_one(
         dest: dname.to_vec(),
         top,
         links: HashMap::new(),
+        dest_root: droot,
+        dest_ident: None,
     };
     walk.run(&node)?;
     applier.finish()?;

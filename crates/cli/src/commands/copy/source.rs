@@ -111,6 +111,12 @@ pub(super) struct Walk<'a> {
     pub top: TopDir,
     /// First entry name of each multiply-linked file, by (device, inode).
     pub links: HashMap<(u64, u64), Vec<u8>>,
+    /// Root of the destination layer, to find the destination directory
+    /// once it exists.
+    pub dest_root: BorrowedFd<'a>,
+    /// (device, inode) of the destination directory, once known: a source
+    /// directory below it would be copied into itself forever.
+    pub dest_ident: Option<(u64, u64)>,
 }
 
 /// What happens to the destination of a directory source.
@@ -249,6 +255,9 @@ impl Walk<'_> {
         if !same(&now, st) {
             bail!("{} changed while it was copied", shown());
         }
+        if path != self.dest && self.dest_ident == Some((now.st_dev, now.st_ino)) {
+            bail!("cannot copy a directory into itself");
+        }
         // The destination of the copy is made as the reference makes it
         // (`mkdir -p` with 0755), or merged into; directories below it are
         // copied with their own metadata.
@@ -263,6 +272,12 @@ impl Walk<'_> {
         if emit {
             (self.emit)(Item::Header(Box::new(h)))?;
             (self.emit)(Item::End)?;
+        }
+        if path == self.dest {
+            self.dest_ident = open_dir_in(self.dest_root, &path)
+                .and_then(|d| Ok(fs::fstat(&d)?))
+                .ok()
+                .map(|st| (st.st_dev, st.st_ino));
         }
         let mut names: Vec<Vec<u8>> = Vec::new();
         for e in fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
