@@ -26,6 +26,11 @@
 //!   metadata (`.wh..wh.*`, including `.wh..wh.plnk`) of non-zero size.
 //!
 //! A directory over a directory only updates metadata; nothing is lost.
+//!
+//! Not detected (names alone cannot tell): on a full tree (vfs, btrfs), a
+//! member written through a symlink of a *lower* layer onto another member
+//! of the same layer (`d/x`, then `l/x` with `l -> d` below). Its replay
+//! fails its CRC check, as before.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
