@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: strata vs Debian's containers-storage (and GNU tar for
 # applies), on the real layers built by ../shared/bench/make-corpus.sh.
 #
-#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [CORPUSDIR]
+#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [--fs ext4|host] [CORPUSDIR]
 #
 # Needs root. Builds strata in release mode, then for each driver times, with
 # hyperfine (median of N runs, each in a fresh store prepared outside the timing):
@@ -18,10 +18,11 @@
 # Prints one markdown table per driver; ratios are of medians from the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=5; DRIVERS="overlay vfs"; ONLY="."
+RUNS=5; DRIVERS="overlay vfs"; ONLY="."; FS=ext4
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
+    --fs) FS=$2; shift 2 ;;
     --drivers) DRIVERS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     *) break ;;
@@ -36,8 +37,23 @@ done
 cargo build --release --quiet -p strata
 BIN=$(readlink -f target/release/strata)
 REF=$(command -v containers-storage)
-W=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
-RESULTS="$W/results.tsv"; : > "$RESULTS"
+HOSTW=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
+LOOP=""
+# By default every store and tar target lives on a fresh ext4 (with a journal) on a loop
+# device with direct I/O, made for this run: the same filesystem state for every tool, and
+# none of the host filesystem's history (on a journal-less ext4 that has just deleted big
+# trees, inode allocation skips recently freed inodes one by one and whichever tool runs next
+# pays for it). `--fs host` uses the filesystem under /var/tmp instead.
+if [ "$FS" = ext4 ]; then
+  truncate -s 24G "$HOSTW/fs.img"
+  mkfs.ext4 -q -F "$HOSTW/fs.img"
+  LOOP=$(losetup --direct-io=on --show -f "$HOSTW/fs.img")
+  mkdir "$HOSTW/fs"; mount "$LOOP" "$HOSTW/fs"
+  W=$HOSTW/fs/work; mkdir "$W"
+else
+  W=$HOSTW
+fi
+RESULTS="$HOSTW/results.tsv"; : > "$RESULTS"
 
 # Unmount what is mounted under one store dir (only paths under our own work dir), then wipe it.
 reset_store() {
@@ -47,7 +63,11 @@ reset_store() {
   grep -o " $s/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$s"; mkdir -p "$s/root" "$s/run"
 }
-cleanup() { reset_store "$W/s"; reset_store "$W/p"; rm -rf "$W"; }
+cleanup() {
+  reset_store "$W/s"; reset_store "$W/p"; rm -rf "$W"
+  if [ -n "$LOOP" ]; then umount "$HOSTW/fs"; losetup -d "$LOOP"; fi
+  rm -rf "$HOSTW"
+}
 trap cleanup EXIT
 
 # sub TOOL TEXT: fill the placeholders $X (the tool), $G/$R (its own graph and run roots; strata
@@ -58,7 +78,12 @@ sub() {
   x=${x//\$G/$d/root}; x=${x//\$R/$d/run}; printf '%s' "$x"
 }
 reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
-export -f reset_store reset_tar; export W
+# settle [FILE]: write back and drop the caches, then read FILE (the input) back into the page
+# cache. Without this, a run that follows the deletion of a big tree pays for ext4 skipping
+# the just-freed inodes (recently_deleted() scans inode tables that are still cached), which
+# penalises whichever tool happens to run next; the input is warm for every tool alike.
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; [ -z "${1:-}" ] || cat "$1" > /dev/null; }
+export -f reset_store reset_tar settle; export W
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 time_one() {
@@ -71,7 +96,10 @@ time_one() {
     cmds+=(-n "$t" "$(sub $t "$cmd")")
   done
   if [ -n "$ct" ]; then
-    cmds+=(--prepare reset_tar -n gnu-tar "${ct//\$T/$W/t}")
+    # Applies also run without strata's durability sync (--no-sync), which the reference
+    # and tar do not do either.
+    cmds+=(--prepare "$(sub strata "$prep")" -n strata-nosync "$(sub strata "${cmd/\$X/\$X --no-sync}")")
+    cmds+=(--prepare "reset_tar; settle ${SETTLE:-}" -n gnu-tar "${ct//\$T/$W/t}")
   fi
   hyperfine --shell bash --style none --warmup 1 --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
   # Peak RSS: one more run of each tool, after the same preparation.
@@ -84,9 +112,11 @@ time_one() {
   python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
 import json, sys
 res = {r["command"]: r["median"] for r in json.load(open(sys.argv[1]))["results"]}
-s, r, t = res.get("strata"), res.get("containers-storage"), res.get("gnu-tar")
-print("\t".join([sys.argv[2], sys.argv[3], f"{s:.3f}", f"{r:.3f}", f"{t:.3f}" if t else "-",
-                 f"{s/r:.2f}", f"{s/t:.2f}" if t else "-", str(int(sys.argv[4]) // 1024), str(int(sys.argv[5]) // 1024)]))
+s, r, t, n = res.get("strata"), res.get("containers-storage"), res.get("gnu-tar"), res.get("strata-nosync")
+f = lambda v: f"{v:.3f}" if v else "-"
+q = lambda a, b: f"{a/b:.2f}" if a and b else "-"
+print("\t".join([sys.argv[2], sys.argv[3], f(s), f(n), f(r), f(t), q(s, r), q(s, t), q(n, t),
+                 str(int(sys.argv[4]) // 1024), str(int(sys.argv[5]) // 1024)]))
 PY
 }
 
@@ -95,7 +125,7 @@ for DRV in $DRIVERS; do
   fresh='reset_store $G/..'
   for f in debian-minbase.tar debian-minbase.tar.gz debian-minbase.tar.zst layer-npm.tar layer2.tar; do
     [ -s "$CORPUS/$f" ] || continue
-    time_one "apply-$f" "$DRV" "$fresh" "$st import-layer < $CORPUS/$f" "tar --numeric-owner -xpf $CORPUS/$f -C \$T"
+    SETTLE=$CORPUS/$f time_one "apply-$f" "$DRV" "$fresh; settle $CORPUS/$f" "$st import-layer < $CORPUS/$f" "tar --numeric-owner -xpf $CORPUS/$f -C \$T"
   done
   # A store per tool holding minbase, layer2 (imported, with tar-split) and an edited child.
   stack="reset_store \$G/..; b=\$($st import-layer < $CORPUS/debian-minbase.tar | tail -1) && \
@@ -110,15 +140,15 @@ $st unmount edited >/dev/null"
   time_one diff-edited "$DRV" "" "$st diff edited > /dev/null"
   time_one changes-layer2 "$DRV" "" "$st changes layer2 > /dev/null"
   time_one diffsize-layer2 "$DRV" "" "$st diffsize layer2 > /dev/null"
-  time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true" "$st create-layer --id child layer2 > /dev/null"
+  time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true; settle" "$st create-layer --id child layer2 > /dev/null"
   chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
-  time_one chain-120 "$DRV" "$fresh" "$(chain 120)"
+  time_one chain-120 "$DRV" "$fresh; settle" "$(chain 120)"
   if [ "$DRV" = overlay ]; then
-    time_one chain-1000 "$DRV" "$fresh" "$(chain 1000)"
+    time_one chain-1000 "$DRV" "$fresh; settle" "$(chain 1000)"
   fi
 done
 
 echo
-echo "| driver | benchmark | strata s | containers-storage s | GNU tar s | strata/ref | strata/tar | strata RSS MiB | ref RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| driver | benchmark | strata s | strata --no-sync s | containers-storage s | GNU tar s | strata/ref | strata/tar | no-sync/tar | strata RSS MiB | ref RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 sed 's/\t/ | /g; s/^/| /; s/$/ |/' "$RESULTS"

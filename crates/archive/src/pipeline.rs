@@ -1,16 +1,18 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "decompress":  input ─> sha256 (compressed) ─> decoder ─┐ chunks (bounded,
-//!                       ┌────────────────────────────────────────┘  buffers recycled)
+//! thread "decompress":  input ─> sha256 (input) ─> decoder ─┐ chunks (bounded,
+//!                       ┌───────────────────────────────────┘  buffers recycled)
 //! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
 //!                                                  └─> applier / callback
 //! ```
 //!
-//! A plain tar skips the decompression thread and is hashed once (its input
-//! digest is its tar digest). Parsing and applying share one thread: a
-//! hand-off per entry costs more than the parsing it would offload,
-//! especially when other processes compete for the cores.
+//! A plain tar goes through the same two threads with a pass-through
+//! "decoder" and is hashed once, on the input side (its input digest is its
+//! tar digest): reading and hashing then overlap the applier's system calls.
+//! Parsing and applying share one thread: a hand-off per entry costs more
+//! than the parsing it would offload, especially when other processes
+//! compete for the cores; a hand-off per 1 MiB chunk costs nothing.
 //!
 //! Decompression errors travel downstream in-band (an `Err` in the channel),
 //! so the caller sees the first real cause (a decoder error, a bad header,
@@ -28,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::compression::{decoder, smuggle, unwrap_error};
 use crate::entry::{Item, CHUNK};
 use crate::reader::{read_full, NoRecord, RawSink, Reader, Record};
-use crate::tarsplit::{Recorder, ReplacedMembers};
+use crate::tarsplit::{record_on_thread, ReplacedMembers};
 use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
@@ -141,25 +143,6 @@ fn run(
     let n = read_full(&mut input, &mut prefix)?;
     let compression = Compression::detect(&prefix[..n]);
     let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(input);
-    if compression == Compression::None {
-        // Nothing to decompress: parse and apply on this thread, so no
-        // per-chunk or per-entry thread hand-off (these dominate on a busy
-        // machine), and hash the bytes once: the input digest is the tar
-        // digest.
-        let mut plain = decoder(Compression::None, Box::new(chained))?;
-        let parsed = parse(&mut plain, tar_split, on_item)?;
-        // Bytes after the tar stream count in the input size only.
-        let rest = std::io::copy(&mut plain, &mut std::io::sink())
-            .map_err(|e| unwrap_error(e, "reading layer input"))?;
-        return Ok(report(
-            Decompressed {
-                compression,
-                digest: parsed.digest.clone(),
-                size: parsed.size + rest,
-            },
-            parsed,
-        ));
-    }
     let (bytes_tx, bytes_rx) = bounded::<Result<Vec<u8>>>(BYTE_SLOTS);
     // Emptied chunks go back to the decompressor, which then neither
     // allocates nor zeroes a buffer per chunk.
@@ -171,23 +154,34 @@ fn run(
                 decompress(compression, chained, bytes_tx, free_rx)
             })
             .map_err(|e| Error::io("starting decompression thread", e))?;
-        // Parsing, hashing, recording and applying share this thread: they
-        // are cheap next to decompression and the applier's syscalls.
+        // Parsing, recording and applying share this thread: a hand-off per
+        // entry would cost more than the parsing it offloads. Reading and
+        // hashing the input (and decompressing it) run on the other one.
         let mut chan = ChannelReader {
             rx: bytes_rx,
             free: free_tx,
             cur: Vec::new(),
             pos: 0,
         };
-        let parsed = parse(&mut chan, tar_split, on_item);
+        // A plain tar's input digest is its tar digest: hashed once, there.
+        let digest = if compression == Compression::None {
+            TarDigest::FromInput
+        } else {
+            TarDigest::Compute
+        };
+        let parsed = parse(&mut chan, tar_split, on_item, digest);
         // Stop the decompressor (its next send fails) before joining it.
         drop(chan);
         let decompressed = join(dec, "decompression");
         // A parse or apply error is the earliest cause that reached us;
         // the decompression result matters only when parsing succeeded (a
         // panic there shows up as an early, clean end of the tar stream).
-        let parsed = parsed?;
-        Ok(report(decompressed?, parsed))
+        let mut parsed = parsed?;
+        let decompressed = decompressed?;
+        if digest == TarDigest::FromInput {
+            parsed.digest = decompressed.digest.clone();
+        }
+        Ok(report(decompressed, parsed))
     })
 }
 
@@ -213,10 +207,19 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
     })
 }
 
-/// Counts and hashes everything read through it.
+/// Where the digest of the tar stream comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TarDigest {
+    /// Hash the decompressed bytes as they are parsed.
+    Compute,
+    /// The input is the tar stream: its digest is the input digest.
+    FromInput,
+}
+
+/// Counts, and hashes unless told not to, everything read through it.
 struct Hashing<R> {
     inner: R,
-    hash: Sha256,
+    hash: Option<Sha256>,
     size: u64,
 }
 
@@ -224,21 +227,33 @@ impl<R: Read> Hashing<R> {
     fn new(inner: R) -> Self {
         Self {
             inner,
-            hash: Sha256::new(),
+            hash: Some(Sha256::new()),
+            size: 0,
+        }
+    }
+
+    fn counting(inner: R) -> Self {
+        Self {
+            inner,
+            hash: None,
             size: 0,
         }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        self.hash.update(bytes);
+        if let Some(h) = &mut self.hash {
+            h.update(bytes);
+        }
         self.size += bytes.len() as u64;
     }
 
+    /// The `sha256:<hex>` digest (empty when only counting) and the size.
     fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hash.finalize())),
-            self.size,
-        )
+        let digest = self
+            .hash
+            .map(|h| format!("sha256:{}", hex::encode(h.finalize())))
+            .unwrap_or_default();
+        (digest, self.size)
     }
 }
 
@@ -328,48 +343,32 @@ impl Read for ChannelReader {
     }
 }
 
-/// A recorder when a tar-split writer was given, else nothing.
-enum Sink {
-    Record(Recorder<Box<dyn Write + Send>>),
-    Nothing(NoRecord),
-}
-
-impl RawSink for Sink {
-    fn raw(&mut self, b: &[u8]) -> Result<()> {
-        match self {
-            Sink::Record(r) => r.raw(b),
-            Sink::Nothing(n) => n.raw(b),
-        }
-    }
-    fn member(&mut self, name: &[u8], size: u64, crc: Option<u64>) -> Result<()> {
-        match self {
-            Sink::Record(r) => r.member(name, size, crc),
-            Sink::Nothing(n) => n.member(name, size, crc),
-        }
-    }
-    fn end(&mut self) -> Result<()> {
-        match self {
-            Sink::Record(r) => r.end(),
-            Sink::Nothing(n) => n.end(),
-        }
-    }
-    fn trailing(&mut self, b: &[u8]) -> Result<()> {
-        match self {
-            Sink::Record(r) => r.trailing(b),
-            Sink::Nothing(n) => n.trailing(b),
-        }
-    }
-}
-
+/// Parses the tar stream, recording tar-split (on a thread of its own)
+/// when a writer was given.
 fn parse(
     input: &mut dyn Read,
     tar_split: Option<Box<dyn Write + Send>>,
-    mut on_item: Option<ItemFn<'_>>,
+    on_item: Option<ItemFn<'_>>,
+    digest: TarDigest,
 ) -> Result<Parsed> {
-    let input = Hashing::new(input);
-    let (sink, record) = match tar_split {
-        Some(w) => (Sink::Record(Recorder::new(w)), Record::Yes),
-        None => (Sink::Nothing(NoRecord), Record::No),
+    match tar_split {
+        Some(w) => record_on_thread(w, |fwd| {
+            parse_with(input, fwd, Record::Yes, on_item, digest)
+        }),
+        None => parse_with(input, NoRecord, Record::No, on_item, digest).map(|(p, _)| p),
+    }
+}
+
+fn parse_with<S: RawSink>(
+    input: &mut dyn Read,
+    sink: S,
+    record: Record,
+    mut on_item: Option<ItemFn<'_>>,
+    digest: TarDigest,
+) -> Result<(Parsed, S)> {
+    let input = match digest {
+        TarDigest::Compute => Hashing::new(input),
+        TarDigest::FromInput => Hashing::counting(input),
     };
     // Only a recorded stream needs to know whether its record can be
     // replayed.
@@ -390,15 +389,15 @@ fn parse(
         }
     }
     let (input, sink) = reader.into_parts();
-    if let Sink::Record(r) = sink {
-        r.finish()?;
-    }
     let (digest, size) = input.finish();
-    Ok(Parsed {
-        digest,
-        size,
-        uids,
-        gids,
-        replaced: replaced.and_then(ReplacedMembers::into_first),
-    })
+    Ok((
+        Parsed {
+            digest,
+            size,
+            uids,
+            gids,
+            replaced: replaced.and_then(ReplacedMembers::into_first),
+        },
+        sink,
+    ))
 }

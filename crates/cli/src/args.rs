@@ -39,6 +39,11 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
+    /// Do not sync a layer's data to disk before it counts as complete
+    /// (faster imports; a crash soon after may lose a listed layer's files).
+    /// Also $STRATA_NO_SYNC=1. Not in containers-storage.
+    #[arg(long = "no-sync", global = true)]
+    pub no_sync: bool,
     /// The command.
     #[command(subcommand)]
     pub cmd: Cmd,

@@ -38,6 +38,9 @@ pub struct StoreOptions {
     pub uid_map: Vec<IdMap>,
     /// GID map of the store.
     pub gid_map: Vec<IdMap>,
+    /// Whether applied layers are synced to disk before they count as
+    /// complete.
+    pub durability: crate::Durability,
 }
 
 #[derive(Debug, Default, Deserialize)]

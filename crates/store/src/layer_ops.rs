@@ -8,7 +8,7 @@ use driver::{Access, ApplyDiffOptions, CreateRequest, LayerRef};
 use idmap::IdMap;
 use serde_json::Value;
 
-use crate::files::{remove_dir_if_exists, remove_file_if_exists, syncfs};
+use crate::files::{remove_dir_if_exists, remove_file_if_exists};
 use crate::record::{now, random_id, Layer, FLAG_INCOMPLETE};
 use crate::{Error, Result, Store};
 
@@ -61,37 +61,82 @@ pub enum Safety {
     Unchecked,
 }
 
-/// Receives the tar-split record from the driver and gzips it into a file;
-/// the outcome is reported through a shared slot when the writer drops.
+/// Receives the tar-split record from the driver and gzips it into a file
+/// on a thread of its own, off the applier's critical path; the outcome is
+/// reported through a shared slot once the writer drops (which waits for
+/// that thread). The file is made durable by the store's final sync.
 struct TarSplitSink {
-    enc: Option<flate2::write::GzEncoder<std::fs::File>>,
-    error: Arc<Mutex<Option<std::io::Error>>>,
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Bytes of record batched per hand-off to the compressing thread.
+const TAR_SPLIT_BATCH: usize = 64 * 1024;
+
+impl TarSplitSink {
+    fn new(
+        file: std::fs::File,
+        error: Arc<Mutex<Option<std::io::Error>>>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let worker = std::thread::Builder::new()
+            .name("strata-tar-split-gz".into())
+            .spawn(move || {
+                // The record is read back only by us and the reference,
+                // which do not care how well it was packed.
+                let mut enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+                let res = rx
+                    .iter()
+                    .try_for_each(|b| enc.write_all(&b))
+                    .and_then(|()| enc.finish().map(drop));
+                if let Err(e) = res {
+                    if let Ok(mut slot) = error.lock() {
+                        *slot = Some(e);
+                    }
+                }
+            })?;
+        Ok(Self {
+            buf: Vec::with_capacity(TAR_SPLIT_BATCH),
+            tx: Some(tx),
+            worker: Some(worker),
+        })
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_SPLIT_BATCH));
+        match &self.tx {
+            Some(tx) => tx
+                .send(batch)
+                .map_err(|_| std::io::Error::other("tar-split writer stopped")),
+            None => Err(std::io::Error::other("tar-split sink closed")),
+        }
+    }
 }
 
 impl Write for TarSplitSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.enc.as_mut() {
-            Some(e) => e.write(buf),
-            None => Err(std::io::Error::other("tar-split sink closed")),
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= TAR_SPLIT_BATCH {
+            self.send()?;
         }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match self.enc.as_mut() {
-            Some(e) => e.flush(),
-            None => Ok(()),
-        }
+        self.send()
     }
 }
 
 impl Drop for TarSplitSink {
     fn drop(&mut self) {
-        if let Some(enc) = self.enc.take() {
-            let res = enc.finish().and_then(|f| f.sync_all());
-            if let Err(e) = res {
-                if let Ok(mut slot) = self.error.lock() {
-                    *slot = Some(e);
-                }
-            }
+        // A failed send leaves its cause in the error slot.
+        let _ = self.send();
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
         }
     }
 }
@@ -211,7 +256,7 @@ impl Store {
         if let Some(diff) = diff {
             self.apply_into(layer, diff)?;
         }
-        syncfs(&self.graph_root)
+        self.durability.sync(&self.graph_root)
     }
 
     /// Applies `diff` to an existing layer (its content is added to what is
@@ -221,7 +266,7 @@ impl Store {
             let i = s.state.get(key)?;
             let mut layer = s.state.layers[i].clone();
             s.apply_into(&mut layer, diff)?;
-            syncfs(&s.graph_root)?;
+            s.durability.sync(&s.graph_root)?;
             s.state.layers[i] = layer.clone();
             s.save()?;
             Ok(layer.uncompressed_size as u64)
@@ -242,13 +287,8 @@ impl Store {
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         let error = Arc::new(Mutex::new(None));
-        let sink = TarSplitSink {
-            enc: Some(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::default(),
-            )),
-            error: error.clone(),
-        };
+        let sink = TarSplitSink::new(file, error.clone())
+            .map_err(|e| Error::io("start writer of", &tmp, e))?;
         let opts = ApplyDiffOptions {
             id_mappings: layer.id_mappings(),
             mount_label: (!layer.mount_label.is_empty()).then(|| layer.mount_label.clone()),
@@ -258,19 +298,22 @@ impl Store {
             id: &layer.id,
             parent: layer.parent(),
         };
-        let res = self
-            .driver
-            .apply_diff(target, &opts, diff, Some(Box::new(sink)));
+        let root = self.graph_root.clone();
+        let res = crate::flush::while_applying(self.durability, &root, || {
+            self.driver
+                .apply_diff(target, &opts, diff, Some(Box::new(sink)))
+        });
         let sink_err = error.lock().ok().and_then(|mut e| e.take());
         let report = match (res, sink_err) {
             (Ok(r), None) => r,
-            (Err(e), _) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::driver("applying diff to", &layer.id, e));
-            }
-            (Ok(_), Some(e)) => {
+            // The record's own failure is the cause when there is one.
+            (_, Some(e)) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(Error::io("write", &tmp, e));
+            }
+            (Err(e), None) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::driver("applying diff to", &layer.id, e));
             }
         };
         if let Some(name) = &report.replaced_member {

@@ -28,6 +28,7 @@ pub struct Store {
     pub(crate) locks: Arc<Locks>,
     pub(crate) state: State,
     pub(crate) default_maps: IdMappings,
+    pub(crate) durability: crate::Durability,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +122,7 @@ impl Store {
             locks,
             state: State::default(),
             default_maps: ids,
+            durability: opts.durability,
         };
         store.remove_incomplete()?;
         Ok(store)

@@ -1,10 +1,15 @@
 //! CRC-64/ISO as tar-split uses it (Go's `crc64.MakeTable(crc64.ISO)`), with
 //! a fast way to extend a CRC over a run of zero bytes, so that a sparse
 //! file's holes cost O(log n) instead of feeding terabytes of zeros.
+//!
+//! The bytes are folded by `crc-fast` (carry-less multiplication, tens of
+//! GB/s) rather than the `crc` crate's slice-by-16 table (about 2 GB/s): on
+//! a plain layer the table version was an eighth of the applying thread's
+//! time. The `crc` crate still supplies the catalogue parameters and checks
+//! the fast one in the tests.
 
-use crc::{Crc, Digest, Table, CRC_64_GO_ISO};
-
-static CRC: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_GO_ISO);
+use crc::CRC_64_GO_ISO;
+use crc_fast::{CrcAlgorithm, Digest};
 
 /// Below this many zero bytes, feeding them is cheaper than the matrix power.
 const FEED_LIMIT: u64 = 64 * 1024;
@@ -13,7 +18,7 @@ static ZEROS: [u8; 4096] = [0; 4096];
 /// A running CRC-64/ISO.
 #[derive(Clone)]
 pub struct Crc64 {
-    digest: Digest<'static, u64, Table<16>>,
+    digest: Digest,
 }
 
 impl Default for Crc64 {
@@ -32,7 +37,7 @@ impl Crc64 {
     /// A CRC over no bytes yet.
     pub fn new() -> Self {
         Self {
-            digest: CRC.digest(),
+            digest: Digest::new(CrcAlgorithm::Crc64GoIso),
         }
     }
 
@@ -43,7 +48,7 @@ impl Crc64 {
 
     /// The CRC of the bytes fed so far.
     pub fn value(&self) -> u64 {
-        self.digest.clone().finalize()
+        self.digest.finalize()
     }
 
     /// The 8 big-endian bytes tar-split stores as a file's payload.
@@ -62,11 +67,11 @@ impl Crc64 {
             return;
         }
         // The algorithm is reflected with refin == refout, so the value is
-        // the register xor xorout, and `digest_with_initial` takes the
-        // register bit-reversed (the crate reflects the initial value).
+        // the (reflected) register xor xorout, and the register is what
+        // `crc-fast` keeps as its state.
         let reg = self.value() ^ CRC_64_GO_ISO.xorout;
         let reg = zero_operator(n).apply(reg);
-        self.digest = CRC.digest_with_initial(reg.reverse_bits());
+        self.digest = Digest::new_with_init_state(CrcAlgorithm::Crc64GoIso, reg);
     }
 }
 
@@ -143,6 +148,22 @@ mod tests {
         let mut c = Crc64::new();
         c.update(b"123456789");
         assert_eq!(c.value(), CRC_64_GO_ISO.check);
+    }
+
+    #[test]
+    fn matches_the_table_implementation() {
+        let table = crc::Crc::<u64, crc::Table<16>>::new(&CRC_64_GO_ISO);
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 255, 4096, 4097, 69_999] {
+            let mut c = Crc64::new();
+            // Fed in uneven pieces, as the reader does.
+            for piece in data[..len].chunks(1000 + len % 7) {
+                c.update(piece);
+            }
+            assert_eq!(c.value(), table.checksum(&data[..len]), "len={len}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! The layout was checked against `containers-storage import-layer` (1.43).
 
 mod crc;
+mod forward;
 mod json;
 mod replaced;
 mod source;
@@ -37,6 +38,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 pub use crc::Crc64;
+pub use forward::{record_on_thread, Forwarder};
 pub use replaced::ReplacedMembers;
 pub use source::DirSource;
 

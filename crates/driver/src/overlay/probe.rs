@@ -44,14 +44,22 @@ impl Scratch {
     fn p(&self, n: &str) -> PathBuf {
         self.root.join(n)
     }
+    /// Mounts the scratch overlay, `volatile` where the kernel has it: an
+    /// overlay's unmount otherwise syncs the whole backing filesystem, which
+    /// can take a second on a busy disk and buys nothing for a throwaway
+    /// probe. Kernels without `volatile` (before 5.10) get a plain mount.
     fn mount(&mut self, extra: &[String]) -> std::io::Result<()> {
-        let m = OverlayMount {
+        let mut m = OverlayMount {
             lowers: vec![self.p("lower2"), self.p("lower1")],
             upper: Some(self.p("upper")),
             work: Some(self.p("work")),
             options: extra.to_vec(),
         };
-        mount_overlay_classic(&m, &self.p("merged"))?;
+        m.options.push("volatile".into());
+        if mount_overlay_classic(&m, &self.p("merged")).is_err() {
+            m.options.pop();
+            mount_overlay_classic(&m, &self.p("merged"))?;
+        }
         self.mounted.push(self.p("merged"));
         Ok(())
     }
