@@ -36,6 +36,7 @@ fn snapshot(root: &Path) -> Vec<String> {
                 String::new()
             };
             let time = if md.is_file() { md.mtime() } else { 0 };
+            let what = format!("{what}{}", xattrs(&p));
             v.push(format!(
                 "{rel} {:o} {}:{} n{} t{time} {what}",
                 md.mode(),
@@ -50,6 +51,29 @@ fn snapshot(root: &Path) -> Vec<String> {
     }
     v.sort();
     v
+}
+
+/// `user.*` xattrs of `p`, as ` [name=value …]`.
+fn xattrs(p: &Path) -> String {
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap_or(0);
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"user.") {
+            let mut v = vec![0u8; 256];
+            let len = rustix::fs::lgetxattr(p, name, &mut v[..]).unwrap();
+            out.push(format!(
+                "{}={:x?}",
+                String::from_utf8_lossy(name),
+                &v[..len]
+            ));
+        }
+    }
+    if out.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", out.join(" "))
+    }
 }
 
 /// A victim directory beside the store, with a file and a subdirectory.
@@ -250,7 +274,19 @@ fn host_tree(dir: &Path) -> PathBuf {
     std::fs::set_permissions(s.join("suid"), std::fs::Permissions::from_mode(0o6755)).unwrap();
     std::fs::set_permissions(s.join("sub"), std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(s.join("sub/a"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    for f in ["sub/a", "suid", "big"] {
+    // A file capability (cap_net_raw, effective) and user xattrs.
+    std::fs::write(s.join("sub/deeper/capfile"), "c").unwrap();
+    let cap: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let set = |p: &Path, name: &str, value: &[u8]| {
+        rustix::fs::setxattr(p, name, value, rustix::fs::XattrFlags::empty()).unwrap()
+    };
+    set(&s.join("sub/deeper/capfile"), "security.capability", &cap);
+    set(&s.join("sub/deeper/capfile"), "user.note", b"kept");
+    set(&s.join("sub/deeper"), "user.dir", b"d");
+    for f in ["sub/a", "suid", "big", "sub/deeper/capfile"] {
         let t = std::fs::File::options()
             .write(true)
             .open(s.join(f))
@@ -261,8 +297,13 @@ fn host_tree(dir: &Path) -> PathBuf {
     s
 }
 
-/// The destination layer's tree after a few normal copies made by `tool`.
-fn normal_copies(driver: &str, tool: fn(&Env, &[&str]) -> std::process::Output) -> Vec<String> {
+/// The destination layers' trees after a few normal copies made by
+/// `tool`, and the files of `dst` that carry a file capability (the
+/// reference drops it on some copies, since it chowns after setting it).
+fn normal_copies(
+    driver: &str,
+    tool: fn(&Env, &[&str]) -> std::process::Output,
+) -> (Vec<String>, Vec<String>) {
     let e = Env::new(driver);
     let t = host_tree(e.dir.path());
     let t = t.to_str().unwrap();
@@ -286,6 +327,7 @@ fn normal_copies(driver: &str, tool: fn(&Env, &[&str]) -> std::process::Output) 
     run(&["create-layer", "--id", "dst2"]);
     run(&["copy", "dst:/y", "dst2:/from-layer"]);
     let mut out = Vec::new();
+    let mut caps = Vec::new();
     for l in ["dst", "dst2"] {
         let m = common::first_line(&String::from_utf8(tool(&e, &["mount", l]).stdout).unwrap());
         out.extend(
@@ -293,6 +335,14 @@ fn normal_copies(driver: &str, tool: fn(&Env, &[&str]) -> std::process::Output) 
                 .into_iter()
                 .map(|s| format!("{l}/{s}")),
         );
+        for f in ["x/sub/deeper/capfile", "y/sub/deeper/capfile", "x/suid"] {
+            let mut v = [0u8; 64];
+            if rustix::fs::lgetxattr(Path::new(&m).join(f), "security.capability", &mut v[..])
+                .is_ok()
+            {
+                caps.push(format!("{l}/{f}"));
+            }
+        }
         tool(&e, &["unmount", l]);
     }
     // Refused as the reference refuses them.
@@ -307,7 +357,7 @@ fn normal_copies(driver: &str, tool: fn(&Env, &[&str]) -> std::process::Output) 
         let o = tool(&e, bad);
         out.push(format!("refused case {i} ok={}", o.status.success()));
     }
-    out
+    (out, caps)
 }
 
 #[test]
@@ -316,7 +366,12 @@ fn privileged_copy_normal_tree_matches_reference() {
         return;
     }
     for driver in ["vfs", "overlay"] {
-        let ours = normal_copies(driver, |e, a| e.strata(a));
+        let (ours, caps) = normal_copies(driver, |e, a| e.strata(a));
+        assert_eq!(
+            caps,
+            ["dst/x/sub/deeper/capfile", "dst/y/sub/deeper/capfile"],
+            "{driver}: file capabilities"
+        );
         for want in [
             "dst/x/sub/a 100640 0:0 n3 t1000000 \"a\"",
             "dst/x/suid 106755 12:34 n1 t1000000 \"s\"",
@@ -325,6 +380,8 @@ fn privileged_copy_normal_tree_matches_reference() {
             "dst/x/sl 120777 0:0 n1",
             "dst/x/abs 120777 0:0 n1",
             "dst2/from-layer/hl 100640 5:6 n3 t1000000 \"a\"",
+            "dst/y/sub/deeper/capfile 100644 5:6 n1 t1000000 \"c\" [user.note=",
+            "dst/x/sub/deeper 40755 0:0 n0 t0  [user.dir=",
         ] {
             assert!(
                 ours.iter().any(|l| l.starts_with(want)),
@@ -332,7 +389,7 @@ fn privileged_copy_normal_tree_matches_reference() {
             );
         }
         if have_reference() {
-            let theirs = normal_copies(driver, |e, a| e.reference_in(a, b""));
+            let (theirs, _) = normal_copies(driver, |e, a| e.reference_in(a, b""));
             assert_eq!(ours, theirs, "{driver}: strata and the reference differ");
         }
     }

@@ -13,7 +13,8 @@
 //! root, which keeps its own); a non-directory replaces what is at the
 //! destination unless that is a directory; `--chown UID:GID` owns
 //! everything copied; modes with set-id bits, hard links among the copied
-//! files and modification times are kept. Unlike the reference, a source
+//! files, modification times, `user.*` xattrs and file capabilities are
+//! kept. Unlike the reference, a source
 //! that is itself a symlink is copied as a symlink, not as its target.
 
 mod source;

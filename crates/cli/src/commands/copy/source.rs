@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context, Result};
-use archive::entry::{EntryKind, Header, Item, Timestamp, CHUNK};
+use archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
@@ -223,6 +223,7 @@ impl Walk<'_> {
             bail!("{} changed while it was copied", shown());
         }
         h.size = now.st_size as u64;
+        h.xattrs = layer_xattrs(fd.as_fd()).with_context(|| format!("xattrs of {}", shown()))?;
         let size = h.size;
         (self.emit)(Item::Header(Box::new(h)))?;
         let mut f = std::fs::File::from(fd).take(size);
@@ -270,6 +271,8 @@ impl Walk<'_> {
             true
         };
         if emit {
+            h.xattrs =
+                layer_xattrs(fd.as_fd()).with_context(|| format!("xattrs of {}", shown()))?;
             (self.emit)(Item::Header(Box::new(h)))?;
             (self.emit)(Item::End)?;
         }
@@ -303,6 +306,48 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// The xattrs a layer carries (as the reference's tar writer takes them):
+/// `security.capability` and `user.*`, except the overlay's and
+/// containers' own, which a layer never gets to write.
+fn layer_xattrs(fd: BorrowedFd<'_>) -> std::io::Result<Vec<Xattr>> {
+    let unsupported = |e: Errno| matches!(e, Errno::OPNOTSUPP | Errno::NODATA);
+    let len = match fs::flistxattr_query(fd) {
+        Ok(0) => return Ok(Vec::new()),
+        Ok(n) => n,
+        Err(e) if unsupported(e) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; len];
+    let n = fs::flistxattr(fd, &mut names[..])?;
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let wanted = name == b"security.capability"
+            || (name.starts_with(b"user.")
+                && !name.starts_with(b"user.overlay.")
+                && name != b"user.containers.override_stat");
+        if !wanted {
+            continue;
+        }
+        let cname = OsStr::from_bytes(name);
+        let value = match fs::fgetxattr_query(fd, cname) {
+            Ok(len) => {
+                let mut v = vec![0u8; len];
+                let got = fs::fgetxattr(fd, cname, &mut v[..])?;
+                v.truncate(got);
+                v
+            }
+            // Removed since the listing.
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.push(Xattr {
+            name: name.to_vec(),
+            value,
+        });
+    }
+    Ok(out)
 }
 
 fn time_now() -> Timestamp {
