@@ -86,14 +86,23 @@ settle() { sync; echo 3 > /proc/sys/vm/drop_caches; [ -z "${1:-}" ] || cat "$1" 
 export -f reset_store reset_tar settle; export W
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
+# One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
+# that cannot do the job at all (then reported as "fails", not timed).
 time_one() {
   local name=$1 drv=$2 prep=$3 cmd=$4 ct=${5:-}
   echo "$name" | grep -Eq "$ONLY" || return 0
   echo "== $drv $name" >&2
-  local cmds=()
+  local cmds=() rss=()
   for t in strata containers-storage; do
-    [ -n "$prep" ] && cmds+=(--prepare "$(sub $t "$prep")")
-    cmds+=(-n "$t" "$(sub $t "$cmd")")
+    [ -n "$prep" ] && bash -c "$(sub $t "$prep")" >/dev/null 2>&1
+    if /usr/bin/time -o "$W/rss" -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>"$W/err"; then
+      rss+=("$(tail -1 "$W/rss")")
+      [ -n "$prep" ] && cmds+=(--prepare "$(sub $t "$prep")")
+      cmds+=(-n "$t" "$(sub $t "$cmd")")
+    else
+      echo "   $t fails: $(grep -v 'exit status' "$W/err" | tail -2 | tr '\n' ' ')" >&2
+      rss+=(fails)
+    fi
   done
   if [ -n "$ct" ]; then
     # Applies also run without strata's durability sync (--no-sync), which the reference
@@ -101,23 +110,19 @@ time_one() {
     cmds+=(--prepare "$(sub strata "$prep")" -n strata-nosync "$(sub strata "${cmd/\$X/\$X --no-sync}")")
     cmds+=(--prepare "reset_tar; settle ${SETTLE:-}" -n gnu-tar "${ct//\$T/$W/t}")
   fi
-  hyperfine --shell bash --style none --warmup 1 --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
-  # Peak RSS: one more run of each tool, after the same preparation.
-  local rss=()
-  for t in strata containers-storage; do
-    [ -n "$prep" ] && bash -c "$(sub $t "$prep")" >/dev/null 2>&1
-    /usr/bin/time -o "$W/rss" -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>&1 || true
-    rss+=("$(tail -1 "$W/rss")")
-  done
+  hyperfine --shell bash --style none --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
   python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
 import json, sys
 res = {r["command"]: r["median"] for r in json.load(open(sys.argv[1]))["results"]}
 s, r, t, n = res.get("strata"), res.get("containers-storage"), res.get("gnu-tar"), res.get("strata-nosync")
 f = lambda v: f"{v:.3f}" if v else "-"
 q = lambda a, b: f"{a/b:.2f}" if a and b else "-"
-print("\t".join([sys.argv[2], sys.argv[3], f(s), f(n), f(r), f(t), q(s, r), q(s, t), q(n, t),
-                 str(int(sys.argv[4]) // 1024), str(int(sys.argv[5]) // 1024)]))
+m = lambda v: v if v == "fails" else str(int(v) // 1024)
+print("\t".join([sys.argv[2], sys.argv[3], f(s), f(n), f(r) if r else ("fails" if sys.argv[5] == "fails" else "-"),
+                 f(t), q(s, r), q(s, t), q(n, t), m(sys.argv[4]), m(sys.argv[5])]))
 PY
+  # Keep what was measured so far visible, even if a later benchmark aborts the script.
+  tail -1 "$RESULTS" >&2
 }
 
 for DRV in $DRIVERS; do
