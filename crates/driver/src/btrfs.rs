@@ -345,25 +345,7 @@ impl Driver for Btrfs {
 
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
         let root = self.get(id, &MountOptions::default())?;
-        let mut seen = std::collections::HashSet::new();
-        let mut du = DiskUsage::default();
-        let mut stack = vec![root];
-        while let Some(p) = stack.pop() {
-            let md = p
-                .symlink_metadata()
-                .map_err(|e| Error::path("stat", &p, e))?;
-            if md.nlink() > 1 && !md.is_dir() && !seen.insert(md.ino()) {
-                continue;
-            }
-            du.inodes += 1;
-            du.size += md.blocks() * 512;
-            if md.is_dir() {
-                for e in fs::read_dir(&p).map_err(|e| Error::path("readdir", &p, e))? {
-                    stack.push(e.map_err(|e| Error::path("readdir", &p, e))?.path());
-                }
-            }
-        }
-        Ok(du)
+        Ok(crate::usage::tree_usage(&root)?.into())
     }
 
     fn cleanup(&self) -> Result<()> {

@@ -23,6 +23,22 @@ pub fn mkdir_all(path: &Path, mode: u32) -> Result<()> {
 /// Writes `data` to `path` atomically: a temporary file in the same
 /// directory, data synced, renamed over `path`, directory synced.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(path, data, mode, Persist::Durable)
+}
+
+/// Whether a replaced file must survive a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// fsync the file before the rename and the directory after it.
+    Durable,
+    /// No syncs: for the run root, whose content (mount counts) describes
+    /// state that a reboot ends anyway (it is a tmpfs in normal setups).
+    Volatile,
+}
+
+/// Replaces `path` with `data` through a temporary file and a rename, so
+/// readers see the old or the new content, never a mix.
+pub fn write_replacing(path: &Path, data: &[u8], mode: u32, persist: Persist) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let base = path
         .file_name()
@@ -39,14 +55,19 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        if persist == Persist::Durable {
+            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        }
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
         return res;
     }
-    sync_dir(dir)
+    match persist {
+        Persist::Durable => sync_dir(dir),
+        Persist::Volatile => Ok(()),
+    }
 }
 
 /// fsyncs a directory.

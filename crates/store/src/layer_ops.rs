@@ -250,9 +250,12 @@ impl Store {
             storage_opt: req.storage_opt.clone(),
             id_mappings: layer.id_mappings(),
         };
-        self.driver
-            .create(&creq)
-            .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
+        // A vfs child is a full copy of its parent: its writeback overlaps
+        // the copy as an apply's does.
+        crate::flush::while_applying(self.durability, &self.graph_root, || {
+            self.driver.create(&creq)
+        })
+        .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
         if let Some(diff) = diff {
             self.apply_into(layer, diff)?;
         }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::files::write_atomic;
+use crate::files::{write_atomic, write_replacing, Persist};
 use crate::lockfile::{LockFile, Token};
 use crate::record::{parse_layers, to_json, Layer};
 use crate::{Error, Result};
@@ -145,7 +145,8 @@ impl State {
         };
         let mp = paths.mounts_json();
         let data = to_json(&self.mounts).map_err(|e| Error::Invalid(e.to_string()))?;
-        write_atomic(&mp, &data, 0o600)?;
+        // Mount counts live in the run root and mean nothing after a reboot.
+        write_replacing(&mp, &data, 0o600, Persist::Volatile)?;
         let token = mounts_lock.record_write()?;
         self.mounts_seen = Seen {
             token: Some(token),

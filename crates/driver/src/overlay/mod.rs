@@ -318,29 +318,6 @@ fn exists(p: &Path) -> Result<bool> {
     }
 }
 
-fn disk_usage(root: &Path) -> Result<DiskUsage> {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut du = DiskUsage::default();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let md = p
-            .symlink_metadata()
-            .map_err(|e| Error::path("stat", &p, e))?;
-        if md.nlink() > 1 && !md.is_dir() && !seen.insert((md.dev(), md.ino())) {
-            continue;
-        }
-        du.inodes += 1;
-        du.size += md.blocks() * 512;
-        if md.is_dir() {
-            for e in fs::read_dir(&p).map_err(|e| Error::path("readdir", &p, e))? {
-                stack.push(e.map_err(|e| Error::path("readdir", &p, e))?.path());
-            }
-        }
-    }
-    Ok(du)
-}
-
 use std::os::unix::fs::DirBuilderExt;
 
 impl Driver for Overlay {
@@ -528,7 +505,7 @@ impl Driver for Overlay {
     }
 
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
-        disk_usage(&self.layer_diff(id)?)
+        Ok(crate::usage::tree_usage(&self.layer_diff(id)?)?.into())
     }
 
     fn cleanup(&self) -> Result<()> {

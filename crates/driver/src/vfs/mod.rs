@@ -316,7 +316,7 @@ impl Driver for Vfs {
     }
 
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage> {
-        disk_usage(&self.layer_dir(id)?)
+        Ok(crate::usage::tree_usage(&self.layer_dir(id)?)?.into())
     }
 
     fn cleanup(&self) -> Result<()> {
@@ -338,29 +338,4 @@ impl Driver for Vfs {
         opts.ignore_chown_errors |= self.options.ignore_chown_errors;
         naive::apply_diff(self, target, &opts, diff, tar_split)
     }
-}
-
-/// Allocated bytes and inodes under `root`, each inode counted once.
-pub(crate) fn disk_usage(root: &Path) -> Result<DiskUsage> {
-    let mut seen = std::collections::HashSet::new();
-    let mut usage = DiskUsage::default();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).map_err(|e| Error::path("lstat", &p, e))?;
-        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
-            continue;
-        }
-        usage.inodes += 1;
-        usage.size += m.blocks() * 512;
-        if m.is_dir() {
-            let rd = std::fs::read_dir(&p).map_err(|e| Error::path("read directory", &p, e))?;
-            for ent in rd {
-                stack.push(
-                    ent.map_err(|e| Error::path("read directory", &p, e))?
-                        .path(),
-                );
-            }
-        }
-    }
-    Ok(usage)
 }
