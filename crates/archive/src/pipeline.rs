@@ -179,7 +179,10 @@ fn run(
         let mut parsed = parsed?;
         let decompressed = decompressed?;
         if digest == TarDigest::FromInput {
+            // Digest and size describe the same bytes: all of the input,
+            // including any the parser did not need after the archive's end.
             parsed.digest = decompressed.digest.clone();
+            parsed.size = decompressed.size;
         }
         Ok(report(decompressed, parsed))
     })

@@ -61,82 +61,51 @@ pub enum Safety {
     Unchecked,
 }
 
-/// Receives the tar-split record from the driver and gzips it into a file
-/// on a thread of its own, off the applier's critical path; the outcome is
-/// reported through a shared slot once the writer drops (which waits for
-/// that thread). The file is made durable by the store's final sync.
+/// Receives the tar-split record from the driver and gzips it into a file.
+/// The archive pipeline calls it from its own tar-split thread, off the
+/// applier's critical path. The outcome is reported through a shared slot
+/// when the writer drops; the file is made durable by the store's final
+/// sync.
 struct TarSplitSink {
-    buf: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    enc: Option<flate2::write::GzEncoder<std::fs::File>>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
 }
 
-/// Bytes of record batched per hand-off to the compressing thread.
-const TAR_SPLIT_BATCH: usize = 64 * 1024;
-
 impl TarSplitSink {
-    fn new(
-        file: std::fs::File,
-        error: Arc<Mutex<Option<std::io::Error>>>,
-    ) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let worker = std::thread::Builder::new()
-            .name("strata-tar-split-gz".into())
-            .spawn(move || {
-                // The record is read back only by us and the reference,
-                // which do not care how well it was packed.
-                let mut enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-                let res = rx
-                    .iter()
-                    .try_for_each(|b| enc.write_all(&b))
-                    .and_then(|()| enc.finish().map(drop));
-                if let Err(e) = res {
-                    if let Ok(mut slot) = error.lock() {
-                        *slot = Some(e);
-                    }
-                }
-            })?;
-        Ok(Self {
-            buf: Vec::with_capacity(TAR_SPLIT_BATCH),
-            tx: Some(tx),
-            worker: Some(worker),
-        })
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_SPLIT_BATCH));
-        match &self.tx {
-            Some(tx) => tx
-                .send(batch)
-                .map_err(|_| std::io::Error::other("tar-split writer stopped")),
-            None => Err(std::io::Error::other("tar-split sink closed")),
+    fn new(file: std::fs::File, error: Arc<Mutex<Option<std::io::Error>>>) -> Self {
+        // The record is read back only by us and the reference, which do
+        // not care how well it was packed.
+        let enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        Self {
+            enc: Some(enc),
+            error,
         }
     }
 }
 
 impl Write for TarSplitSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(buf);
-        if self.buf.len() >= TAR_SPLIT_BATCH {
-            self.send()?;
+        match self.enc.as_mut() {
+            Some(e) => e.write(buf),
+            None => Err(std::io::Error::other("tar-split sink closed")),
         }
-        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
+        match self.enc.as_mut() {
+            Some(e) => e.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for TarSplitSink {
     fn drop(&mut self) {
-        // A failed send leaves its cause in the error slot.
-        let _ = self.send();
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        if let Some(enc) = self.enc.take() {
+            if let Err(e) = enc.finish() {
+                if let Ok(mut slot) = self.error.lock() {
+                    *slot = Some(e);
+                }
+            }
         }
     }
 }
@@ -290,8 +259,7 @@ impl Store {
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         let error = Arc::new(Mutex::new(None));
-        let sink = TarSplitSink::new(file, error.clone())
-            .map_err(|e| Error::io("start writer of", &tmp, e))?;
+        let sink = TarSplitSink::new(file, error.clone());
         let opts = ApplyDiffOptions {
             id_mappings: layer.id_mappings(),
             mount_label: (!layer.mount_label.is_empty()).then(|| layer.mount_label.clone()),
