@@ -31,7 +31,8 @@ pub struct Cli {
         value_name = "NAME"
     )]
     pub driver: Option<String>,
-    /// Set storage driver options ($STORAGE_OPTS)
+    /// Set storage driver options ($STORAGE_OPTS); `<driver>.sync=filesystem`
+    /// makes layer data durable before a layer counts as complete
     #[arg(long = "storage-opt", global = true, action = clap::ArgAction::Append, value_name = "KEY=VALUE")]
     pub storage_opt: Vec<String>,
     /// Print debugging information
@@ -39,11 +40,6 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
-    /// Do not sync a layer's data to disk before it counts as complete
-    /// (faster imports; a crash soon after may lose a listed layer's files).
-    /// Also $STRATA_NO_SYNC=1. Not in containers-storage.
-    #[arg(long = "no-sync", global = true)]
-    pub no_sync: bool,
     /// The command.
     #[command(subcommand)]
     pub cmd: Cmd,

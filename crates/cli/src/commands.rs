@@ -26,11 +26,6 @@ fn open(cli: &Cli) -> Result<Store> {
     if !cli.storage_opt.is_empty() {
         opts.driver_options = cli.storage_opt.clone();
     }
-    opts.durability = if cli.no_sync {
-        store::Durability::Skip
-    } else {
-        store::Durability::from_env()
-    };
     Store::open(&opts).context("error initializing")
 }
 

@@ -456,10 +456,11 @@ fn privileged_crash_other_vfs() {
     }
 }
 
-/// Durability: the data of an imported layer is synced (`syncfs`) before
-/// the record that clears its incomplete flag is renamed into place — the
-/// last write of layers.json comes after a syncfs, in the order the
-/// kernel saw the calls.
+/// Durability with `<driver>.sync=filesystem`: the data of an imported
+/// layer is synced (`syncfs`) before the record that clears its incomplete
+/// flag is renamed into place — the last write of layers.json comes after a
+/// syncfs, in the order the kernel saw the calls. Without the option (the
+/// default, as in containers-storage) nothing calls syncfs.
 fn sync_before_complete(driver: &str) {
     if !Path::new("/usr/bin/strace").exists() {
         assert!(
@@ -471,26 +472,31 @@ fn sync_before_complete(driver: &str) {
     }
     let e = Env::new(driver);
     e.ok(&["layers"]);
-    let trace = e.dir.path().join("trace");
     let tar = e.dir.path().join("l.tar");
     std::fs::write(&tar, common::small_tar()).unwrap();
-    let o = Command::new("/usr/bin/strace")
-        .args(["-f", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
-        .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_strata"))
-        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
-        .arg("-g")
-        .arg(e.graph())
-        .arg("-R")
-        .arg(e.run_root())
-        .arg("-s")
-        .arg(driver)
-        .args(["import-layer", "--id", "synced", "-f"])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let t = std::fs::read_to_string(&trace).unwrap();
+    let traced_import = |id: &str, extra: &[&str]| -> String {
+        let trace = e.dir.path().join(format!("trace-{id}"));
+        let o = Command::new("/usr/bin/strace")
+            .args(["-f", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_strata"))
+            .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
+            .arg("-g")
+            .arg(e.graph())
+            .arg("-R")
+            .arg(e.run_root())
+            .arg("-s")
+            .arg(driver)
+            .args(extra)
+            .args(["import-layer", "--id", id, "-f"])
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&trace).unwrap()
+    };
+    let opt = format!("{driver}.sync=filesystem");
+    let t = traced_import("synced", &["--storage-opt", &opt]);
     let lines: Vec<&str> = t.lines().collect();
     let last_json = lines
         .iter()
@@ -511,6 +517,17 @@ fn sync_before_complete(driver: &str) {
         sync,
         "no syncfs between the incomplete and the complete record:\n{t}"
     );
+    let t = traced_import("unsynced", &[]);
+    assert!(t.contains("layers.json\""), "{t}");
+    assert!(
+        !t.contains("syncfs("),
+        "syncfs without sync=filesystem:\n{t}"
+    );
+    // A mistyped mode is refused before anything is written.
+    let o = e.strata(&["--storage-opt", &format!("{driver}.sync=always"), "layers"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid sync mode \"always\""), "{err}");
 }
 
 #[test]

@@ -38,9 +38,6 @@ pub struct StoreOptions {
     pub uid_map: Vec<IdMap>,
     /// GID map of the store.
     pub gid_map: Vec<IdMap>,
-    /// Whether applied layers are synced to disk before they count as
-    /// complete.
-    pub durability: crate::Durability,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +68,7 @@ const DRIVER_KEYS: &[&str] = &[
     "inodes",
     "skip_mount_home",
     "force_mask",
+    "sync",
 ];
 
 impl StoreOptions {
@@ -227,6 +225,7 @@ ignore_chown_errors = "true"
 mountopt = "nodev"
 ignore_chown_errors = "false"
 force_mask = "shared"
+sync = "filesystem"
 [storage.options.thinpool]
 "#,
         )
@@ -243,6 +242,7 @@ force_mask = "shared"
                 "overlay.mount_program=/usr/bin/fuse-overlayfs",
                 "overlay.mountopt=nodev",
                 "overlay.force_mask=shared",
+                "overlay.sync=filesystem",
             ]
         );
     }

@@ -20,17 +20,16 @@ pub fn mkdir_all(path: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io("mkdir", path, e))
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same
-/// directory, data synced, renamed over `path`, directory synced.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    write_replacing(path, data, mode, Persist::Durable)
-}
-
 /// Whether a replaced file must survive a crash of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persist {
-    /// fsync the file before the rename and the directory after it.
+    /// fsync the file before the rename and the directory after it: the
+    /// new content is on disk when the call returns.
     Durable,
+    /// fsync the file before the rename only (what containers-storage does):
+    /// after a crash the file holds the old or the new content, never an
+    /// empty or partial one, but the rename itself may be lost.
+    Ordered,
     /// No syncs: for the run root, whose content (mount counts) describes
     /// state that a reboot ends anyway (it is a tmpfs in normal setups).
     Volatile,
@@ -55,7 +54,7 @@ pub fn write_replacing(path: &Path, data: &[u8], mode: u32, persist: Persist) ->
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-        if persist == Persist::Durable {
+        if persist != Persist::Volatile {
             f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
@@ -66,7 +65,7 @@ pub fn write_replacing(path: &Path, data: &[u8], mode: u32, persist: Persist) ->
     }
     match persist {
         Persist::Durable => sync_dir(dir),
-        Persist::Volatile => Ok(()),
+        Persist::Ordered | Persist::Volatile => Ok(()),
     }
 }
 
@@ -139,8 +138,8 @@ mod tests {
     fn atomic_write_replaces_and_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f.json");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
+        write_replacing(&p, b"one", 0o600, Persist::Durable).unwrap();
+        write_replacing(&p, b"two", 0o600, Persist::Ordered).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         use std::os::unix::fs::PermissionsExt;

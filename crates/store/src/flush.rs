@@ -1,22 +1,23 @@
 //! Durability of applied layers.
 //!
-//! A layer's data must be on disk before its `incomplete` flag goes, so an
-//! import ends with `syncfs` of the graph root. Waiting for all of a big
-//! layer's data at the end would idle the disk while the layer is unpacked
-//! and idle the CPU while it is written, so [`while_applying`] also starts
-//! writeback every [`FLUSH_PERIOD`] from a second thread: the final
-//! `syncfs` then finds most of the data already written.
-//!
-//! [`Durability::Skip`] (CLI `--no-sync`, or `STRATA_NO_SYNC=1`) leaves both
-//! out, as the reference does: faster, but a crash shortly after an import
-//! may leave a layer listed as complete whose files are empty or missing.
+//! By default a store syncs nothing but its metadata, as containers-storage
+//! does: a crash of the machine shortly after an import may leave a layer
+//! listed as complete whose files are empty or missing. The driver option
+//! `sync=filesystem` (the name and values later containers-storage releases
+//! use; `--storage-opt overlay.sync=filesystem`, or `sync = "filesystem"` in
+//! `[storage.options.<driver>]`) makes a layer's data durable before its
+//! `incomplete` flag goes: an import then ends with `syncfs` of the graph
+//! root. Waiting for all of a big layer's data at the end would idle the
+//! disk while the layer is unpacked and idle the CPU while it is written, so
+//! [`while_applying`] also starts writeback every [`FLUSH_PERIOD`] from a
+//! second thread: the final `syncfs` then finds most of the data written.
 
 use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::files::syncfs;
-use crate::Result;
+use crate::files::{syncfs, Persist};
+use crate::{Error, Result};
 
 /// How often the background thread starts writeback while a layer is applied.
 ///
@@ -24,57 +25,82 @@ use crate::Result;
 /// and 300 ms by 20%; 1–10 ms were no better than 30 ms.
 pub const FLUSH_PERIOD: Duration = Duration::from_millis(30);
 
-/// Whether a layer's data is synced to disk before it counts as complete.
+/// Whether a layer's data is synced to disk before it counts as complete:
+/// the driver option `sync`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// `syncfs` before the incomplete flag is cleared (the default).
+pub enum SyncMode {
+    /// `sync=none` (the default): layer data reaches the disk whenever the
+    /// kernel writes it; layers.json is still written through an fsynced
+    /// temporary file and a rename, so it is never seen half written.
     #[default]
-    Sync,
-    /// No sync: the data reaches the disk whenever the kernel writes it.
-    Skip,
+    None,
+    /// `sync=filesystem`: `syncfs` before the incomplete flag is cleared,
+    /// and every metadata write is durable when the command returns.
+    Filesystem,
 }
 
-impl Durability {
-    /// `Skip` when the environment variable `STRATA_NO_SYNC` is `1` or
-    /// `true`, else `Sync`.
-    pub fn from_env() -> Self {
-        Self::from_setting(std::env::var("STRATA_NO_SYNC").ok().as_deref())
-    }
-
-    fn from_setting(no_sync: Option<&str>) -> Self {
-        match no_sync {
-            Some("1") | Some("true") => Durability::Skip,
-            _ => Durability::Sync,
+impl SyncMode {
+    /// Parses a value of the `sync` option.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "" | "none" => Ok(SyncMode::None),
+            "filesystem" => Ok(SyncMode::Filesystem),
+            other => Err(Error::Invalid(format!(
+                "invalid sync mode {other:?}: use \"none\" or \"filesystem\""
+            ))),
         }
     }
 
-    /// Makes what was written under `root` durable, unless skipped.
+    /// Takes the `sync` option (`sync=…` or `<driver>.sync=…`) out of a
+    /// store's driver options, so the driver never sees it; the last one
+    /// given wins.
+    pub fn take_from(options: &mut Vec<String>) -> Result<Self> {
+        let mut mode = SyncMode::default();
+        let mut rest = Vec::with_capacity(options.len());
+        for o in options.drain(..) {
+            let (key, value) = o.split_once('=').unwrap_or((o.as_str(), ""));
+            let key = key.trim().to_ascii_lowercase();
+            if key == "sync" || key.ends_with(".sync") {
+                mode = Self::parse(value.trim())?;
+            } else {
+                rest.push(o);
+            }
+        }
+        *options = rest;
+        Ok(mode)
+    }
+
+    /// Makes what was written under `root` durable, in `Filesystem` mode.
     pub(crate) fn sync(self, root: &Path) -> Result<()> {
         match self {
-            Durability::Sync => syncfs(root),
-            Durability::Skip => Ok(()),
+            SyncMode::Filesystem => syncfs(root),
+            SyncMode::None => Ok(()),
+        }
+    }
+
+    /// How a metadata file of the graph root is replaced.
+    pub(crate) fn persist(self) -> Persist {
+        match self {
+            SyncMode::Filesystem => Persist::Durable,
+            SyncMode::None => Persist::Ordered,
         }
     }
 }
 
-/// Runs `apply`; meanwhile, unless durability is skipped, a second thread
+/// Runs `apply`; meanwhile, in `Filesystem` mode, a second thread
 /// starts writeback of `root`'s filesystem every [`FLUSH_PERIOD`]. It stops
 /// (without waiting out its period) as soon as `apply` returns.
-pub(crate) fn while_applying<T>(
-    durability: Durability,
-    root: &Path,
-    apply: impl FnOnce() -> T,
-) -> T {
-    flushing_every(FLUSH_PERIOD, durability, root, apply)
+pub(crate) fn while_applying<T>(mode: SyncMode, root: &Path, apply: impl FnOnce() -> T) -> T {
+    flushing_every(FLUSH_PERIOD, mode, root, apply)
 }
 
 fn flushing_every<T>(
     period: Duration,
-    durability: Durability,
+    mode: SyncMode,
     root: &Path,
     apply: impl FnOnce() -> T,
 ) -> T {
-    if durability == Durability::Skip {
+    if mode == SyncMode::None {
         return apply();
     }
     std::thread::scope(|s| {
@@ -108,14 +134,14 @@ mod tests {
         // apply wakes the flusher instead of waiting out its period.
         let t = Instant::now();
         let hour = Duration::from_secs(3600);
-        let v = flushing_every(hour, Durability::Sync, dir.path(), || 7);
+        let v = flushing_every(hour, SyncMode::Filesystem, dir.path(), || 7);
         assert_eq!(v, 7);
         assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
         // And it does flush while the apply runs: with a tiny period, a
         // slow apply sees several rounds without error.
         let v = flushing_every(
             Duration::from_millis(1),
-            Durability::Sync,
+            SyncMode::Filesystem,
             dir.path(),
             || {
                 std::thread::sleep(Duration::from_millis(20));
@@ -126,10 +152,25 @@ mod tests {
     }
 
     #[test]
-    fn no_sync_setting() {
-        assert_eq!(Durability::from_setting(None), Durability::Sync);
-        assert_eq!(Durability::from_setting(Some("0")), Durability::Sync);
-        assert_eq!(Durability::from_setting(Some("1")), Durability::Skip);
-        assert_eq!(Durability::from_setting(Some("true")), Durability::Skip);
+    fn sync_option() {
+        let mut o: Vec<String> = [
+            "overlay.mountopt=nodev",
+            "overlay.sync=filesystem",
+            "size=1G",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::Filesystem);
+        assert_eq!(o, ["overlay.mountopt=nodev", "size=1G"]);
+        let mut o = vec!["vfs.sync=filesystem".to_string(), "SYNC=none".to_string()];
+        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::None);
+        assert!(o.is_empty());
+        let mut o = vec!["mountopt=nodev".to_string()];
+        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::None);
+        let err = SyncMode::take_from(&mut vec!["vfs.sync=always".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid sync mode \"always\""),
+            "{err}"
+        );
     }
 }

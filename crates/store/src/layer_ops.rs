@@ -221,14 +221,12 @@ impl Store {
         };
         // A vfs child is a full copy of its parent: its writeback overlaps
         // the copy as an apply's does.
-        crate::flush::while_applying(self.durability, &self.graph_root, || {
-            self.driver.create(&creq)
-        })
-        .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
+        crate::flush::while_applying(self.sync, &self.graph_root, || self.driver.create(&creq))
+            .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
         if let Some(diff) = diff {
             self.apply_into(layer, diff)?;
         }
-        self.durability.sync(&self.graph_root)
+        self.sync.sync(&self.graph_root)
     }
 
     /// Applies `diff` to an existing layer (its content is added to what is
@@ -238,7 +236,7 @@ impl Store {
             let i = s.state.get(key)?;
             let mut layer = s.state.layers[i].clone();
             s.apply_into(&mut layer, diff)?;
-            s.durability.sync(&s.graph_root)?;
+            s.sync.sync(&s.graph_root)?;
             s.state.layers[i] = layer.clone();
             s.save()?;
             Ok(layer.uncompressed_size as u64)
@@ -270,7 +268,7 @@ impl Store {
             parent: layer.parent(),
         };
         let root = self.graph_root.clone();
-        let res = crate::flush::while_applying(self.durability, &root, || {
+        let res = crate::flush::while_applying(self.sync, &root, || {
             self.driver
                 .apply_diff(target, &opts, diff, Some(Box::new(sink)))
         });
@@ -468,7 +466,8 @@ impl Store {
             let i = s.state.get(key)?;
             let id = s.state.layers[i].id.clone();
             crate::files::mkdir_all(&s.paths.data_dir(&id), 0o700)?;
-            crate::files::write_atomic(&s.big_data_path(&id, name), data, 0o600)?;
+            let persist = s.sync.persist();
+            crate::files::write_replacing(&s.big_data_path(&id, name), data, 0o600, persist)?;
             let l = &mut s.state.layers[i];
             if !l.big_data_names.iter().any(|n| n == name) {
                 l.big_data_names.push(name.to_string());

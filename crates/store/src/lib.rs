@@ -50,7 +50,7 @@ mod store;
 pub use archive::{Change, ChangeKind, Compression};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
-pub use flush::{Durability, FLUSH_PERIOD};
+pub use flush::{SyncMode, FLUSH_PERIOD};
 pub use layer_ops::{LayerMaps, MapChoice, NewLayer, Safety};
 pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::files::{write_atomic, write_replacing, Persist};
+use crate::files::{write_replacing, Persist};
 use crate::lockfile::{LockFile, Token};
 use crate::record::{parse_layers, to_json, Layer};
 use crate::{Error, Result};
@@ -134,10 +134,11 @@ impl State {
         paths: &Paths,
         layers_lock: &LockFile,
         mounts_lock: &LockFile,
+        persist: Persist,
     ) -> Result<()> {
         let lp = paths.layers_json();
         let data = to_json(&self.layers).map_err(|e| Error::Invalid(e.to_string()))?;
-        write_atomic(&lp, &data, 0o600)?;
+        write_replacing(&lp, &data, 0o600, persist)?;
         let token = layers_lock.record_write()?;
         self.layers_seen = Seen {
             token: Some(token),
@@ -260,13 +261,13 @@ mod tests {
         let mut a = State::default();
         a.refresh(&paths, &ll, &ml).unwrap();
         a.layers.push(layer("one", &[], ""));
-        a.save(&paths, &ll, &ml).unwrap();
+        a.save(&paths, &ll, &ml, Persist::Durable).unwrap();
         assert_eq!(std::fs::read_to_string(paths.mounts_json()).unwrap(), "[]");
         let mut b = State::default();
         b.refresh(&paths, &ll, &ml).unwrap();
         assert_eq!(b.layers.len(), 1);
         b.layers.push(layer("two", &[], "one"));
-        b.save(&paths, &ll, &ml).unwrap();
+        b.save(&paths, &ll, &ml, Persist::Ordered).unwrap();
         a.refresh(&paths, &ll, &ml).unwrap();
         assert_eq!(a.layers.len(), 2);
     }

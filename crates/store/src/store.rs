@@ -28,7 +28,7 @@ pub struct Store {
     pub(crate) locks: Arc<Locks>,
     pub(crate) state: State,
     pub(crate) default_maps: IdMappings,
-    pub(crate) durability: crate::Durability,
+    pub(crate) sync: crate::SyncMode,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,11 +77,14 @@ impl Store {
         touch(&graph_root.join("userns.lock"))?;
 
         let ids = IdMappings::new(opts.uid_map.clone(), opts.gid_map.clone());
+        // `sync` is the store's to honour; the driver gets the rest.
+        let mut driver_options = opts.driver_options.clone();
+        let sync = crate::SyncMode::take_from(&mut driver_options)?;
         let driver = match given {
             Some(d) => d,
             None => {
                 let _g = graph_lock.lock(LockMode::Exclusive)?;
-                pick_driver(&graph_root, &run_root, opts, &ids)?
+                pick_driver(&graph_root, &run_root, opts, driver_options, &ids)?
             }
         };
         let name = driver.name().to_string();
@@ -122,7 +125,7 @@ impl Store {
             locks,
             state: State::default(),
             default_maps: ids,
-            durability: opts.durability,
+            sync,
         };
         store.remove_incomplete()?;
         Ok(store)
@@ -172,7 +175,9 @@ impl Store {
     /// Writes both layer files; call inside [`Store::write`].
     pub(crate) fn save(&mut self) -> Result<()> {
         let locks = self.locks.clone();
-        self.state.save(&self.paths, &locks.layers, &locks.mounts)
+        let persist = self.sync.persist();
+        self.state
+            .save(&self.paths, &locks.layers, &locks.mounts, persist)
     }
 
     /// Cleans what an interrupted writer left: incomplete layers and the
@@ -218,12 +223,13 @@ fn pick_driver(
     graph_root: &Path,
     run_root: &Path,
     opts: &StoreOptions,
+    driver_options: Vec<String>,
     ids: &IdMappings,
 ) -> Result<Box<dyn Driver>> {
     let topts = driver::table::StoreOptions {
         graph_root: graph_root.to_path_buf(),
         run_root: run_root.to_path_buf(),
-        driver_options: opts.driver_options.clone(),
+        driver_options,
         id_mappings: ids.clone(),
         experimental: false,
     };

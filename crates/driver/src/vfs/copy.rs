@@ -73,17 +73,26 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         egid: rustix::process::getegid().as_raw(),
         umask: read_umask(),
     };
-    // Copying is mostly waiting for the disk (reads of a cold parent,
-    // allocation, journal), so more tasks than cores keep more I/O in
-    // flight. A private pool, so the global one keeps its size.
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(copy_threads())
-        .build()
-    {
-        Ok(pool) => pool.install(|| rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))),
-        Err(e) => {
-            tracing::debug!("copy pool: {e}; using the global pool");
-            rayon::scope(|s| copy_dir(s, &ctx, PathBuf::new()))
+    // The top directory is copied on this thread; a pool is made only when
+    // it has subdirectories (an empty layer, the common child of a build
+    // step, then costs no threads at all).
+    let mut subdirs = Vec::new();
+    if let Err(e) = copy_dir_entries(&ctx, Path::new(""), &mut |d| subdirs.push(d)) {
+        fail(&ctx, e);
+    }
+    if !subdirs.is_empty() && !ctx.failed.load(Ordering::Relaxed) {
+        // Copying is mostly waiting for the disk (reads of a cold parent,
+        // allocation, journal), so more tasks than cores keep more I/O in
+        // flight. A private pool, so the global one keeps its size.
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(copy_threads())
+            .build()
+        {
+            Ok(pool) => pool.install(|| rayon::scope(|s| copy_dirs(s, &ctx, subdirs))),
+            Err(e) => {
+                tracing::debug!("copy pool: {e}; using the global pool");
+                rayon::scope(|s| copy_dirs(s, &ctx, subdirs))
+            }
         }
     }
     if let Some(e) = ctx.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -124,11 +133,17 @@ fn fail(ctx: &Ctx<'_>, e: Error) {
     }
 }
 
+fn copy_dirs<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, dirs: Vec<PathBuf>) {
+    for d in dirs {
+        s.spawn(move |s| copy_dir(s, ctx, d));
+    }
+}
+
 fn copy_dir<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: PathBuf) {
     if ctx.failed.load(Ordering::Relaxed) {
         return;
     }
-    if let Err(e) = copy_dir_entries(s, ctx, &rel) {
+    if let Err(e) = copy_dir_entries(ctx, &rel, &mut |d| s.spawn(move |s| copy_dir(s, ctx, d))) {
         fail(ctx, e);
     }
 }
@@ -141,7 +156,9 @@ fn rel_or_dot(rel: &Path) -> &Path {
     }
 }
 
-fn copy_dir_entries<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: &Path) -> Result<()> {
+/// Copies the entries of directory `rel`; each subdirectory is made, then
+/// handed to `subdir` to be filled.
+fn copy_dir_entries(ctx: &Ctx<'_>, rel: &Path, subdir: &mut dyn FnMut(PathBuf)) -> Result<()> {
     let src_dir = open_dir(ctx.src_fd.as_fd(), rel_or_dot(rel))
         .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
     let dst_dir = open_dir(ctx.dst_fd.as_fd(), rel_or_dot(rel))
@@ -169,7 +186,7 @@ fn copy_dir_entries<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, rel: &Path) -> R
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((child_rel.clone(), st));
-                s.spawn(move |s| copy_dir(s, ctx, child_rel));
+                subdir(child_rel);
             }
             FileType::RegularFile => copy_file(ctx, (&src_dir, &dst_dir), name, &child_rel, &st)?,
             FileType::Symlink => {
