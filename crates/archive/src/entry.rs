@@ -6,6 +6,8 @@
 //! files skip the holes) and one [`Item::End`]. Chunks are bounded in size so
 //! a large file never sits in memory whole.
 
+pub use bytes::Bytes;
+
 /// Seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp {
@@ -142,8 +144,9 @@ pub enum Item {
     Data {
         /// Offset within the logical file.
         offset: u64,
-        /// The bytes.
-        bytes: Vec<u8>,
+        /// The bytes: often a slice of the buffer the stream was read
+        /// into, shared rather than copied.
+        bytes: Bytes,
     },
     /// End of the current member.
     End,

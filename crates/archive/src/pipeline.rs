@@ -28,8 +28,8 @@ use idmap::IdMappings;
 use sha2::{Digest, Sha256};
 
 use crate::compression::{decoder, smuggle, unwrap_error};
-use crate::entry::{Item, CHUNK};
-use crate::reader::{read_full, NoRecord, RawSink, Reader, Record};
+use crate::entry::{Bytes, Item, CHUNK};
+use crate::reader::{read_full, NoRecord, RawSink, Reader, Record, Source};
 use crate::tarsplit::{record_on_thread, ReplacedMembers};
 use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
@@ -157,21 +157,16 @@ fn run(
         // Parsing, recording and applying share this thread: a hand-off per
         // entry would cost more than the parsing it offloads. Reading and
         // hashing the input (and decompressing it) run on the other one.
-        let mut chan = ChannelReader {
-            rx: bytes_rx,
-            free: free_tx,
-            cur: Vec::new(),
-            pos: 0,
-        };
         // A plain tar's input digest is its tar digest: hashed once, there.
         let digest = if compression == Compression::None {
             TarDigest::FromInput
         } else {
             TarDigest::Compute
         };
-        let parsed = parse(&mut chan, tar_split, on_item, digest);
-        // Stop the decompressor (its next send fails) before joining it.
-        drop(chan);
+        let input = ChunkInput::new(bytes_rx, free_tx, digest);
+        // Parsing drops the input when it stops, so the decompressor's next
+        // send fails and it ends before it is joined.
+        let parsed = parse(input, tar_split, on_item);
         let decompressed = join(dec, "decompression");
         // A parse or apply error is the earliest cause that reached us;
         // the decompression result matters only when parsing succeeded (a
@@ -219,10 +214,10 @@ enum TarDigest {
     FromInput,
 }
 
-/// Counts, and hashes unless told not to, everything read through it.
+/// Counts and hashes everything read through it.
 struct Hashing<R> {
     inner: R,
-    hash: Option<Sha256>,
+    hash: Sha256,
     size: u64,
 }
 
@@ -230,42 +225,28 @@ impl<R: Read> Hashing<R> {
     fn new(inner: R) -> Self {
         Self {
             inner,
-            hash: Some(Sha256::new()),
+            hash: Sha256::new(),
             size: 0,
         }
     }
 
-    fn counting(inner: R) -> Self {
-        Self {
-            inner,
-            hash: None,
-            size: 0,
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        if let Some(h) = &mut self.hash {
-            h.update(bytes);
-        }
-        self.size += bytes.len() as u64;
-    }
-
-    /// The `sha256:<hex>` digest (empty when only counting) and the size.
+    /// The `sha256:<hex>` digest and the size.
     fn finish(self) -> (String, u64) {
-        let digest = self
-            .hash
-            .map(|h| format!("sha256:{}", hex::encode(h.finalize())))
-            .unwrap_or_default();
-        (digest, self.size)
+        (sha256_digest(self.hash), self.size)
     }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.feed(&buf[..n]);
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
         Ok(n)
     }
+}
+
+fn sha256_digest(h: Sha256) -> String {
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 fn decompress(
@@ -316,63 +297,109 @@ fn decompress(
     }
 }
 
-/// Reads the byte chunks the decompression stage sends.
-struct ChannelReader {
+/// The tar stream as the decompression stage sends it, in chunks. The reader
+/// copies header blocks out of them but takes file content as slices of the
+/// chunks themselves ([`Source::take_bytes`]), so content is never copied
+/// on this thread. Counts, and hashes unless told not to, every byte taken.
+struct ChunkInput {
     rx: Receiver<Result<Vec<u8>>>,
     free: Sender<Vec<u8>>,
-    cur: Vec<u8>,
+    chunk: Bytes,
     pos: usize,
+    hash: Option<Sha256>,
+    size: u64,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.cur.len() {
+impl ChunkInput {
+    fn new(rx: Receiver<Result<Vec<u8>>>, free: Sender<Vec<u8>>, digest: TarDigest) -> Self {
+        Self {
+            rx,
+            free,
+            chunk: Bytes::new(),
+            pos: 0,
+            hash: (digest == TarDigest::Compute).then(Sha256::new),
+            size: 0,
+        }
+    }
+
+    /// Makes unread bytes available; `false` at the end of the stream.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(v)) => {
-                    let done = std::mem::replace(&mut self.cur, v);
-                    if done.capacity() > 0 {
-                        let _ = self.free.try_send(done);
-                    }
+                    let done = std::mem::replace(&mut self.chunk, Bytes::from(v));
                     self.pos = 0;
+                    // No slice of it is left once its last item was handled,
+                    // so the buffer goes back to the decompressor.
+                    if let Ok(m) = done.try_into_mut() {
+                        let v = Vec::from(m);
+                        if v.capacity() > 0 {
+                            let _ = self.free.try_send(v);
+                        }
+                    }
                 }
                 Ok(Err(e)) => return Err(smuggle(e)),
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(false),
             }
         }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(true)
+    }
+
+    fn took(&mut self, bytes: &[u8]) {
+        if let Some(h) = &mut self.hash {
+            h.update(bytes);
+        }
+        self.size += bytes.len() as u64;
+        self.pos += bytes.len();
+    }
+
+    /// The `sha256:<hex>` digest (empty when only counting) and the size.
+    fn finish(self) -> (String, u64) {
+        (self.hash.map(sha256_digest).unwrap_or_default(), self.size)
+    }
+}
+
+impl Source for ChunkInput {
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() || !self.fill()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.took(&buf[..n]);
         Ok(n)
+    }
+
+    fn take_bytes(&mut self, max: usize) -> std::io::Result<Bytes> {
+        if max == 0 || !self.fill()? {
+            return Ok(Bytes::new());
+        }
+        let n = max.min(self.chunk.len() - self.pos);
+        let bytes = self.chunk.slice(self.pos..self.pos + n);
+        self.took(&bytes);
+        Ok(bytes)
     }
 }
 
 /// Parses the tar stream, recording tar-split (on a thread of its own)
 /// when a writer was given.
 fn parse(
-    input: &mut dyn Read,
+    input: ChunkInput,
     tar_split: Option<Box<dyn Write + Send>>,
     on_item: Option<ItemFn<'_>>,
-    digest: TarDigest,
 ) -> Result<Parsed> {
     match tar_split {
-        Some(w) => record_on_thread(w, |fwd| {
-            parse_with(input, fwd, Record::Yes, on_item, digest)
-        }),
-        None => parse_with(input, NoRecord, Record::No, on_item, digest).map(|(p, _)| p),
+        Some(w) => record_on_thread(w, |fwd| parse_with(input, fwd, Record::Yes, on_item)),
+        None => parse_with(input, NoRecord, Record::No, on_item).map(|(p, _)| p),
     }
 }
 
 fn parse_with<S: RawSink>(
-    input: &mut dyn Read,
+    input: ChunkInput,
     sink: S,
     record: Record,
     mut on_item: Option<ItemFn<'_>>,
-    digest: TarDigest,
 ) -> Result<(Parsed, S)> {
-    let input = match digest {
-        TarDigest::Compute => Hashing::new(input),
-        TarDigest::FromInput => Hashing::counting(input),
-    };
     // Only a recorded stream needs to know whether its record can be
     // replayed.
     let mut replaced = (record == Record::Yes).then(ReplacedMembers::new);

@@ -143,7 +143,7 @@ fn sparse_file_has_holes() {
     for off in [1u64 << 20, 6 << 20] {
         layer.items.push(archive::entry::Item::Data {
             offset: off,
-            bytes: vec![b'x'; 4096],
+            bytes: vec![b'x'; 4096].into(),
         });
     }
     layer.items.push(archive::entry::Item::End);

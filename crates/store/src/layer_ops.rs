@@ -67,15 +67,19 @@ pub enum Safety {
 /// when the writer drops; the file is made durable by the store's final
 /// sync.
 struct TarSplitSink {
-    enc: Option<flate2::write::GzEncoder<std::fs::File>>,
+    enc: Option<std::io::BufWriter<flate2::write::GzEncoder<std::fs::File>>>,
     error: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl TarSplitSink {
     fn new(file: std::fs::File, error: Arc<Mutex<Option<std::io::Error>>>) -> Self {
         // The record is read back only by us and the reference, which do
-        // not care how well it was packed.
+        // not care how well it was packed. The recorder writes a line or
+        // two per member; fed one line at a time, the encoder spends more
+        // on per-call work (a byte-wise CRC-32, a write of some 80 bytes to
+        // the file) than on compressing, so it gets 256 KiB at a time.
         let enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        let enc = std::io::BufWriter::with_capacity(256 * 1024, enc);
         Self {
             enc: Some(enc),
             error,
@@ -101,7 +105,11 @@ impl Write for TarSplitSink {
 impl Drop for TarSplitSink {
     fn drop(&mut self) {
         if let Some(enc) = self.enc.take() {
-            if let Err(e) = enc.finish() {
+            let finished = enc
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)
+                .and_then(|e| e.finish());
+            if let Err(e) = finished {
                 if let Ok(mut slot) = self.error.lock() {
                     *slot = Some(e);
                 }

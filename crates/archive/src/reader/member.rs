@@ -1,8 +1,6 @@
 //! Reading the header blocks of one member: PAX and GNU meta records, the
 //! main header, GNU sparse extension blocks and PAX 1.0 sparse maps.
 
-use std::io::Read;
-
 use super::fields::{self, cstr};
 use super::{take_budget, Current, RawSink, Reader, BLOCK, MAX_HEADER_RECORD, MAX_MEMBER_HEADERS};
 use crate::entry::{EntryKind, Header, SparseRegion, Timestamp, Xattr};
@@ -128,7 +126,7 @@ impl PaxSparse {
     }
 }
 
-impl<R: Read, S: RawSink> Reader<R, S> {
+impl<R: super::Source, S: RawSink> Reader<R, S> {
     /// Reads header blocks up to and including the next member's main header
     /// (and its sparse extensions); `None` at the end of the archive.
     pub(super) fn read_member(&mut self) -> Result<Option<Current>> {

@@ -24,7 +24,7 @@ mod member;
 
 use std::io::Read;
 
-use crate::entry::{Item, SparseRegion, CHUNK};
+use crate::entry::{Bytes, Item, SparseRegion, CHUNK};
 use crate::tarsplit::Crc64;
 use crate::{Error, Result};
 
@@ -112,7 +112,39 @@ pub struct Reader<R, S = NoRecord> {
     block: Box<[u8; BLOCK]>,
 }
 
-impl<R: Read> Reader<R, NoRecord> {
+/// Where a [`Reader`] takes its bytes from: any [`Read`], or an input that
+/// holds the stream in memory already and hands out file content as shared
+/// slices instead of copies (the import pipeline's).
+pub trait Source {
+    /// Reads into `buf`, as [`Read::read`] does.
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+
+    /// The next bytes of the stream, at most `max` (more than zero) of them;
+    /// empty only at the end of the input. The default reads into a new
+    /// buffer.
+    fn take_bytes(&mut self, max: usize) -> std::io::Result<Bytes> {
+        let mut buf = vec![0; max];
+        let mut got = 0;
+        while got < max {
+            match self.read_into(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf.into())
+    }
+}
+
+impl<R: Read + ?Sized> Source for R {
+    fn read_into(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf)
+    }
+}
+
+impl<R: Source> Reader<R, NoRecord> {
     /// A reader that records nothing.
     pub fn new(input: R) -> Self {
         Self::with_sink(input, NoRecord, Record::No)
@@ -128,7 +160,7 @@ pub enum Record {
     No,
 }
 
-impl<R: Read, S: RawSink> Reader<R, S> {
+impl<R: Source, S: RawSink> Reader<R, S> {
     /// A reader feeding `sink`.
     pub fn with_sink(input: R, sink: S, record: Record) -> Self {
         Self {
@@ -189,9 +221,12 @@ impl<R: Read, S: RawSink> Reader<R, S> {
                 cur.within = 0;
                 continue;
             }
-            let n = (r.length - cur.within).min(CHUNK as u64) as usize;
-            let mut bytes = vec![0; n];
-            read_exact(&mut self.input, &mut bytes, "file content")?;
+            let max = (r.length - cur.within).min(CHUNK as u64) as usize;
+            let bytes = self.input.take_bytes(max).map_err(input_error)?;
+            let n = bytes.len();
+            if n == 0 {
+                return Err(Error::UnexpectedEof("inside file content".into()));
+            }
             let offset = r.offset + cur.within;
             if let Some(crc) = cur.crc.as_mut() {
                 crc.zeros(offset - cur.crc_pos);
@@ -296,10 +331,10 @@ fn take_budget(budget: &mut u64, n: u64) -> Result<()> {
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+pub(crate) fn read_full(input: &mut (impl Source + ?Sized), buf: &mut [u8]) -> Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        match input.read(&mut buf[got..]) {
+        match input.read_into(&mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -307,13 +342,6 @@ pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize> 
         }
     }
     Ok(got)
-}
-
-fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<()> {
-    if read_full(input, buf)? != buf.len() {
-        return Err(Error::UnexpectedEof(format!("inside {what}")));
-    }
-    Ok(())
 }
 
 /// Errors from the input are passed through when they are already ours

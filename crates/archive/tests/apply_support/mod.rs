@@ -48,7 +48,7 @@ impl L {
         for (i, c) in content.chunks(CHUNK).enumerate() {
             self.items.push(Item::Data {
                 offset: (i * CHUNK) as u64,
-                bytes: c.to_vec(),
+                bytes: c.to_vec().into(),
             });
         }
         self.items.push(Item::End);

@@ -235,7 +235,10 @@ impl Walk<'_> {
                 break;
             }
             buf.truncate(n);
-            (self.emit)(Item::Data { offset, bytes: buf })?;
+            (self.emit)(Item::Data {
+                offset,
+                bytes: buf.into(),
+            })?;
             offset += n as u64;
         }
         (self.emit)(Item::End)
