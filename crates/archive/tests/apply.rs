@@ -603,6 +603,70 @@ fn hard_link_to_symlink_links_the_symlink() {
     });
 }
 
+/// A hard link's header applies to its target's inode after the target's
+/// own header, even when the target was finished on the writer thread and
+/// many files are queued there: the link waits for them.
+#[test]
+fn hard_link_header_applies_after_queued_files() {
+    let mut layer = L::new();
+    for i in 0..200 {
+        layer = layer.file(&format!("f{i}"), b"x").mode(0o640);
+    }
+    let layer = layer
+        .file("target", &[7u8; 100_000])
+        .mode(0o600)
+        .with(|h| {
+            h.mtime = Timestamp {
+                sec: 1_000,
+                nsec: 0,
+            }
+        })
+        .link("h", "target")
+        .mode(0o751)
+        .with(|h| {
+            h.mtime = Timestamp {
+                sec: 2_000,
+                nsec: 0,
+            }
+        })
+        .file("last", b"y")
+        .mode(0o604);
+    both(&layer, overlay(), |root| {
+        let t = snapshot(root);
+        assert_eq!(node(&t, "target").mode, 0o751);
+        assert_eq!(node(&t, "h").mode, 0o751);
+        assert_eq!(node(&t, "target").mtime.map(|m| m.0), Some(2_000));
+        assert_eq!(node(&t, "f199").mode, 0o640);
+        assert_eq!(node(&t, "last").mode, 0o604);
+        assert_eq!(std::fs::read(root.join("h")).unwrap(), vec![7u8; 100_000]);
+    });
+}
+
+/// A file that cannot be written fails the apply, although its content is
+/// written on the writer thread: the error comes back from a later push or
+/// from finish, and names the file.
+#[test]
+fn write_error_of_a_queued_file_fails_the_apply() {
+    let mut layer = L::new().file("ok", b"fine");
+    layer.items.push(archive::entry::Item::Header(Box::new(hdr(
+        b"too-far",
+        EntryKind::File,
+    ))));
+    // Past the largest file size of any Linux filesystem.
+    layer.items.push(archive::entry::Item::Data {
+        offset: i64::MAX as u64 - 2,
+        bytes: vec![b'x'; 64].into(),
+    });
+    layer.items.push(archive::entry::Item::End);
+    let layer = layer.file("after", b"more");
+    for r in BOTH {
+        let d = tmp();
+        let e = apply(d.path(), &layer, overlay(), r).expect_err("the write must fail");
+        assert!(e.to_string().contains("too-far"), "{e}");
+        assert_eq!(std::fs::read(d.path().join("ok")).unwrap(), b"fine");
+    }
+}
+
 #[test]
 fn directory_times_set_after_contents() {
     let layer = L::new()

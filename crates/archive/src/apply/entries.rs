@@ -10,6 +10,7 @@ use super::meta::{timestamps, Target};
 use super::ops::{self, Removed};
 use super::path::{self, Role};
 use super::resolve::{self, lossy, CachedDir, Missing};
+use super::writer::Job;
 use super::{Applier, ApplyMode, DeferredDir, OpenFile, State};
 use crate::entry::{EntryKind, Header};
 use crate::{Error, Result};
@@ -172,13 +173,14 @@ impl Applier<'_> {
                 })?;
                 self.record(&dir, name, p)?;
                 let owner_now = self.meta.fresh_owner(&dir);
-                self.state = State::File(Box::new(OpenFile {
+                self.file_job(Job::Begin(Box::new(OpenFile {
                     file: std::fs::File::from(fd),
                     path: p.to_vec(),
                     header: h,
                     end: 0,
                     owner_now,
-                }));
+                })))?;
+                self.state = State::File;
                 return Ok(());
             }
             EntryKind::Directory => self.make_dir(&dir, name, p, &h)?,
@@ -270,6 +272,9 @@ impl Applier<'_> {
                 lossy(&t.path)
             );
         }
+        // The link's header is applied to the target's inode: after the
+        // target's own, if the writer thread still has it.
+        self.sync_files()?;
         let (tp, tn) = path::split_parent(&t.path);
         let tdir = self.res.dir(tp, Missing::Fail)?;
         let tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
@@ -340,19 +345,5 @@ impl Applier<'_> {
         }
         self.meta.chmod(Target::Fd(fd), mode | 0o700, p)?;
         Ok(Some(mode))
-    }
-
-    /// Ends a regular file: size, owner, mode, xattrs, times.
-    pub(super) fn close_file(&mut self, f: OpenFile) -> Result<()> {
-        if f.end < f.header.size {
-            // Trailing hole of a sparse file (or an empty file): no zeros
-            // are written.
-            f.file
-                .set_len(f.header.size)
-                .map_err(|e| err("truncate", &f.path, e))?;
-        }
-        let t = Target::Fd(f.file.as_fd());
-        self.meta.apply(t, &f.header, &f.path, f.owner_now)?;
-        self.meta.times(t, &timestamps(&f.header), &f.path)
     }
 }

@@ -90,6 +90,7 @@ fn in_user_namespace() -> bool {
 }
 
 /// Applies metadata with the applier's policies and counts what it skipped.
+#[derive(Clone)]
 pub(crate) struct Meta {
     maps: IdMappings,
     ignore_chown_errors: bool,
@@ -335,6 +336,13 @@ impl Meta {
                 self.set_xattr(t, OVERRIDE_STAT, value.as_bytes(), path)
             }
         }
+    }
+
+    /// Adds the counts of a copy that worked on another thread.
+    pub(crate) fn absorb(&mut self, other: Meta) {
+        self.chown_failures += other.chown_failures;
+        self.xattr_skipped += other.xattr_skipped;
+        self.xattr_warned.extend(other.xattr_warned);
     }
 
     /// Logs a summary of what was skipped.

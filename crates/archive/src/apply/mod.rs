@@ -48,6 +48,7 @@ mod ops;
 pub(crate) mod path;
 mod resolve;
 mod whiteout;
+mod writer;
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -159,8 +160,8 @@ enum State {
     Idle,
     /// Inside a member whose data (if any) is discarded.
     Skipping,
-    /// Inside a regular file.
-    File(Box<OpenFile>),
+    /// Inside a regular file, which the writer thread fills.
+    File,
 }
 
 /// Writes a stream of [`Item`]s into a directory handle, confined to it.
@@ -170,6 +171,8 @@ pub struct Applier<'fd> {
     res: Resolver,
     meta: Meta,
     state: State,
+    /// Finishes regular files on a second thread (started at the first).
+    writer: Option<writer::FileWriter>,
     deferred: Vec<DeferredDir>,
     /// Full-tree mode: `(dev, parent inode, name)` of every object this
     /// layer made, which an opaque marker must keep.
@@ -208,6 +211,7 @@ impl<'fd> Applier<'fd> {
             res: Resolver::new(root, resolution)?,
             meta: Meta::new(opts.id_mappings, opts.ignore_chown_errors, opts.force_mask),
             state: State::Idle,
+            writer: None,
             deferred: Vec::new(),
             unpacked: HashSet::new(),
             opaque_dirs: Vec::new(),
@@ -235,14 +239,14 @@ impl<'fd> Applier<'fd> {
                 self.begin(h)
             }
             Item::Data { offset, bytes } => match &mut self.state {
-                State::File(f) => f.write(offset, &bytes),
+                State::File => self.file_job(writer::Job::Data { offset, bytes }),
                 State::Skipping => Ok(()),
                 State::Idle => Err(Error::InvalidHeader(
                     "entry stream: data outside a member".into(),
                 )),
             },
             Item::End => match std::mem::replace(&mut self.state, State::Idle) {
-                State::File(f) => self.close_file(*f),
+                State::File => self.file_job(writer::Job::End),
                 State::Skipping => Ok(()),
                 State::Idle => Err(Error::InvalidHeader(
                     "entry stream: end outside a member".into(),
@@ -257,6 +261,10 @@ impl<'fd> Applier<'fd> {
             return Err(Error::UnexpectedEof(
                 "entry stream ended inside a member".into(),
             ));
+        }
+        if let Some(w) = self.writer.take() {
+            let m = w.finish()?;
+            self.meta.absorb(m);
         }
         if self.plnk {
             let root = self.res.root().clone();
@@ -275,6 +283,25 @@ impl<'fd> Applier<'fd> {
         }
         self.meta.summarize();
         Ok(())
+    }
+
+    /// Hands a step of the current regular file to the writer thread.
+    fn file_job(&mut self, job: writer::Job) -> Result<()> {
+        let w = match &mut self.writer {
+            Some(w) => w,
+            None => self
+                .writer
+                .insert(writer::FileWriter::start(self.meta.clone())?),
+        };
+        w.push(job)
+    }
+
+    /// Waits until the writer thread has finished every file handed to it.
+    fn sync_files(&mut self) -> Result<()> {
+        match &mut self.writer {
+            Some(w) => w.sync(),
+            None => Ok(()),
+        }
     }
 
     fn set_dir_times(&mut self, d: &DeferredDir) -> Result<()> {
