@@ -327,16 +327,13 @@ impl ChunkInput {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(v)) => {
-                    let done = std::mem::replace(&mut self.chunk, Bytes::from(v));
+                    // Whoever drops the last slice of it (this thread or the
+                    // applier's writer) sends the buffer back.
+                    self.chunk = Bytes::from_owner(Recycled {
+                        buf: v,
+                        free: self.free.clone(),
+                    });
                     self.pos = 0;
-                    // No slice of it is left once its last item was handled,
-                    // so the buffer goes back to the decompressor.
-                    if let Ok(m) = done.try_into_mut() {
-                        let v = Vec::from(m);
-                        if v.capacity() > 0 {
-                            let _ = self.free.try_send(v);
-                        }
-                    }
                 }
                 Ok(Err(e)) => return Err(smuggle(e)),
                 Err(_) => return Ok(false),
@@ -356,6 +353,29 @@ impl ChunkInput {
     /// The `sha256:<hex>` digest (empty when only counting) and the size.
     fn finish(self) -> (String, u64) {
         (self.hash.map(sha256_digest).unwrap_or_default(), self.size)
+    }
+}
+
+/// A chunk that goes back to the decompressor when the last slice of it is
+/// dropped, so that neither a new buffer nor its zeroing is paid per chunk.
+struct Recycled {
+    buf: Vec<u8>,
+    free: Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.capacity() > 0 {
+            // A full free list (or a finished decompressor) drops it.
+            let _ = self.free.try_send(buf);
+        }
     }
 }
 
