@@ -96,21 +96,43 @@ impl<W: Write> TarWriter<W> {
     /// exactly `header.size` bytes of `data` for regular files, then padding.
     /// `data` is not read for other kinds.
     pub fn append(&mut self, header: &Header, data: impl Read) -> Result<()> {
+        self.append_using(header, data, &mut [0u8; 8 * 1024])
+    }
+
+    /// [`TarWriter::append`] that reads the content through `buf`, which the
+    /// caller may keep for the next member (a buffer per member costs a
+    /// fresh allocation, and its page faults, every time).
+    pub fn append_using(
+        &mut self,
+        header: &Header,
+        mut data: impl Read,
+        buf: &mut [u8],
+    ) -> Result<()> {
         self.append_header(header)?;
-        if header.kind == EntryKind::File && header.size > 0 {
-            let copied = std::io::copy(&mut data.take(header.size), &mut self.out)
-                .map_err(|e| Error::io("writing tar member content", e))?;
-            self.written += copied;
-            if copied != header.size {
-                return Err(Error::UnexpectedEof(format!(
-                    "content of {:?} ended after {copied} of {} bytes",
-                    String::from_utf8_lossy(&header.path),
-                    header.size
-                )));
-            }
-            self.pad(header.size)?;
+        if header.kind != EntryKind::File || header.size == 0 {
+            return Ok(());
         }
-        Ok(())
+        let mut left = header.size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match data.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("writing tar member content", e)),
+            };
+            self.write_raw(&buf[..n])?;
+            left -= n as u64;
+        }
+        if left > 0 {
+            return Err(Error::UnexpectedEof(format!(
+                "content of {:?} ended after {} of {} bytes",
+                String::from_utf8_lossy(&header.path),
+                header.size - left,
+                header.size
+            )));
+        }
+        self.pad(header.size)
     }
 
     /// Writes a member without content (directories, links, devices, empty

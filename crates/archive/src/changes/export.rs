@@ -37,6 +37,8 @@ pub(crate) struct Exporter<'a, W: Write> {
     maps: &'a IdMappings,
     override_stat: OverrideStat,
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// File content passes through this one buffer.
+    buf: Vec<u8>,
 }
 
 impl<'a, W: Write> Exporter<'a, W> {
@@ -46,6 +48,7 @@ impl<'a, W: Write> Exporter<'a, W> {
             maps: &opts.id_mappings,
             override_stat: opts.override_stat,
             links: HashMap::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -139,8 +142,10 @@ impl<'a, W: Write> Exporter<'a, W> {
                 .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                 .open(path)
                 .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-            self.tar
-                .append(&h, std::io::BufReader::with_capacity(256 * 1024, f))
+            if self.buf.is_empty() {
+                self.buf = vec![0; 256 * 1024];
+            }
+            self.tar.append_using(&h, f, &mut self.buf)
         } else {
             self.tar.append_header(&h)
         }
