@@ -43,12 +43,16 @@ LOOP=""
 # device with direct I/O, made for this run: the same filesystem state for every tool, and
 # none of the host filesystem's history (on a journal-less ext4 that has just deleted big
 # trees, inode allocation skips recently freed inodes one by one and whichever tool runs next
-# pays for it). `--fs host` uses the filesystem under /var/tmp instead.
+# pays for it). Inode tables and journal are initialised by mkfs, and the script waits for
+# the kernel's ext4lazyinit thread, which works for some seconds after a fresh mount
+# (prefetching block bitmaps), before timing anything. `--fs host` uses the filesystem under
+# /var/tmp instead.
 if [ "$FS" = ext4 ]; then
   truncate -s 24G "$HOSTW/fs.img"
-  mkfs.ext4 -q -F "$HOSTW/fs.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$HOSTW/fs.img"
   LOOP=$(losetup --direct-io=on --show -f "$HOSTW/fs.img")
   mkdir "$HOSTW/fs"; mount "$LOOP" "$HOSTW/fs"
+  for _ in $(seq 60); do pgrep -x ext4lazyinit >/dev/null || break; sleep 1; done
   W=$HOSTW/fs/work; mkdir "$W"
 else
   W=$HOSTW
@@ -96,27 +100,32 @@ time_one() {
   local name=$1 drv=$2 prep=$3 cmd=$4 ct=${5:-}
   echo "$name" | grep -Eq "$ONLY" || return 0
   echo "== $drv $name" >&2
-  local cmds=() rss=()
+  local cmds=() rss=() ref=()
   for t in strata containers-storage; do
     [ -n "$prep" ] && bash -c "$(sub $t "$prep")" >/dev/null 2>&1
     if /usr/bin/time -o "$W/rss" -f '%M' bash -c "$(sub $t "$cmd")" >/dev/null 2>"$W/err"; then
       rss+=("$(tail -1 "$W/rss")")
-      [ -n "$prep" ] && cmds+=(--prepare "$(sub $t "$prep")")
-      cmds+=(-n "$t" "$(sub $t "$cmd")")
+      local c=()
+      [ -n "$prep" ] && c+=(--prepare "$(sub $t "$prep")")
+      c+=(-n "$t" "$(sub $t "$cmd")")
+      if [ $t = strata ]; then cmds+=("${c[@]}"); else ref=("${c[@]}"); fi
     else
       echo "   $t fails: $(grep -v 'exit status' "$W/err" | tail -2 | tr '\n' ' ')" >&2
       rss+=(fails)
     fi
   done
+  # hyperfine runs one command's runs, then the next's: GNU tar comes right after strata, so
+  # that a drift of the machine's speed during the benchmark hits both alike.
+  if [ -n "$ct" ]; then
+    cmds+=(--prepare "reset_tar; settle ${SETTLE:-}" -n gnu-tar "${ct//\$T/$W/t}")
+  fi
   if [ -n "$ct" ] || [ -n "${SYNCED:-}" ]; then
     # What writes layers also runs with sync=filesystem: layer data durable before the layer
     # counts as complete, which neither tar nor the reference (by default) wait for.
     [ -n "$prep" ] && cmds+=(--prepare "$(sub strata "$prep")")
     cmds+=(-n strata-synced "$(sub strata "${cmd//\$X/\$X --storage-opt $drv.sync=filesystem}")")
   fi
-  if [ -n "$ct" ]; then
-    cmds+=(--prepare "reset_tar; settle ${SETTLE:-}" -n gnu-tar "${ct//\$T/$W/t}")
-  fi
+  cmds+=("${ref[@]}")
   hyperfine --shell bash --style none --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
   python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
 import json, sys
