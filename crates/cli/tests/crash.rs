@@ -476,20 +476,21 @@ fn sync_before_complete(driver: &str) {
     std::fs::write(&tar, common::small_tar()).unwrap();
     let traced_import = |id: &str, extra: &[&str]| -> String {
         let trace = e.dir.path().join(format!("trace-{id}"));
-        let o = Command::new("/usr/bin/strace")
-            .args(["-f", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
-            .arg(&trace)
-            .arg(env!("CARGO_BIN_EXE_strata"))
-            .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
-            .arg("-g")
-            .arg(e.graph())
-            .arg("-R")
-            .arg(e.run_root())
-            .arg("-s")
-            .arg(driver)
-            .args(extra)
-            .args(["import-layer", "--id", id, "-f"])
-            .arg(&tar)
+        let trace_s = trace.to_str().unwrap();
+        let mut args = extra.to_vec();
+        args.extend(["import-layer", "--id", id, "-f", tar.to_str().unwrap()]);
+        let o = e
+            .strata_under(
+                "/usr/bin/strace",
+                &[
+                    "-f",
+                    "-e",
+                    "trace=syncfs,rename,renameat,renameat2",
+                    "-o",
+                    trace_s,
+                ],
+                &args,
+            )
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -8,7 +8,7 @@ mod common;
 mod robust_support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{is_root, Env};
 use robust_support::*;
@@ -29,18 +29,8 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 /// Runs strata under `/usr/bin/time -f %M`; returns (success, stderr
 /// without the last line, peak RSS in KiB).
 fn timed(e: &Env, args: &[&str], input: &[u8]) -> (bool, String, u64) {
-    let mut c = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg(env!("CARGO_BIN_EXE_strata"))
-        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
-        .arg("-g")
-        .arg(e.graph())
-        .arg("-R")
-        .arg(e.run_root())
-        .arg("-s")
-        .arg(&e.driver)
-        .args(args)
+    let mut c = e
+        .strata_under("/usr/bin/time", &["-f", "%M"], args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -68,6 +68,20 @@ impl Env {
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut c = Command::new(program);
+        self.store_args(&mut c, args);
+        c
+    }
+
+    /// A command that runs strata on this store under `wrapper` (strace,
+    /// time): `wrapper wrapper_args… strata -g … -R … -s … args…`.
+    pub fn strata_under(&self, wrapper: &str, wrapper_args: &[&str], args: &[&str]) -> Command {
+        let mut c = Command::new(wrapper);
+        c.args(wrapper_args).arg(env!("CARGO_BIN_EXE_strata"));
+        self.store_args(&mut c, args);
+        c
+    }
+
+    fn store_args(&self, c: &mut Command, args: &[&str]) {
         c.env("CONTAINERS_STORAGE_CONF", &self.conf)
             .env_remove("STORAGE_DRIVER")
             .env_remove("STORAGE_OPTS")
@@ -78,7 +92,6 @@ impl Env {
             .arg("-s")
             .arg(&self.driver)
             .args(args);
-        c
     }
 
     /// Runs strata with stdin from `input`.
