@@ -220,7 +220,7 @@ fn step(meta: &mut Meta, cur: &mut Option<Box<OpenFile>>, job: Job) -> Result<()
 }
 
 /// Ends a regular file: size, owner, mode, xattrs, times.
-pub(super) fn close_file(meta: &mut Meta, f: OpenFile) -> Result<()> {
+fn close_file(meta: &mut Meta, f: OpenFile) -> Result<()> {
     if f.end < f.header.size {
         // Trailing hole of a sparse file (or an empty file): no zeros
         // are written.

@@ -124,15 +124,7 @@ pub trait Source {
     /// buffer.
     fn take_bytes(&mut self, max: usize) -> std::io::Result<Bytes> {
         let mut buf = vec![0; max];
-        let mut got = 0;
-        while got < max {
-            match self.read_into(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let got = fill(self, &mut buf)?;
         buf.truncate(got);
         Ok(buf.into())
     }
@@ -332,13 +324,18 @@ fn take_budget(budget: &mut u64, n: u64) -> Result<()> {
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
 pub(crate) fn read_full(input: &mut (impl Source + ?Sized), buf: &mut [u8]) -> Result<usize> {
+    fill(input, buf).map_err(input_error)
+}
+
+/// [`read_full`] with the input's own error.
+fn fill(input: &mut (impl Source + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match input.read_into(&mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(input_error(e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(got)
