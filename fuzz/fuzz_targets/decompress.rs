@@ -5,9 +5,9 @@
 
 use std::io::{Cursor, Read};
 
-use archive::compression::{decoder, Compression};
-use archive::reader::{Reader, Record};
-use archive::tarsplit::Recorder;
+use strata_archive::compression::{decoder, Compression};
+use strata_archive::reader::{Reader, Record};
+use strata_archive::tarsplit::Recorder;
 use libfuzzer_sys::fuzz_target;
 
 /// Decompressed bytes beyond this are not read (compression bombs).
@@ -27,10 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let mut contents: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     loop {
         match reader.next_item() {
-            Ok(Some(archive::entry::Item::Header(h))) => {
+            Ok(Some(strata_archive::entry::Item::Header(h))) => {
                 contents.push((h.raw_path.clone(), Vec::new()))
             }
-            Ok(Some(archive::entry::Item::Data { offset, bytes })) => {
+            Ok(Some(strata_archive::entry::Item::Data { offset, bytes })) => {
                 let c = &mut contents.last_mut().unwrap().1;
                 let end = offset as usize + bytes.len();
                 if c.len() < end {
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 c[offset as usize..end].copy_from_slice(&bytes);
             }
-            Ok(Some(archive::entry::Item::End)) => {}
+            Ok(Some(strata_archive::entry::Item::End)) => {}
             Ok(None) => break,
             Err(e) => {
                 let msg = e.to_string();
@@ -52,25 +52,25 @@ fuzz_target!(|data: &[u8]| {
     // member or a duplicate name makes the source ambiguous.
     let sparse_or_dup = {
         let mut seen = std::collections::HashSet::new();
-        contents.iter().any(|(n, _)| !seen.insert(archive::reader::fields::normalize(n)))
+        contents.iter().any(|(n, _)| !seen.insert(strata_archive::reader::fields::normalize(n)))
             || tar.len() >= 512 && tar.chunks(512).any(|b| b.len() == 512 && (b[156] == b'S' || b[156] == b'x'))
     };
     if sparse_or_dup {
         return;
     }
     struct Src(Vec<(Vec<u8>, Vec<u8>)>);
-    impl archive::tarsplit::FileSource for Src {
+    impl strata_archive::tarsplit::FileSource for Src {
         fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
-            let key = archive::reader::fields::normalize(name);
+            let key = strata_archive::reader::fields::normalize(name);
             self.0
                 .iter()
                 .rev()
-                .find(|(n, _)| archive::reader::fields::normalize(n) == key)
+                .find(|(n, _)| strata_archive::reader::fields::normalize(n) == key)
                 .map(|(_, c)| Box::new(Cursor::new(c.clone())) as Box<dyn Read>)
                 .ok_or_else(|| std::io::ErrorKind::NotFound.into())
         }
     }
     let mut out = Vec::new();
-    archive::tarsplit::replay(Cursor::new(&rec), &Src(contents), &mut out).unwrap();
+    strata_archive::tarsplit::replay(Cursor::new(&rec), &Src(contents), &mut out).unwrap();
     assert!(out == tar, "replay differs");
 });

@@ -8,7 +8,7 @@ use std::io::Cursor;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use archive::{apply_layer, ApplyMode, ApplyOptions, Compression};
+use strata_archive::{apply_layer, ApplyMode, ApplyOptions, Compression};
 use libfuzzer_sys::fuzz_target;
 
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {

@@ -12,21 +12,21 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn digest(file: &Path) -> archive::ApplyReport {
+fn digest(file: &Path) -> strata_archive::ApplyReport {
     let input = BufReader::with_capacity(1 << 20, std::fs::File::open(file).unwrap());
     let rec: Box<dyn Write + Send> = Box::new(std::io::sink());
-    archive::digest_layer(input, Some(rec)).unwrap()
+    strata_archive::digest_layer(input, Some(rec)).unwrap()
 }
 
-fn apply(file: &Path, dir: &Path) -> archive::ApplyReport {
+fn apply(file: &Path, dir: &Path) -> strata_archive::ApplyReport {
     std::fs::create_dir_all(dir).unwrap();
     let root = std::fs::File::open(dir).unwrap();
     let input = BufReader::with_capacity(1 << 20, std::fs::File::open(file).unwrap());
     let rec: Box<dyn Write + Send> = Box::new(std::io::sink());
-    archive::apply_layer(
+    strata_archive::apply_layer(
         std::os::fd::AsFd::as_fd(&root),
         input,
-        archive::ApplyOptions {
+        strata_archive::ApplyOptions {
             tar_split: Some(rec),
             ..Default::default()
         },

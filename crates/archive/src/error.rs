@@ -83,7 +83,7 @@ pub enum Error {
     Unsupported(String),
     /// ID map translation failed.
     #[error(transparent)]
-    IdMap(#[from] idmap::Error),
+    IdMap(#[from] strata_idmap::Error),
     /// Other I/O error.
     #[error("{context}: {source}")]
     Io {

@@ -24,8 +24,8 @@ use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use idmap::IdMappings;
 use sha2::{Digest, Sha256};
+use strata_idmap::IdMappings;
 
 use crate::compression::{decoder, smuggle, unwrap_error};
 use crate::entry::{Bytes, Item, CHUNK};

@@ -6,10 +6,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use apply_support::*;
-use archive::apply::Resolution;
-use archive::entry::{EntryKind, SparseRegion, Timestamp};
-use archive::{ApplierOptions, ApplyMode, ErrorKind, OpaqueXattr, WhiteoutStyle};
-use idmap::{parse_maps, IdMappings};
+use strata_archive::apply::Resolution;
+use strata_archive::entry::{EntryKind, SparseRegion, Timestamp};
+use strata_archive::{ApplierOptions, ApplyMode, ErrorKind, OpaqueXattr, WhiteoutStyle};
+use strata_idmap::{parse_maps, IdMappings};
 
 const BOTH: [Resolution; 2] = [Resolution::Openat2, Resolution::ManualWalk];
 
@@ -139,14 +139,16 @@ fn sparse_file_has_holes() {
         },
     ]);
     let mut layer = L::new();
-    layer.items.push(archive::entry::Item::Header(Box::new(h)));
+    layer
+        .items
+        .push(strata_archive::entry::Item::Header(Box::new(h)));
     for off in [1u64 << 20, 6 << 20] {
-        layer.items.push(archive::entry::Item::Data {
+        layer.items.push(strata_archive::entry::Item::Data {
             offset: off,
             bytes: vec![b'x'; 4096].into(),
         });
     }
-    layer.items.push(archive::entry::Item::End);
+    layer.items.push(strata_archive::entry::Item::End);
     both(&layer, overlay(), |root| {
         let m = std::fs::metadata(root.join("sparse")).unwrap();
         assert_eq!(m.len(), size);
@@ -648,16 +650,18 @@ fn hard_link_header_applies_after_queued_files() {
 #[test]
 fn write_error_of_a_queued_file_fails_the_apply() {
     let mut layer = L::new().file("ok", b"fine");
-    layer.items.push(archive::entry::Item::Header(Box::new(hdr(
-        b"too-far",
-        EntryKind::File,
-    ))));
+    layer
+        .items
+        .push(strata_archive::entry::Item::Header(Box::new(hdr(
+            b"too-far",
+            EntryKind::File,
+        ))));
     // Past the largest file size of any Linux filesystem.
-    layer.items.push(archive::entry::Item::Data {
+    layer.items.push(strata_archive::entry::Item::Data {
         offset: i64::MAX as u64 - 2,
         bytes: vec![b'x'; 64].into(),
     });
-    layer.items.push(archive::entry::Item::End);
+    layer.items.push(strata_archive::entry::Item::End);
     let layer = layer.file("after", b"more");
     for r in BOTH {
         let d = tmp();
@@ -709,15 +713,15 @@ fn stream_protocol_errors() {
     let t = tmp();
     let dir = std::fs::File::open(t.path()).unwrap();
     use std::os::fd::AsFd;
-    let mut a = archive::Applier::new(dir.as_fd(), overlay()).unwrap();
-    assert!(a.push(archive::entry::Item::End).is_err());
-    a.push(archive::entry::Item::Header(Box::new(hdr(
+    let mut a = strata_archive::Applier::new(dir.as_fd(), overlay()).unwrap();
+    assert!(a.push(strata_archive::entry::Item::End).is_err());
+    a.push(strata_archive::entry::Item::Header(Box::new(hdr(
         b"f",
         EntryKind::File,
     ))))
     .unwrap();
     assert!(a
-        .push(archive::entry::Item::Header(Box::new(hdr(
+        .push(strata_archive::entry::Item::Header(Box::new(hdr(
             b"g",
             EntryKind::File
         ))))
@@ -738,7 +742,7 @@ fn resolution_paths_are_exercised() {
         let t = tmp();
         let dir = std::fs::File::open(t.path()).unwrap();
         use std::os::fd::AsFd;
-        let mut a = archive::Applier::with_resolution(dir.as_fd(), overlay(), r).unwrap();
+        let mut a = strata_archive::Applier::with_resolution(dir.as_fd(), overlay(), r).unwrap();
         for i in layer.items() {
             a.push(i).unwrap();
         }

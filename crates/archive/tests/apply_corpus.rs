@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use apply_support::*;
-use archive::apply::Resolution;
-use archive::{Applier, ApplierOptions, ApplyMode};
+use strata_archive::apply::Resolution;
+use strata_archive::{Applier, ApplierOptions, ApplyMode};
 
 fn corpus() -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("STRATA_CORPUS") else {
@@ -69,15 +69,15 @@ fn apply_tar_file(into: &Path, f: std::fs::File, opts: ApplierOptions, r: Resolu
     let dir = std::fs::File::open(into).unwrap();
     use std::os::fd::AsFd;
     if r == Resolution::Auto {
-        let o = archive::ApplyOptions {
+        let o = strata_archive::ApplyOptions {
             mode: opts.mode,
             ..Default::default()
         };
-        archive::apply_layer(dir.as_fd(), f, o).unwrap();
+        strata_archive::apply_layer(dir.as_fd(), f, o).unwrap();
         return;
     }
     let mut a = Applier::with_resolution(dir.as_fd(), opts, r).unwrap();
-    archive::read_layer(f, None, |item| a.push(item)).unwrap();
+    strata_archive::read_layer(f, None, |item| a.push(item)).unwrap();
     eprintln!("resolution: {:?}", a.resolve_stats());
     a.finish().unwrap();
 }
@@ -273,7 +273,7 @@ fn bench_apply_only() {
             // The applier alone: items read into memory first.
             let mut items = Vec::new();
             let f = std::fs::File::open(&p).unwrap();
-            archive::read_layer(f, None, |i| {
+            strata_archive::read_layer(f, None, |i| {
                 items.push(i);
                 Ok(())
             })

@@ -7,7 +7,7 @@ mod apply_support;
 
 use apply_support::hostile::*;
 use apply_support::*;
-use archive::ErrorKind;
+use strata_archive::ErrorKind;
 
 #[test]
 fn absolute_symlink_var_run() {

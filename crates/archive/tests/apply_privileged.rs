@@ -7,8 +7,8 @@ mod apply_support;
 use std::path::Path;
 
 use apply_support::*;
-use archive::apply::Resolution;
-use archive::{ApplierOptions, ApplyMode};
+use strata_archive::apply::Resolution;
+use strata_archive::{ApplierOptions, ApplyMode};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new()

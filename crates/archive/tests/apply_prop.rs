@@ -6,10 +6,10 @@
 mod apply_support;
 
 use apply_support::*;
-use archive::apply::Resolution;
-use archive::entry::EntryKind;
-use archive::{ApplierOptions, ApplyMode};
 use proptest::prelude::*;
+use strata_archive::apply::Resolution;
+use strata_archive::entry::EntryKind;
+use strata_archive::{ApplierOptions, ApplyMode};
 
 const COMPONENTS: &[&str] = &[
     "a",

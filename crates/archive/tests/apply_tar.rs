@@ -8,8 +8,8 @@ mod apply_support;
 use std::path::Path;
 
 use apply_support::*;
-use archive::apply::Resolution;
-use archive::{ApplierOptions, ApplyMode, ErrorKind};
+use strata_archive::apply::Resolution;
+use strata_archive::{ApplierOptions, ApplyMode, ErrorKind};
 use tar::EntryType as T;
 
 const RUNS: [Resolution; 2] = [Resolution::Auto, Resolution::ManualWalk];

@@ -8,12 +8,12 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use archive::changes::{
-    changes_between, changes_size, export_changes, Change, ChangeKind, ExportOptions,
-};
-use archive::{apply_layer, ApplyMode, ApplyOptions};
 use changes_util::*;
 use proptest::prelude::*;
+use strata_archive::changes::{
+    changes_between, changes_size, export_changes, Change, ChangeKind, ExportOptions,
+};
+use strata_archive::{apply_layer, ApplyMode, ApplyOptions};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -250,8 +250,8 @@ fn privileged_owner_capability_and_device_changes() {
     // Owners compare in container ID space: a parent mapped at 100000 and
     // a child at 200000 with the same container owners are the same.
     let maps = |host: u32| {
-        let m = idmap::parse_maps(&format!("0:{host}:65536")).expect("maps");
-        idmap::IdMappings::new(m.clone(), m)
+        let m = strata_idmap::parse_maps(&format!("0:{host}:65536")).expect("maps");
+        strata_idmap::IdMappings::new(m.clone(), m)
     };
     let (p2, c2) = (tmp.path().join("p2"), tmp.path().join("c2"));
     for (d, host) in [(&p2, 100_000), (&c2, 200_000)] {
@@ -259,11 +259,12 @@ fn privileged_owner_capability_and_device_changes() {
         write(&d.join("f"), b"x", 10);
         std::os::unix::fs::lchown(d.join("f"), Some(host + 5), Some(host + 5)).expect("chown");
     }
-    let ids = archive::changes::TreeIdMaps {
+    let ids = strata_archive::changes::TreeIdMaps {
         layer: maps(200_000),
         parent: maps(100_000),
     };
-    let got = archive::changes::changes_between_mapped(&c2, Some(&p2), &ids).expect("changes");
+    let got =
+        strata_archive::changes::changes_between_mapped(&c2, Some(&p2), &ids).expect("changes");
     assert_eq!(got, vec![]);
     let got = changes_between(&c2, Some(&p2)).expect("changes");
     assert_eq!(lines(&got), [r#"Modify "/f""#]);

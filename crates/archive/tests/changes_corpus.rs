@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use std::path::{Path, PathBuf};
 
-use archive::changes::{
+use changes_util::*;
+use strata_archive::changes::{
     changes_between, changes_size, export_changes, export_overlay_upper, overlay_changes, Change,
     ExportOptions,
 };
-use archive::OpaqueXattr;
-use changes_util::*;
+use strata_archive::OpaqueXattr;
 
 #[test]
 fn privileged_corpus_layer2_changes_match_reference() {

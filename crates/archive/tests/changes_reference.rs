@@ -7,14 +7,14 @@ mod changes_util;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use archive::changes::{
+use changes_util::*;
+use strata_archive::changes::{
     changes_between, changes_size, export_changes, export_overlay_upper, overlay_changes, Change,
     ExportOptions,
 };
-use archive::entry::{EntryKind, Header, Timestamp};
-use archive::writer::TarWriter;
-use archive::OpaqueXattr;
-use changes_util::*;
+use strata_archive::entry::{EntryKind, Header, Timestamp};
+use strata_archive::writer::TarWriter;
+use strata_archive::OpaqueXattr;
 
 fn file(path: &str, data: &[u8]) -> (Header, Vec<u8>) {
     let mut h = Header::new(path, EntryKind::File);

@@ -8,14 +8,14 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use archive::changes::{
+use changes_util::*;
+use strata_archive::changes::{
     export_changes, export_overlay_upper, overlay_changes, Change, ChangeKind, ExportOptions,
     OverrideStat,
 };
-use archive::entry::{EntryKind, Header, Timestamp, Xattr};
-use archive::writer::{TarWriter, TimePrecision, WriterOptions};
-use archive::OpaqueXattr;
-use changes_util::*;
+use strata_archive::entry::{EntryKind, Header, Timestamp, Xattr};
+use strata_archive::writer::{TarWriter, TimePrecision, WriterOptions};
+use strata_archive::OpaqueXattr;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -268,10 +268,10 @@ fn export_writes_whiteouts_links_and_mapped_owners() {
         },
     ];
     let me = std::fs::metadata(root).expect("stat");
-    let maps = idmap::parse_maps(&format!("0:{}:1", me.uid())).expect("maps");
-    let gmaps = idmap::parse_maps(&format!("0:{}:1", me.gid())).expect("maps");
+    let maps = strata_idmap::parse_maps(&format!("0:{}:1", me.uid())).expect("maps");
+    let gmaps = strata_idmap::parse_maps(&format!("0:{}:1", me.gid())).expect("maps");
     let opts = ExportOptions {
-        id_mappings: idmap::IdMappings::new(maps, gmaps),
+        id_mappings: strata_idmap::IdMappings::new(maps, gmaps),
         ..Default::default()
     };
     let mut out = Vec::new();
@@ -302,9 +302,9 @@ fn export_writes_whiteouts_links_and_mapped_owners() {
         ]
     );
     // An owner outside the maps is refused, not exported as garbage.
-    let none = idmap::parse_maps("0:4000000000:1").expect("maps");
+    let none = strata_idmap::parse_maps("0:4000000000:1").expect("maps");
     let opts = ExportOptions {
-        id_mappings: idmap::IdMappings::new(none.clone(), none),
+        id_mappings: strata_idmap::IdMappings::new(none.clone(), none),
         ..Default::default()
     };
     assert!(export_changes(root, &changes, &opts, &mut Vec::new()).is_err());
@@ -456,15 +456,15 @@ fn privileged_overlay_upper_changes_and_export() {
     let back = tmp.path().join("back");
     std::fs::create_dir(&back).expect("mkdir");
     let dir = std::fs::File::open(&back).expect("open");
-    let mode = archive::ApplyMode::Overlay {
-        whiteouts: archive::WhiteoutStyle::CharDevice,
+    let mode = strata_archive::ApplyMode::Overlay {
+        whiteouts: strata_archive::WhiteoutStyle::CharDevice,
         opaque: OpaqueXattr::User,
     };
-    let opts = archive::ApplyOptions {
+    let opts = strata_archive::ApplyOptions {
         mode,
         ..Default::default()
     };
-    archive::apply_layer(std::os::fd::AsFd::as_fd(&dir), &out[..], opts).expect("apply");
+    strata_archive::apply_layer(std::os::fd::AsFd::as_fd(&dir), &out[..], opts).expect("apply");
     let mut want = snapshot(&upper, false);
     let mut got = snapshot(&back, false);
     for snap in [&mut want, &mut got] {
@@ -495,9 +495,9 @@ fn privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts() {
     std::os::unix::fs::lchown(upper.join("f"), Some(100_005), Some(100_006)).expect("chown");
     std::os::unix::fs::lchown(&upper, Some(100_000), Some(100_000)).expect("chown");
     mknod_whiteout(&upper.join("gone"));
-    let m = idmap::parse_maps("0:100000:65536").expect("maps");
+    let m = strata_idmap::parse_maps("0:100000:65536").expect("maps");
     let opts = ExportOptions {
-        id_mappings: idmap::IdMappings::new(m.clone(), m),
+        id_mappings: strata_idmap::IdMappings::new(m.clone(), m),
         ..Default::default()
     };
     let mut out = Vec::new();

@@ -10,8 +10,8 @@ mod apply_support;
 
 use apply_support::hostile::*;
 use apply_support::*;
-use archive::entry::EntryKind;
-use archive::ErrorKind;
+use strata_archive::entry::EntryKind;
+use strata_archive::ErrorKind;
 
 // ---- traversal by `..` and absolute names ----
 

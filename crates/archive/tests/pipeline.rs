@@ -5,9 +5,9 @@ mod common;
 
 use std::io::{Cursor, Read, Write};
 
-use archive::entry::Item;
-use archive::{digest_layer, read_layer, Compression, Error, ErrorKind};
 use common::*;
+use strata_archive::entry::Item;
+use strata_archive::{digest_layer, read_layer, Compression, Error, ErrorKind};
 
 fn sample() -> Vec<u8> {
     let mut b = gnu();
@@ -72,7 +72,7 @@ fn every_compression_digests_and_records() {
         assert_eq!(report.uids, vec![0, 5, 1000, 65534]);
         assert_eq!(report.gids, vec![0, 7, 65534]);
         let mut out = Vec::new();
-        archive::tarsplit::replay(
+        strata_archive::tarsplit::replay(
             Cursor::new(&rec),
             &MapSource::of(&members(&tar).unwrap()),
             &mut out,
@@ -244,7 +244,7 @@ fn items_hold_no_more_than_a_chunk() {
     let tar = sample();
     read_layer(Cursor::new(tar), None, |item| {
         if let Item::Data { bytes, .. } = item {
-            assert!(bytes.len() <= archive::entry::CHUNK);
+            assert!(bytes.len() <= strata_archive::entry::CHUNK);
         }
         Ok(())
     })
@@ -281,11 +281,11 @@ fn apply_layer_writes_the_tree_and_a_replayable_record() {
         .unwrap();
     let root = std::fs::File::open(dir.path()).unwrap();
     let buf = SharedBuf::default();
-    let report = archive::apply_layer(
+    let report = strata_archive::apply_layer(
         std::os::fd::AsFd::as_fd(&root),
         Cursor::new(compress(Compression::Gzip, &tar)),
-        archive::ApplyOptions {
-            mode: archive::ApplyMode::FullTree,
+        strata_archive::ApplyOptions {
+            mode: strata_archive::ApplyMode::FullTree,
             ignore_chown_errors: true,
             tar_split: Some(Box::new(buf.clone())),
             ..Default::default()
@@ -300,16 +300,16 @@ fn apply_layer_writes_the_tree_and_a_replayable_record() {
             .join(std::str::from_utf8(&m.header.path).unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), m.content, "{}", p.display());
     }
-    let src = archive::tarsplit::DirSource::new(&[dir.path()]).unwrap();
+    let src = strata_archive::tarsplit::DirSource::new(&[dir.path()]).unwrap();
     let mut out = Vec::new();
-    archive::tarsplit::replay(Cursor::new(buf.take()), &src, &mut out).unwrap();
+    strata_archive::tarsplit::replay(Cursor::new(buf.take()), &src, &mut out).unwrap();
     assert!(out == tar);
 
     // Junk fails with the scripts' wording.
-    let err = archive::apply_layer(
+    let err = strata_archive::apply_layer(
         std::os::fd::AsFd::as_fd(&root),
         Cursor::new(b"not a tar at all, just words".repeat(100)),
-        archive::ApplyOptions::default(),
+        strata_archive::ApplyOptions::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("invalid tar header"), "{err}");

@@ -3,10 +3,10 @@
 
 mod common;
 
-use archive::entry::{EntryKind, SparseRegion, Timestamp};
-use archive::reader::MAX_HEADER_RECORD;
-use archive::{Error, ErrorKind};
 use common::*;
+use strata_archive::entry::{EntryKind, SparseRegion, Timestamp};
+use strata_archive::reader::MAX_HEADER_RECORD;
+use strata_archive::{Error, ErrorKind};
 use tar::EntryType;
 
 fn one(tar: &[u8]) -> Member {
@@ -519,17 +519,17 @@ fn unknown_types_are_unsupported() {
 
 #[test]
 fn large_files_come_in_bounded_chunks() {
-    let data: Vec<u8> = (0..3 * archive::entry::CHUNK + 17)
+    let data: Vec<u8> = (0..3 * strata_archive::entry::CHUNK + 17)
         .map(|i| (i % 251) as u8)
         .collect();
     let mut b = gnu();
     add_file(&mut b, "big", &data);
     let tar = b.into_inner().unwrap();
-    let mut reader = archive::reader::Reader::new(std::io::Cursor::new(&tar));
+    let mut reader = strata_archive::reader::Reader::new(std::io::Cursor::new(&tar));
     let mut chunks = 0;
     while let Some(item) = reader.next_item().unwrap() {
-        if let archive::entry::Item::Data { bytes, .. } = item {
-            assert!(bytes.len() <= archive::entry::CHUNK);
+        if let strata_archive::entry::Item::Data { bytes, .. } = item {
+            assert!(bytes.len() <= strata_archive::entry::CHUNK);
             chunks += 1;
         }
     }

@@ -8,10 +8,10 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 use std::process::Command;
 
-use archive::tarsplit::{replay, DirSource};
-use archive::ErrorKind;
 use common::*;
 use proptest::prelude::*;
+use strata_archive::tarsplit::{replay, DirSource};
+use strata_archive::ErrorKind;
 
 fn roundtrip(tar: &[u8]) -> Vec<u8> {
     let (_, rec) = record(tar).unwrap();
@@ -131,7 +131,7 @@ fn sparse_members_are_recorded_like_go() {
     let (_, rec) = record(&out).unwrap();
     let v = lines(&rec);
     assert_eq!(v[1]["size"], (1u64 << 20) + stored);
-    let mut crc = archive::tarsplit::Crc64::new();
+    let mut crc = strata_archive::tarsplit::Crc64::new();
     crc.update(&vec![0u8; 1 << 20]);
     crc.update(&[1u8; 10]);
     use base64::Engine;
@@ -221,8 +221,8 @@ fn dir_source_confines_hostile_names() {
         b"root/shadow",
     ] {
         let mut v = Vec::new();
-        let r =
-            archive::tarsplit::FileSource::open(&src, name).and_then(|mut f| f.read_to_end(&mut v));
+        let r = strata_archive::tarsplit::FileSource::open(&src, name)
+            .and_then(|mut f| f.read_to_end(&mut v));
         assert!(
             r.is_err() && v.is_empty(),
             "{:?} escaped",
@@ -288,7 +288,7 @@ proptest! {
         let res = replay(Cursor::new(&rec), &src, &mut out);
         let dup = {
             let mut seen = std::collections::HashSet::new();
-            nodes.iter().any(|n| match n { Node::File(p, _) | Node::Dir(p) | Node::Link(p, _) => !seen.insert(archive::reader::fields::normalize(p.as_bytes())) })
+            nodes.iter().any(|n| match n { Node::File(p, _) | Node::Dir(p) | Node::Link(p, _) => !seen.insert(strata_archive::reader::fields::normalize(p.as_bytes())) })
         };
         if !dup {
             res.unwrap();
@@ -436,10 +436,10 @@ fn corpus_replay_from_applied_tree_is_exact() {
         let rec_file = std::fs::File::create(&rec_path).unwrap();
         let root = std::fs::File::open(&layer).unwrap();
         let input = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
-        let report = archive::apply_layer(
+        let report = strata_archive::apply_layer(
             std::os::fd::AsFd::as_fd(&root),
             input,
-            archive::ApplyOptions {
+            strata_archive::ApplyOptions {
                 ignore_chown_errors: true,
                 tar_split: Some(Box::new(std::io::BufWriter::new(rec_file))),
                 ..Default::default()

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use store::{Force, LayerMaps, MapChoice, MountRequest, NewLayer, Safety, Store, StoreOptions};
+use strata_store::{
+    Force, LayerMaps, MapChoice, MountRequest, NewLayer, Safety, Store, StoreOptions,
+};
 
 use crate::args::{Cli, Cmd, DiffOpts, ExistsOpts, LayerOpts};
 use crate::output::{self, print};
@@ -402,7 +404,7 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
     }
 }
 
-fn finish(failed: Option<store::Error>) -> Result<ExitCode> {
+fn finish(failed: Option<strata_store::Error>) -> Result<ExitCode> {
     match failed {
         None => Ok(ExitCode::SUCCESS),
         Some(e) => Err(e.into()),
@@ -415,10 +417,10 @@ fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
             return Ok::<_, anyhow::Error>(MapChoice::Host);
         }
         if let Some(m) = explicit {
-            return Ok(MapChoice::Explicit(idmap::parse_maps(m)?));
+            return Ok(MapChoice::Explicit(strata_idmap::parse_maps(m)?));
         }
         if let Some(name) = sub {
-            return Ok(MapChoice::Explicit(idmap::read_subid_maps(
+            return Ok(MapChoice::Explicit(strata_idmap::read_subid_maps(
                 Path::new(file),
                 name,
             )?));
@@ -452,9 +454,9 @@ fn put_layer(
         names: o.names.clone(),
         mount_label: o.label.clone(),
         access: if o.readonly {
-            driver::Access::ReadOnly
+            strata_driver::Access::ReadOnly
         } else {
-            driver::Access::ReadWrite
+            strata_driver::Access::ReadWrite
         },
         maps: layer_maps(o)?,
         ..Default::default()
@@ -480,7 +482,7 @@ fn delete(s: &mut Store, layers: &[String], safety: Safety) -> Result<ExitCode> 
     for l in layers {
         if let Err(e) = s.delete_layer(l, safety) {
             match e.kind() {
-                store::ErrorKind::NotFound => eprintln!("{l}: identifier is not a layer"),
+                strata_store::ErrorKind::NotFound => eprintln!("{l}: identifier is not a layer"),
                 _ => eprintln!("{l}: {e}"),
             }
             failed = true;
@@ -521,9 +523,9 @@ fn diff(s: &mut Store, o: DiffOpts) -> Result<ExitCode> {
         bail!("diff: bzip2 and xz compression are not currently supported");
     }
     let compression = if o.gzip {
-        Some(store::Compression::Gzip)
+        Some(strata_store::Compression::Gzip)
     } else if o.uncompressed {
-        Some(store::Compression::None)
+        Some(strata_store::Compression::None)
     } else {
         None
     };

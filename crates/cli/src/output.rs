@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use store::{Change, ChangeKind, Layer};
+use strata_store::{Change, ChangeKind, Layer};
 
 /// Go's `%q` quoting of a byte string (`strconv.Quote`).
 pub fn go_quote(bytes: &[u8]) -> String {
@@ -89,12 +89,12 @@ pub fn changes_json(changes: &[Change]) -> String {
 
 /// Compact JSON with Go's escaping.
 pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    String::from_utf8(store::record::to_json(v).unwrap_or_default()).unwrap_or_default()
+    String::from_utf8(strata_store::record::to_json(v).unwrap_or_default()).unwrap_or_default()
 }
 
 /// `layers -t`: a tree rooted at `(base)`.
-pub fn layers_tree(layers: &[Layer], mounts: &[store::MountRecord]) -> String {
-    fn label(l: &Layer, mounts: &[store::MountRecord]) -> Vec<String> {
+pub fn layers_tree(layers: &[Layer], mounts: &[strata_store::MountRecord]) -> String {
+    fn label(l: &Layer, mounts: &[strata_store::MountRecord]) -> Vec<String> {
         let mut v = vec![l.id.clone()];
         v.extend(l.names.iter().map(|n| format!("name: {n}")));
         if let Some(m) = mounts.iter().find(|m| m.id == l.id && m.count > 0) {
@@ -105,7 +105,7 @@ pub fn layers_tree(layers: &[Layer], mounts: &[store::MountRecord]) -> String {
     fn walk(
         parent: &str,
         layers: &[Layer],
-        mounts: &[store::MountRecord],
+        mounts: &[strata_store::MountRecord],
         prefix: &str,
         out: &mut String,
     ) {
@@ -209,7 +209,7 @@ mod tests {
             mk("c", &["mapped"], ""),
             mk("d", &["kid"], "b"),
         ];
-        let mounts = vec![store::MountRecord {
+        let mounts = vec![strata_store::MountRecord {
             id: "d".into(),
             path: "/m/d".into(),
             count: 2,

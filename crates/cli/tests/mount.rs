@@ -86,14 +86,17 @@ fn privileged_overlay_wipe_unmounts_and_delete_unmounts() {
     let pa = e.ok(&["mount", "a"]).trim_end().to_string();
     e.ok(&["mount", "a"]);
     let pb = e.ok(&["mount", "b"]).trim_end().to_string();
-    assert!(store::is_mount_root(pa.as_ref()));
+    assert!(strata_store::is_mount_root(pa.as_ref()));
     e.ok(&["delete-layer", "a"]);
     assert!(
         !std::path::Path::new(&pa).exists(),
         "deleted layer still there"
     );
     e.ok(&["wipe"]);
-    assert!(!store::is_mount_root(pb.as_ref()), "wipe left {pb} mounted");
+    assert!(
+        !strata_store::is_mount_root(pb.as_ref()),
+        "wipe left {pb} mounted"
+    );
     assert_eq!(e.ok(&["layers"]), "");
 }
 
@@ -110,7 +113,7 @@ fn privileged_overlay_mount_counts_shared_with_reference() {
     assert_eq!(mount_json(&e)[0]["count"], 2);
     assert_eq!(e.ok(&["unmount", "ctr"]), "");
     assert_eq!(e.ref_ok(&["unmount", "ctr"]), "ctr mountpoint unmounted\n");
-    assert!(!store::is_mount_root(p.trim_end().as_ref()));
+    assert!(!strata_store::is_mount_root(p.trim_end().as_ref()));
     e.ref_ok(&["mount", "ctr"]);
     assert_eq!(e.ok(&["mounted", "ctr"]), "ctr mounted\n");
     assert_eq!(e.ok(&["unmount", "ctr"]), "ctr mountpoint unmounted\n");

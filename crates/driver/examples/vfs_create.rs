@@ -17,12 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, home, verb, id, ..] => (PathBuf::from(home), verb.as_str(), id.clone()),
         _ => return Err(usage.into()),
     };
-    let d = driver::vfs::init(&driver::InitOptions {
+    let d = strata_driver::vfs::init(&strata_driver::InitOptions {
         home,
         ..Default::default()
     })?;
     match verb {
-        "create" => d.create(&driver::CreateRequest {
+        "create" => d.create(&strata_driver::CreateRequest {
             id,
             parent: args.get(4).cloned(),
             ..Default::default()

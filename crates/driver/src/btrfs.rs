@@ -130,11 +130,12 @@ impl Btrfs {
             .mode(0o700)
             .create(&subvols)
             .map_err(|e| Error::path("mkdir", &subvols, e))?;
-        let home_mounted = sys::mount::make_private(&init.home).map_err(|e| Error::Mount {
-            op: "make private",
-            path: init.home.clone(),
-            source: e,
-        })?;
+        let home_mounted =
+            strata_sys::mount::make_private(&init.home).map_err(|e| Error::Mount {
+                op: "make private",
+                path: init.home.clone(),
+                source: e,
+            })?;
         Ok(Self {
             home: init.home.clone(),
             opts,
@@ -164,11 +165,11 @@ impl Btrfs {
         let fd = open_dir(&self.dir(id))?;
         let mut enabled = self.quota_enabled.lock().unwrap_or_else(|e| e.into_inner());
         if !*enabled {
-            sys::btrfs::quota_enable(fd.as_fd())
+            strata_sys::btrfs::quota_enable(fd.as_fd())
                 .map_err(|e| Error::path("btrfs quota enable", &self.home, e))?;
             *enabled = true;
         }
-        sys::btrfs::qgroup_limit(fd.as_fd(), size)
+        strata_sys::btrfs::qgroup_limit(fd.as_fd(), size)
             .map_err(|e| Error::path("btrfs qgroup limit", self.dir(id), e))
     }
 
@@ -197,7 +198,7 @@ impl Btrfs {
                 let md = ent
                     .metadata()
                     .map_err(|e| Error::path("stat", ent.path(), e))?;
-                if md.ino() == sys::btrfs::FIRST_FREE_OBJECTID && md.dev() != top_dev {
+                if md.ino() == strata_sys::btrfs::FIRST_FREE_OBJECTID && md.dev() != top_dev {
                     nested.push(ent.path());
                 } else {
                     stack.push(ent.path());
@@ -213,12 +214,12 @@ impl Btrfs {
         // the subvolume is removed when there is one.
         let qid = open_dir(&path)
             .ok()
-            .and_then(|fd| sys::btrfs::subvol_id(fd.as_fd()).ok());
+            .and_then(|fd| strata_sys::btrfs::subvol_id(fd.as_fd()).ok());
         let pfd = open_dir(parent)?;
-        sys::btrfs::subvol_delete(pfd.as_fd(), name)
+        strata_sys::btrfs::subvol_delete(pfd.as_fd(), name)
             .map_err(|e| Error::path("btrfs subvolume delete", &path, e))?;
         if let Some(q) = qid {
-            if let Err(e) = sys::btrfs::qgroup_destroy(pfd.as_fd(), q) {
+            if let Err(e) = strata_sys::btrfs::qgroup_destroy(pfd.as_fd(), q) {
                 tracing::debug!(qgroup = q, error = %e, "qgroup not removed");
             }
         }
@@ -257,11 +258,11 @@ impl Driver for Btrfs {
                     crate::ErrorKind::NotFound => Error::LayerUnknown(p.clone()),
                     _ => e,
                 })?;
-                sys::btrfs::snapshot(src.as_fd(), svfd.as_fd(), name)
+                strata_sys::btrfs::snapshot(src.as_fd(), svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs snapshot", self.dir(&req.id), e))?;
             }
             None => {
-                sys::btrfs::subvol_create(svfd.as_fd(), name)
+                strata_sys::btrfs::subvol_create(svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs subvolume create", self.dir(&req.id), e))?;
                 let maps = if req.id_mappings.is_identity() {
                     &self.id_mappings
@@ -350,14 +351,14 @@ impl Driver for Btrfs {
 
     fn cleanup(&self) -> Result<()> {
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm || sys::mount::is_self_bind(&self.home).unwrap_or(false) {
-            sys::mount::unmount(&self.home, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
-                Error::Mount {
+        if *hm || strata_sys::mount::is_self_bind(&self.home).unwrap_or(false) {
+            strata_sys::mount::unmount(&self.home, rustix::mount::UnmountFlags::DETACH).map_err(
+                |e| Error::Mount {
                     op: "umount",
                     path: self.home.clone(),
                     source: e,
-                }
-            })?;
+                },
+            )?;
             *hm = false;
         }
         Ok(())

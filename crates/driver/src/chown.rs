@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use idmap::{IdMappings, IdPair};
 use rustix::fs::{AtFlags, Gid, Mode, Uid, CWD};
+use strata_idmap::{IdMappings, IdPair};
 
 use crate::{Error, Result};
 
@@ -151,8 +151,8 @@ pub(crate) fn read_xattr(p: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idmap::IdMap;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use strata_idmap::IdMap;
 
     fn maps(host: u32) -> IdMappings {
         IdMappings::new(

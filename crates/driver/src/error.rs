@@ -89,10 +89,10 @@ pub enum Error {
     },
     /// An error from the archive engine.
     #[error(transparent)]
-    Archive(#[from] archive::Error),
+    Archive(#[from] strata_archive::Error),
     /// An ID map error.
     #[error(transparent)]
-    IdMap(#[from] idmap::Error),
+    IdMap(#[from] strata_idmap::Error),
 }
 
 impl Error {
@@ -107,13 +107,13 @@ impl Error {
             Error::InvalidOption { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Command { .. } => ErrorKind::Io,
             Error::Archive(e) => match e.kind() {
-                archive::ErrorKind::NotFound => ErrorKind::NotFound,
-                archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-                archive::ErrorKind::Busy => ErrorKind::Busy,
-                archive::ErrorKind::Unsupported => ErrorKind::Unsupported,
-                archive::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-                archive::ErrorKind::Corrupt => ErrorKind::Corrupt,
-                archive::ErrorKind::Io => ErrorKind::Io,
+                strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,
+                strata_archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                strata_archive::ErrorKind::Busy => ErrorKind::Busy,
+                strata_archive::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                strata_archive::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                strata_archive::ErrorKind::Corrupt => ErrorKind::Corrupt,
+                strata_archive::ErrorKind::Io => ErrorKind::Io,
             },
             Error::Mount { source, .. } | Error::Path { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,

@@ -108,7 +108,7 @@ pub fn fs_name(magic: FsMagic) -> Option<&'static str> {
 
 /// Filesystem ID of the filesystem holding `path` (the seed's `GetFSMagic`).
 pub fn fs_magic(path: &Path) -> Result<FsMagic> {
-    sys::statfs::fs_type(path)
+    strata_sys::statfs::fs_type(path)
         .map(FsMagic)
         .map_err(|e| Error::path("statfs", path, e))
 }

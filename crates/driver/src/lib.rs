@@ -41,7 +41,7 @@
 //! | `Checker`, `NewDefaultChecker`, `NewFsChecker`, `Mounted` | [`mounts::MountChecker`], [`mounts::MountinfoChecker`], [`mounts::FsChecker`], [`mounts::mounted`] |
 //! | `RefCounter`, `NewRefCounter`, `Increment`, `Decrement` | [`refcount::RefCounter`] (and [`refcount::RefGuard`]) |
 //! | `ErrNotSupported`, `ErrPrerequisites`, `ErrIncompatibleFS`, `ErrLayerUnknown` | [`Error::NotSupported`], [`Error::Prerequisites`], [`Error::IncompatibleFs`], [`Error::LayerUnknown`], via [`Error::kind`] |
-//! | `ApplyUncompressedLayer` | [`archive::apply_layer`] (used by [`naive::apply_diff`]) |
+//! | `ApplyUncompressedLayer` | [`strata_archive::apply_layer`] (used by [`naive::apply_diff`]) |
 //!
 //! Driver options (`key=value`, with or without the driver prefix) are
 //! parsed at init into typed structs ([`options`]).
@@ -50,8 +50,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-pub use archive::{ApplyReport, Change, ChangeKind};
-pub use idmap::{IdMap, IdMappings};
+pub use strata_archive::{ApplyReport, Change, ChangeKind};
+pub use strata_idmap::{IdMap, IdMappings};
 
 pub mod btrfs;
 pub mod chown;
@@ -188,7 +188,7 @@ pub struct DiskUsage {
 }
 
 /// A file source for tar-split replay (the seed's `FileGetCloser`).
-pub type FileSource = Box<dyn archive::tarsplit::FileSource + Send>;
+pub type FileSource = Box<dyn strata_archive::tarsplit::FileSource + Send>;
 
 /// A layer in an additional layer store (experimental protocol).
 pub trait AdditionalLayer: Send {

@@ -64,8 +64,8 @@ pub fn mounted(fs: FsMagic, path: &Path) -> Result<bool> {
 /// Whether `path` is the mount point of some mount in this mount namespace.
 pub fn is_mount_point(path: &Path) -> Result<bool> {
     let target = canonical(path);
-    let table =
-        sys::mountinfo::read_self().map_err(|e| Error::path("read", "/proc/self/mountinfo", e))?;
+    let table = strata_sys::mountinfo::read_self()
+        .map_err(|e| Error::path("read", "/proc/self/mountinfo", e))?;
     Ok(table.iter().any(|m| m.mount_point == target))
 }
 
@@ -73,8 +73,8 @@ pub fn is_mount_point(path: &Path) -> Result<bool> {
 /// in order). Only paths under `dir` are returned.
 pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let base = canonical(dir);
-    let table =
-        sys::mountinfo::read_self().map_err(|e| Error::path("read", "/proc/self/mountinfo", e))?;
+    let table = strata_sys::mountinfo::read_self()
+        .map_err(|e| Error::path("read", "/proc/self/mountinfo", e))?;
     let mut out: Vec<PathBuf> = table
         .into_iter()
         .map(|m| m.mount_point)

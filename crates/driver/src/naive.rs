@@ -10,9 +10,9 @@ use std::io::{Read, Seek};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use archive::changes::{changes_between, changes_size, export_changes, ExportOptions};
-use archive::{ApplyMode, ApplyOptions};
-use idmap::IdMappings;
+use strata_archive::changes::{changes_between, changes_size, export_changes, ExportOptions};
+use strata_archive::{ApplyMode, ApplyOptions};
+use strata_idmap::IdMappings;
 
 use crate::{
     ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, Driver, Error, FileSource,
@@ -117,7 +117,7 @@ pub fn apply_diff<D: Driver + ?Sized>(
 ) -> Result<ApplyReport> {
     let layer = Mounted::new(d, target.id, &mount_opts(opts.mount_label.as_deref()))?;
     let root = open_root(layer.path())?;
-    let report = archive::apply_layer(
+    let report = strata_archive::apply_layer(
         std::os::fd::AsFd::as_fd(&root),
         diff,
         ApplyOptions {
@@ -199,7 +199,7 @@ pub fn create_from_template<D: Driver + ?Sized>(
     }
 }
 
-/// A [`archive::tarsplit::FileSource`] over a directory, confined to it:
+/// A [`strata_archive::tarsplit::FileSource`] over a directory, confined to it:
 /// names resolve with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
 /// so `..` and absolute symlinks cannot leave the root.
 pub struct DirFileSource {
@@ -215,7 +215,7 @@ impl DirFileSource {
     }
 }
 
-impl archive::tarsplit::FileSource for DirFileSource {
+impl strata_archive::tarsplit::FileSource for DirFileSource {
     fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
         use std::os::unix::ffi::OsStrExt;

@@ -23,7 +23,7 @@
 
 use std::path::PathBuf;
 
-use idmap::IdMappings;
+use strata_idmap::IdMappings;
 
 use crate::{Driver, Error, ErrorKind, InitFn, InitOptions, Result};
 

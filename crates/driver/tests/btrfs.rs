@@ -5,9 +5,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use driver::btrfs::Btrfs;
-use driver::conformance::Suite;
-use driver::{CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
+use strata_driver::btrfs::Btrfs;
+use strata_driver::conformance::Suite;
+use strata_driver::{CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
 
 fn privileged(what: &str) -> bool {
     let ok = rustix::process::geteuid().is_root()
@@ -57,7 +57,7 @@ impl LoopBtrfs {
     fn mnt(&self) -> PathBuf {
         self.dir.path().join("mnt")
     }
-    fn init(&self, extra: &[&str]) -> driver::Result<Btrfs> {
+    fn init(&self, extra: &[&str]) -> strata_driver::Result<Btrfs> {
         Btrfs::new(&InitOptions {
             home: self.mnt().join("root/btrfs"),
             run_root: self.dir.path().join("run/btrfs"),
@@ -127,7 +127,7 @@ impl Drop for LoopGuard {
 }
 
 fn suite() -> Suite {
-    let mut s = Suite::new("btrfs", driver::btrfs::init);
+    let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
     s.empty_root_mode = 0o755;
     s.image_store_key = None;
     s.prepare = Some(prepare);
@@ -136,7 +136,7 @@ fn suite() -> Suite {
 
 mod conformance {
     use super::suite;
-    driver::conformance_tests!(suite());
+    strata_driver::conformance_tests!(suite());
 }
 
 fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use driver::fsmagic::{fs_magic, FsMagic};
-use driver::mounts::{is_mount_point, mounted, FsChecker, MountChecker, MountinfoChecker};
-use driver::refcount::{RefCounter, RefGuard};
-use driver::table::{Drivers, StoreOptions};
-use driver::{Driver, Error, ErrorKind, InitOptions, Result};
+use strata_driver::fsmagic::{fs_magic, FsMagic};
+use strata_driver::mounts::{is_mount_point, mounted, FsChecker, MountChecker, MountinfoChecker};
+use strata_driver::refcount::{RefCounter, RefGuard};
+use strata_driver::table::{Drivers, StoreOptions};
+use strata_driver::{Driver, Error, ErrorKind, InitOptions, Result};
 
 fn refuse_prereq(_: &InitOptions) -> Result<Box<dyn Driver>> {
     Err(Error::Prerequisites("not here".into()))
@@ -40,7 +40,7 @@ fn priority_skips_drivers_that_do_not_fit() {
     let mut t = Drivers::empty();
     t.register("overlay", refuse_prereq).unwrap();
     t.register("btrfs", refuse_fs).unwrap();
-    t.register("vfs", driver::vfs::init).unwrap();
+    t.register("vfs", strata_driver::vfs::init).unwrap();
     let d = t.new_driver(None, &store(dir.path())).unwrap();
     assert_eq!(d.name(), "vfs");
     assert!(
@@ -54,7 +54,7 @@ fn other_errors_stop_the_search() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = Drivers::empty();
     t.register("overlay", broken).unwrap();
-    t.register("vfs", driver::vfs::init).unwrap();
+    t.register("vfs", strata_driver::vfs::init).unwrap();
     let e = t.new_driver(None, &store(dir.path())).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(!dir.path().join("graph/vfs").exists());
@@ -117,7 +117,7 @@ fn fs_magic_of_this_filesystem_is_named() {
 /// created after the mount counts the existing mount as one reference.
 #[test]
 fn privileged_checkers_and_refcounter_on_a_real_mount() {
-    if !driver::conformance::need_root("checkers") {
+    if !strata_driver::conformance::need_root("checkers") {
         return;
     }
     struct Unmount<'a>(&'a Path);

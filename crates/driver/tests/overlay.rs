@@ -7,8 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use driver::overlay::Overlay;
-use driver::{CreateRequest, Driver, ErrorKind, IdMap, InitOptions, MountOptions};
+use strata_driver::overlay::Overlay;
+use strata_driver::{CreateRequest, Driver, ErrorKind, IdMap, InitOptions, MountOptions};
 
 /// Returns false (after printing why) when the test cannot run here; panics
 /// under CI.
@@ -40,7 +40,7 @@ impl Scratch {
     fn path(&self) -> &Path {
         self.dir.path()
     }
-    fn init(&self, extra: &[&str]) -> driver::Result<Overlay> {
+    fn init(&self, extra: &[&str]) -> strata_driver::Result<Overlay> {
         Overlay::new(&InitOptions {
             home: self.path().join("root/overlay"),
             run_root: self.path().join("run/overlay"),
@@ -747,11 +747,11 @@ fn privileged_overlay_update_id_map_keeps_deletions() {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
-    let to = driver::IdMappings::new(
+    let to = strata_driver::IdMappings::new(
         vec![IdMap::new(0, 300000, 65536)],
         vec![IdMap::new(0, 300000, 65536)],
     );
-    d.update_layer_id_map("child", &driver::IdMappings::identity(), &to, None)
+    d.update_layer_id_map("child", &strata_driver::IdMappings::identity(), &to, None)
         .unwrap();
     let m = d.get("child", &MountOptions::default()).unwrap();
     assert!(!m.join("gone").exists(), "whiteout kept");

@@ -9,21 +9,21 @@
 //! `/d0` at depth 2) are not changes. overlay_diff.rs covers the native
 //! diff instead; with fuse-overlayfs (no native diff) they run.
 
-use driver::conformance::Suite;
+use strata_driver::conformance::Suite;
 
 fn kernel() -> Suite {
-    Suite::new("overlay", driver::overlay::init)
+    Suite::new("overlay", strata_driver::overlay::init)
 }
 
 fn fuse() -> Suite {
-    let mut s = Suite::new("overlay", driver::overlay::init);
+    let mut s = Suite::new("overlay", strata_driver::overlay::init);
     s.options = vec!["overlay.mount_program=/usr/bin/fuse-overlayfs".into()];
     s
 }
 
 mod kernel_overlay {
     use super::kernel;
-    driver::conformance_tests!(@cases kernel();
+    strata_driver::conformance_tests!(@cases kernel();
         privileged_create_empty => create_empty,
         privileged_base_layer => base_layer,
         privileged_child_inherits => child_inherits,
@@ -40,5 +40,5 @@ mod kernel_overlay {
 
 mod fuse_overlay {
     use super::fuse;
-    driver::conformance_tests!(fuse());
+    strata_driver::conformance_tests!(fuse());
 }

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use driver::overlay::Overlay;
-use driver::{ChangeKind, CreateRequest, DiffRequest, Driver, InitOptions};
+use strata_driver::overlay::Overlay;
+use strata_driver::{ChangeKind, CreateRequest, DiffRequest, Driver, InitOptions};
 
 fn privileged(what: &str) -> bool {
     if rustix::process::geteuid().is_root() {
@@ -178,11 +178,11 @@ fn privileged_overlay_apply_overlay_form_with_force_mask() {
     let mut input = fs::File::open(&tar).unwrap();
     let report = d
         .apply_diff(
-            driver::LayerRef {
+            strata_driver::LayerRef {
                 id: "layer",
                 parent: None,
             },
-            &driver::ApplyDiffOptions::default(),
+            &strata_driver::ApplyDiffOptions::default(),
             &mut input,
             None,
         )

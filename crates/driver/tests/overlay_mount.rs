@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use driver::overlay::mounting::{mount_kernel, Staging, MAX_STACK};
 use rustix::mount::UnmountFlags;
-use sys::mount::{
+use strata_driver::overlay::mounting::{mount_kernel, Staging, MAX_STACK};
+use strata_sys::mount::{
     mount_overlay_classic, mount_overlay_fsopen, mount_overlay_relative, overlay_data, unmount,
     OverlayMount, MOUNT_DATA_MAX,
 };

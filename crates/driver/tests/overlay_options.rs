@@ -5,8 +5,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use driver::overlay::Overlay;
-use driver::{CreateRequest, Driver, InitOptions, MountOptions};
+use strata_driver::overlay::Overlay;
+use strata_driver::{CreateRequest, Driver, InitOptions, MountOptions};
 
 fn privileged(what: &str) -> bool {
     if rustix::process::geteuid().is_root() {
@@ -195,7 +195,7 @@ fn privileged_overlay_additional_layer_store() {
     let reference = "docker.io/library/alpine:latest";
     let digest = "sha256:0123";
     let l = store
-        .join(driver::overlay::als::base64(reference.as_bytes()))
+        .join(strata_driver::overlay::als::base64(reference.as_bytes()))
         .join(digest);
     fs::create_dir_all(l.join("diff")).unwrap();
     fs::write(l.join("diff/from-store"), "S").unwrap();
@@ -240,14 +240,14 @@ fn privileged_overlay_additional_layer_store() {
 
 struct WriteFile;
 
-impl driver::Differ for WriteFile {
+impl strata_driver::Differ for WriteFile {
     fn apply_diff(
         &self,
         dest: &Path,
-        _: &driver::ApplyDiffOptions,
-    ) -> driver::Result<driver::DifferOutput> {
+        _: &strata_driver::ApplyDiffOptions,
+    ) -> strata_driver::Result<strata_driver::DifferOutput> {
         fs::write(dest.join("staged"), "from differ").unwrap();
-        Ok(driver::DifferOutput {
+        Ok(strata_driver::DifferOutput {
             size: 11,
             ..Default::default()
         })
@@ -264,7 +264,7 @@ fn privileged_overlay_differ_staging() {
     create(&d, "base", None);
     create(&d, "child", Some("base"));
     let dif = d.differ().expect("overlay supports differs");
-    let opts = driver::ApplyDiffOptions::default();
+    let opts = strata_driver::ApplyDiffOptions::default();
     let out = dif
         .apply_with_differ(Some("base"), &opts, &WriteFile)
         .unwrap();

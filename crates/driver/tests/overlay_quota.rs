@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use driver::overlay::Overlay;
-use driver::{CreateRequest, Driver, InitOptions, MountOptions};
+use strata_driver::overlay::Overlay;
+use strata_driver::{CreateRequest, Driver, InitOptions, MountOptions};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

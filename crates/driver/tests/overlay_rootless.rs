@@ -10,12 +10,12 @@
 
 use std::process::Command;
 
-use driver::conformance::{Suite, CASES};
+use strata_driver::conformance::{Suite, CASES};
 
 const CHILD_ENV: &str = "STRATA_OVERLAY_ROOTLESS_SUITE";
 
 fn suite(fuse: bool) -> Suite {
-    let mut s = Suite::new("overlay", driver::overlay::init);
+    let mut s = Suite::new("overlay", strata_driver::overlay::init);
     if fuse {
         s.options = vec!["overlay.mount_program=/usr/bin/fuse-overlayfs".into()];
     }
@@ -55,7 +55,7 @@ fn in_userns(test: &str, fuse: bool) {
         }
         return;
     }
-    if !driver::conformance::need_root(test) {
+    if !strata_driver::conformance::need_root(test) {
         return;
     }
     if fuse {
@@ -70,7 +70,7 @@ fn in_userns(test: &str, fuse: bool) {
             return;
         }
     }
-    let ns = sys::mount::UserNs::new("0 100000 65536\n", "0 100000 65536\n").unwrap();
+    let ns = strata_sys::mount::UserNs::new("0 100000 65536\n", "0 100000 65536\n").unwrap();
     let out = Command::new("nsenter")
         .arg(format!("--user=/proc/{}/ns/user", ns.pid()))
         .args(["--", "unshare", "-m", "--propagation", "private"])

@@ -5,20 +5,20 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use driver::conformance::{need_root, Suite};
-use driver::{Access, CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
+use strata_driver::conformance::{need_root, Suite};
+use strata_driver::{Access, CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
 
 fn suite() -> Suite {
-    Suite::new("vfs", driver::vfs::init)
+    Suite::new("vfs", strata_driver::vfs::init)
 }
 
 mod conformance {
     use super::suite;
-    driver::conformance_tests!(suite());
+    strata_driver::conformance_tests!(suite());
 }
 
-fn init_in(home: &Path, options: &[&str]) -> driver::Result<Box<dyn Driver>> {
-    driver::vfs::init(&InitOptions {
+fn init_in(home: &Path, options: &[&str]) -> strata_driver::Result<Box<dyn Driver>> {
+    strata_driver::vfs::init(&InitOptions {
         home: home.to_path_buf(),
         run_root: home.with_extension("run"),
         driver_options: options.iter().map(|s| s.to_string()).collect(),
@@ -368,7 +368,7 @@ impl Drop for LoopFs {
 }
 
 fn used_bytes(p: &Path) -> u64 {
-    let s = sys::statfs::space(p).unwrap();
+    let s = strata_sys::statfs::space(p).unwrap();
     (s.blocks - s.blocks_available) * s.block_size
 }
 

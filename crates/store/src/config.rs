@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use idmap::IdMap;
 use serde::Deserialize;
+use strata_idmap::IdMap;
 
 use crate::{Error, Result};
 

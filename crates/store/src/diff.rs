@@ -2,8 +2,8 @@
 
 use std::io::{BufReader, Write};
 
-use archive::{Change, Compression};
-use driver::DiffRequest;
+use strata_archive::{Change, Compression};
+use strata_driver::DiffRequest;
 
 use crate::{Error, Result, Store};
 
@@ -87,7 +87,7 @@ impl Store {
                     .driver
                     .diff_getter(&req.id)
                     .map_err(|e| Error::driver("reading files of", &req.id, e))?;
-                archive::tarsplit::replay(record, &*source, &mut w).map_err(|e| {
+                strata_archive::tarsplit::replay(record, &*source, &mut w).map_err(|e| {
                     Error::Archive {
                         op: "replaying tar-split of",
                         layer: req.id.clone(),

@@ -86,7 +86,7 @@ pub enum Error {
         layer: String,
         /// Cause.
         #[source]
-        source: driver::Error,
+        source: strata_driver::Error,
     },
     /// An archive operation failed.
     #[error("{op} {layer}: {source}")]
@@ -97,11 +97,11 @@ pub enum Error {
         layer: String,
         /// Cause.
         #[source]
-        source: archive::Error,
+        source: strata_archive::Error,
     },
     /// An ID map could not be parsed.
     #[error(transparent)]
-    IdMap(#[from] idmap::Error),
+    IdMap(#[from] strata_idmap::Error),
 }
 
 impl Error {
@@ -116,24 +116,24 @@ impl Error {
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Io { source, .. } => io_kind(source),
             Error::Driver { source, .. } => match source.kind() {
-                driver::ErrorKind::Unsupported
-                | driver::ErrorKind::Prerequisites
-                | driver::ErrorKind::IncompatibleFs => ErrorKind::Unsupported,
-                driver::ErrorKind::NotFound => ErrorKind::NotFound,
-                driver::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-                driver::ErrorKind::Busy => ErrorKind::Busy,
-                driver::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-                driver::ErrorKind::Corrupt => ErrorKind::Corrupt,
-                driver::ErrorKind::Io => ErrorKind::Io,
+                strata_driver::ErrorKind::Unsupported
+                | strata_driver::ErrorKind::Prerequisites
+                | strata_driver::ErrorKind::IncompatibleFs => ErrorKind::Unsupported,
+                strata_driver::ErrorKind::NotFound => ErrorKind::NotFound,
+                strata_driver::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                strata_driver::ErrorKind::Busy => ErrorKind::Busy,
+                strata_driver::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                strata_driver::ErrorKind::Corrupt => ErrorKind::Corrupt,
+                strata_driver::ErrorKind::Io => ErrorKind::Io,
             },
             Error::Archive { source, .. } => match source.kind() {
-                archive::ErrorKind::NotFound => ErrorKind::NotFound,
-                archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-                archive::ErrorKind::Busy => ErrorKind::Busy,
-                archive::ErrorKind::Unsupported => ErrorKind::Unsupported,
-                archive::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-                archive::ErrorKind::Corrupt => ErrorKind::Corrupt,
-                archive::ErrorKind::Io => ErrorKind::Io,
+                strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,
+                strata_archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                strata_archive::ErrorKind::Busy => ErrorKind::Busy,
+                strata_archive::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                strata_archive::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                strata_archive::ErrorKind::Corrupt => ErrorKind::Corrupt,
+                strata_archive::ErrorKind::Io => ErrorKind::Io,
             },
         }
     }
@@ -148,7 +148,11 @@ impl Error {
     }
 
     /// Wraps a driver error.
-    pub fn driver(op: &'static str, layer: impl Into<String>, source: driver::Error) -> Self {
+    pub fn driver(
+        op: &'static str,
+        layer: impl Into<String>,
+        source: strata_driver::Error,
+    ) -> Self {
         Error::Driver {
             op,
             layer: layer.into(),

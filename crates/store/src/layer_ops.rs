@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use driver::{Access, ApplyDiffOptions, CreateRequest, LayerRef};
-use idmap::IdMap;
 use serde_json::Value;
+use strata_driver::{Access, ApplyDiffOptions, CreateRequest, LayerRef};
+use strata_idmap::IdMap;
 
 use crate::files::{remove_dir_if_exists, remove_file_if_exists};
 use crate::record::{now, random_id, Layer, FLAG_INCOMPLETE};

@@ -24,7 +24,7 @@
 //! process that opens the store read-write removes such leftovers.
 //!
 //! ```no_run
-//! use store::{NewLayer, Store, StoreOptions};
+//! use strata_store::{NewLayer, Store, StoreOptions};
 //! let mut opts = StoreOptions::default();
 //! opts.graph_root = "/var/tmp/demo/root".into();
 //! opts.run_root = "/var/tmp/demo/run".into();
@@ -32,7 +32,7 @@
 //! let mut s = Store::open(&opts)?;
 //! let base = s.import_layer(&NewLayer::default(), &mut std::io::stdin())?;
 //! let child = s.create_layer(&NewLayer { parent: Some(base.id), ..Default::default() })?;
-//! # Ok::<(), store::Error>(())
+//! # Ok::<(), strata_store::Error>(())
 //! ```
 
 mod config;
@@ -47,7 +47,6 @@ pub mod record;
 mod state;
 mod store;
 
-pub use archive::{Change, ChangeKind, Compression};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, FLUSH_PERIOD};
@@ -56,6 +55,7 @@ pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;
 pub use state::MountRecord;
 pub use store::Store;
+pub use strata_archive::{Change, ChangeKind, Compression};
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use driver::MountOptions;
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags, CWD};
+use strata_driver::MountOptions;
 
 use crate::state::MountRecord;
 use crate::{Error, Result, Store};
@@ -126,7 +126,7 @@ impl Store {
         for _ in 0..8 {
             match self.driver.put(id) {
                 Ok(()) => {}
-                Err(e) if e.kind() == driver::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == strata_driver::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::driver("unmounting", id, e)),
             }
             match &path {

@@ -4,10 +4,10 @@
 //! omitted as Go's `omitempty` omits them; fields this version does not
 //! know are kept and written back unchanged (after the known ones).
 
-use idmap::IdMap;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use strata_idmap::IdMap;
 
 /// Flag set while a layer is being made.
 pub const FLAG_INCOMPLETE: &str = "incomplete";
@@ -110,8 +110,8 @@ impl Layer {
     }
 
     /// The layer's ID maps.
-    pub fn id_mappings(&self) -> idmap::IdMappings {
-        idmap::IdMappings::new(self.uid_map.clone(), self.gid_map.clone())
+    pub fn id_mappings(&self) -> strata_idmap::IdMappings {
+        strata_idmap::IdMappings::new(self.uid_map.clone(), self.gid_map.clone())
     }
 }
 

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use driver::Driver;
-use idmap::IdMappings;
+use strata_driver::Driver;
+use strata_idmap::IdMappings;
 
 use crate::files::{absolute, mkdir_all};
 use crate::lockfile::{LockFile, LockMode};
@@ -226,7 +226,7 @@ fn pick_driver(
     driver_options: Vec<String>,
     ids: &IdMappings,
 ) -> Result<Box<dyn Driver>> {
-    let topts = driver::table::StoreOptions {
+    let topts = strata_driver::table::StoreOptions {
         graph_root: graph_root.to_path_buf(),
         run_root: run_root.to_path_buf(),
         driver_options,
@@ -234,7 +234,7 @@ fn pick_driver(
         experimental: false,
     };
     let name = opts.driver.as_deref().filter(|n| !n.is_empty());
-    driver::table::Drivers::builtin()
+    strata_driver::table::Drivers::builtin()
         .new_driver(name, &topts)
         .map_err(|e| Error::driver("initializing driver", name.unwrap_or("(any)"), e))
 }

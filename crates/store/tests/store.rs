@@ -7,10 +7,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use driver::{
+use strata_driver::{
     ApplyDiffOptions, ApplyReport, CreateRequest, DiskUsage, Driver, LayerRef, MountOptions,
 };
-use store::{Force, MountRequest, NewLayer, Safety, Store, StoreOptions};
+use strata_store::{Force, MountRequest, NewLayer, Safety, Store, StoreOptions};
 
 /// A driver that keeps each layer as a plain directory and "applies" a
 /// diff by copying the bytes into a file.
@@ -22,48 +22,48 @@ struct Fake {
     layers_json: PathBuf,
 }
 
-fn err(msg: &str) -> driver::Error {
-    driver::Error::Unsupported(msg.to_string())
+fn err(msg: &str) -> strata_driver::Error {
+    strata_driver::Error::Unsupported(msg.to_string())
 }
 
 impl Driver for Fake {
     fn name(&self) -> &str {
         self.name
     }
-    fn create(&self, req: &CreateRequest) -> driver::Result<()> {
+    fn create(&self, req: &CreateRequest) -> strata_driver::Result<()> {
         if req.id == "refused" {
             return Err(err("create refused"));
         }
         std::fs::create_dir_all(self.home.join(&req.id))
-            .map_err(|e| driver::Error::path("mkdir", &self.home, e))
+            .map_err(|e| strata_driver::Error::path("mkdir", &self.home, e))
     }
-    fn remove(&self, id: &str) -> driver::Result<()> {
+    fn remove(&self, id: &str) -> strata_driver::Result<()> {
         match std::fs::remove_dir_all(self.home.join(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(driver::Error::path("rm", &self.home, e))
+                Err(strata_driver::Error::path("rm", &self.home, e))
             }
             _ => Ok(()),
         }
     }
-    fn get(&self, id: &str, _: &MountOptions) -> driver::Result<PathBuf> {
+    fn get(&self, id: &str, _: &MountOptions) -> strata_driver::Result<PathBuf> {
         Ok(self.home.join(id))
     }
-    fn put(&self, _: &str) -> driver::Result<()> {
+    fn put(&self, _: &str) -> strata_driver::Result<()> {
         Ok(())
     }
-    fn exists(&self, id: &str) -> driver::Result<bool> {
+    fn exists(&self, id: &str) -> strata_driver::Result<bool> {
         Ok(self.home.join(id).exists())
     }
     fn status(&self) -> Vec<(String, String)> {
         vec![("Fake".into(), "yes".into())]
     }
-    fn metadata(&self, _: &str) -> driver::Result<BTreeMap<String, String>> {
+    fn metadata(&self, _: &str) -> strata_driver::Result<BTreeMap<String, String>> {
         Ok(BTreeMap::new())
     }
-    fn read_write_disk_usage(&self, _: &str) -> driver::Result<DiskUsage> {
+    fn read_write_disk_usage(&self, _: &str) -> strata_driver::Result<DiskUsage> {
         Ok(DiskUsage::default())
     }
-    fn cleanup(&self) -> driver::Result<()> {
+    fn cleanup(&self) -> strata_driver::Result<()> {
         Ok(())
     }
     fn apply_diff(
@@ -72,13 +72,13 @@ impl Driver for Fake {
         _: &ApplyDiffOptions,
         diff: &mut (dyn Read + Send),
         tar_split: Option<Box<dyn Write + Send>>,
-    ) -> driver::Result<ApplyReport> {
+    ) -> strata_driver::Result<ApplyReport> {
         *self.seen_during_apply.lock().unwrap() = std::fs::read_to_string(&self.layers_json).ok();
         let mut data = Vec::new();
         diff.read_to_end(&mut data)
-            .map_err(|e| driver::Error::path("read", "-", e))?;
+            .map_err(|e| strata_driver::Error::path("read", "-", e))?;
         let f = self.home.join(target.id).join("content");
-        std::fs::write(&f, &data).map_err(|e| driver::Error::path("write", &f, e))?;
+        std::fs::write(&f, &data).map_err(|e| strata_driver::Error::path("write", &f, e))?;
         if let Some(mut ts) = tar_split {
             ts.write_all(b"{\"type\":2}\n").unwrap();
         }
@@ -227,7 +227,7 @@ fn failures_leave_nothing_behind() {
             ..Default::default()
         })
         .unwrap_err();
-    assert_eq!(e.kind(), store::ErrorKind::AlreadyExists);
+    assert_eq!(e.kind(), strata_store::ErrorKind::AlreadyExists);
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn mount_counts_persist_and_delete_rules() {
     s.mount("c", &MountRequest::default()).unwrap();
     assert_eq!(
         s.delete_layer("p", Safety::Checked).unwrap_err().kind(),
-        store::ErrorKind::Busy
+        strata_store::ErrorKind::Busy
     );
     s.delete_layer("c", Safety::Checked).unwrap();
     assert!(
@@ -339,8 +339,10 @@ fn our_lock_blocks_the_reference_and_its_writes_are_seen() {
     })
     .unwrap();
     // Hold layers.lock exclusively; the reference must wait for it.
-    let lock = store::lockfile::LockFile::open(&t.layers_dir().join("layers.lock")).unwrap();
-    let guard = lock.lock(store::lockfile::LockMode::Exclusive).unwrap();
+    let lock = strata_store::lockfile::LockFile::open(&t.layers_dir().join("layers.lock")).unwrap();
+    let guard = lock
+        .lock(strata_store::lockfile::LockMode::Exclusive)
+        .unwrap();
     let mut child = reference_cmd(&t, r)
         .args(["create-layer", "--id", "theirs"])
         .stdout(std::process::Stdio::piped())

@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use idmap::{IdMappings, IdPair};
 use rustix::fs::{self, AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
+use strata_idmap::{IdMappings, IdPair};
 
 use super::resolve::{lossy, CachedDir};
 use crate::entry::{Header, Timestamp};

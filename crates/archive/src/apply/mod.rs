@@ -54,8 +54,8 @@ use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use idmap::IdMappings;
 use rustix::fs::{self, AtFlags, FileType, Timestamps};
+use strata_idmap::IdMappings;
 
 use crate::entry::{Header, Item};
 use crate::{Error, Result};
@@ -141,7 +141,7 @@ struct OpenFile {
     header: Box<Header>,
     end: u64,
     /// Owner the file was created with, if known.
-    owner_now: Option<idmap::IdPair>,
+    owner_now: Option<strata_idmap::IdPair>,
 }
 
 /// A directory whose times are set at the end.

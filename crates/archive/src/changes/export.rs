@@ -20,8 +20,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use idmap::{IdMappings, IdPair};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use strata_idmap::{IdMappings, IdPair};
 
 use super::meta::{
     self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,

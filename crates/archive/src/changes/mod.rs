@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use idmap::IdMappings;
+use strata_idmap::IdMappings;
 
 use crate::{OpaqueXattr, Result};
 

@@ -23,8 +23,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use idmap::{IdMappings, IdPair};
 use rayon::prelude::*;
+use strata_idmap::{IdMappings, IdPair};
 
 use super::meta::{self, join, layer_xattrs, lstat, read_dir_sorted, same_time, Meta, XattrSet};
 use super::{Change, ChangeKind};

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use archive::apply::Resolution;
-use archive::{ApplierOptions, ApplyMode};
+use strata_archive::apply::Resolution;
+use strata_archive::{ApplierOptions, ApplyMode};
 
 use super::{apply, run_case, Expect, Tree, L};
 

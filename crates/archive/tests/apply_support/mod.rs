@@ -10,11 +10,11 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use archive::apply::Resolution;
-use archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
-use archive::{Applier, ApplierOptions};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
+use strata_archive::apply::Resolution;
+use strata_archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
+use strata_archive::{Applier, ApplierOptions};
 
 /// Default mtime of built entries.
 pub const MTIME: Timestamp = Timestamp {
@@ -137,7 +137,7 @@ pub fn apply(
     layer: &L,
     opts: ApplierOptions,
     resolution: Resolution,
-) -> archive::Result<()> {
+) -> strata_archive::Result<()> {
     let dir = File::open(root).expect("open root");
     let mut a = Applier::with_resolution(dir.as_fd(), opts, resolution)?;
     for item in layer.items() {
@@ -556,20 +556,20 @@ pub fn apply_tar(
     tar: &[u8],
     opts: ApplierOptions,
     resolution: Resolution,
-) -> archive::Result<()> {
+) -> strata_archive::Result<()> {
     let dir = File::open(root).expect("open root");
     if resolution == Resolution::Auto {
-        let o = archive::ApplyOptions {
+        let o = strata_archive::ApplyOptions {
             mode: opts.mode,
             id_mappings: opts.id_mappings,
             ignore_chown_errors: opts.ignore_chown_errors,
             force_mask: opts.force_mask,
             tar_split: None,
         };
-        return archive::apply_layer(dir.as_fd(), tar, o).map(|_| ());
+        return strata_archive::apply_layer(dir.as_fd(), tar, o).map(|_| ());
     }
     let mut a = Applier::with_resolution(dir.as_fd(), opts, resolution)?;
-    archive::read_layer(tar, None, |item| a.push(item))?;
+    strata_archive::read_layer(tar, None, |item| a.push(item))?;
     a.finish()
 }
 
@@ -577,7 +577,7 @@ pub fn apply_tar(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Expect {
     Ok,
-    Err(archive::ErrorKind),
+    Err(strata_archive::ErrorKind),
 }
 
 /// Runs one hostile case once per resolution in a fresh [`Sandbox`]:
@@ -587,7 +587,7 @@ pub enum Expect {
 pub fn run_case<const N: usize>(
     name: &str,
     runs: [Resolution; N],
-    apply: impl Fn(&Path, &str, Resolution) -> archive::Result<()>,
+    apply: impl Fn(&Path, &str, Resolution) -> strata_archive::Result<()>,
     expect: Expect,
     check: impl Fn(&Path, &Tree),
 ) {
@@ -655,7 +655,7 @@ pub fn without_sandbox_name(t: Tree, sandbox: &Path) -> Tree {
 pub fn run_case_any<const N: usize>(
     name: &str,
     runs: [Resolution; N],
-    apply: impl Fn(&Path, &str, Resolution) -> archive::Result<()>,
+    apply: impl Fn(&Path, &str, Resolution) -> strata_archive::Result<()>,
 ) {
     let mut inside = Vec::new();
     for r in runs {

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use archive::changes::{Change, ChangeKind};
+use strata_archive::changes::{Change, ChangeKind};
 
 /// What a test compares of one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::io::{Cursor, Read, Write};
 
-use archive::entry::{Header, Item};
-use archive::reader::Reader;
-use archive::tarsplit::FileSource;
+use strata_archive::entry::{Header, Item};
+use strata_archive::reader::Reader;
+use strata_archive::tarsplit::FileSource;
 
 /// One member as collected from the item stream: header and dense content
 /// (holes as zeros).
@@ -19,15 +19,15 @@ pub struct Member {
 }
 
 /// Reads all members of an uncompressed tar.
-pub fn members(tar: &[u8]) -> archive::Result<Vec<Member>> {
+pub fn members(tar: &[u8]) -> strata_archive::Result<Vec<Member>> {
     let mut reader = Reader::new(Cursor::new(tar));
     collect(|| reader.next_item())
 }
 
 /// Collects members from an item source, checking the item protocol.
 pub fn collect(
-    mut next: impl FnMut() -> archive::Result<Option<Item>>,
-) -> archive::Result<Vec<Member>> {
+    mut next: impl FnMut() -> strata_archive::Result<Option<Item>>,
+) -> strata_archive::Result<Vec<Member>> {
     let mut out = Vec::new();
     let mut cur: Option<Member> = None;
     while let Some(item) = next()? {
@@ -41,7 +41,7 @@ pub fn collect(
                 });
             }
             Item::Data { offset, bytes } => {
-                assert!(bytes.len() <= archive::entry::CHUNK);
+                assert!(bytes.len() <= strata_archive::entry::CHUNK);
                 let m = cur.as_mut().expect("data outside a member");
                 let o = offset as usize;
                 m.content[o..o + bytes.len()].copy_from_slice(&bytes);
@@ -69,7 +69,7 @@ impl MapSource {
 
 impl FileSource for MapSource {
     fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
-        let key = archive::reader::fields::normalize(name);
+        let key = strata_archive::reader::fields::normalize(name);
         match self.0.get(&key) {
             Some(v) => Ok(Box::new(Cursor::new(v.clone()))),
             None => Err(std::io::ErrorKind::NotFound.into()),
@@ -98,9 +98,10 @@ impl SharedBuf {
 }
 
 /// Records `tar` (possibly compressed) through the pipeline.
-pub fn record(input: &[u8]) -> archive::Result<(archive::ApplyReport, Vec<u8>)> {
+pub fn record(input: &[u8]) -> strata_archive::Result<(strata_archive::ApplyReport, Vec<u8>)> {
     let buf = SharedBuf::default();
-    let report = archive::digest_layer(Cursor::new(input.to_vec()), Some(Box::new(buf.clone())))?;
+    let report =
+        strata_archive::digest_layer(Cursor::new(input.to_vec()), Some(Box::new(buf.clone())))?;
     Ok((report, buf.take()))
 }
 

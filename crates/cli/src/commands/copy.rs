@@ -27,10 +27,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use archive::entry::Item;
-use archive::{Applier, ApplierOptions, ApplyMode};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use store::{Force, MountRequest, Store};
+use strata_archive::entry::Item;
+use strata_archive::{Applier, ApplierOptions, ApplyMode};
+use strata_store::{Force, MountRequest, Store};
 
 /// Splits `LAYER:/path`; a plain path has no layer.
 fn split(arg: &str) -> (Option<&str>, &str) {

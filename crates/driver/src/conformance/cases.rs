@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use idmap::{IdMap, IdMappings};
+use strata_idmap::{IdMap, IdMappings};
 
 use super::tree::{names, Fixture};
 use super::{run_case, Env, Suite};

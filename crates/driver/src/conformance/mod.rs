@@ -7,10 +7,10 @@
 //! generates one `#[test]` per case:
 //!
 //! ```ignore
-//! fn suite() -> driver::conformance::Suite {
-//!     driver::conformance::Suite::new("vfs", driver::vfs::init)
+//! fn suite() -> strata_driver::conformance::Suite {
+//!     strata_driver::conformance::Suite::new("vfs", strata_driver::vfs::init)
 //! }
-//! driver::conformance_tests!(suite());
+//! strata_driver::conformance_tests!(suite());
 //! ```
 //!
 //! Every case needs root (it creates files owned by other users), so the

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use archive::changes::{export_overlay_upper, overlay_changes, ExportOptions};
-use archive::{ApplyMode, ApplyOptions, OpaqueXattr, WhiteoutStyle};
+use strata_archive::changes::{export_overlay_upper, overlay_changes, ExportOptions};
+use strata_archive::{ApplyMode, ApplyOptions, OpaqueXattr, WhiteoutStyle};
 
 use super::Overlay;
 use crate::{ApplyDiffOptions, ApplyReport, Change, DiffRequest, Error, LayerRef, Result};
@@ -127,6 +127,6 @@ impl Overlay {
             force_mask: opts.force_mask.or(self.opts.force_mask),
             tar_split,
         };
-        Ok(archive::apply_layer(fd.as_fd(), diff, aopts)?)
+        Ok(strata_archive::apply_layer(fd.as_fd(), diff, aopts)?)
     }
 }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sys::mount::OverlayMount;
+use strata_sys::mount::OverlayMount;
 
 use super::{layout, mounting, Overlay, DEFAULT_MOUNT_PROGRAM};
 use crate::{Error, IdMap, MountOptions, Result};

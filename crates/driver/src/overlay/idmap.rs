@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-use sys::mount::OverlayMount;
+use strata_sys::mount::OverlayMount;
 
 use super::{mounting, Overlay};
 use crate::{Error, IdMappings, Result};

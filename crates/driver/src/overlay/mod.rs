@@ -174,7 +174,7 @@ impl Overlay {
         let home_mounted = if opts.skip_mount_home {
             false
         } else {
-            sys::mount::make_private(&home).map_err(|e| Error::Mount {
+            strata_sys::mount::make_private(&home).map_err(|e| Error::Mount {
                 op: "make private",
                 path: home.clone(),
                 source: e,
@@ -327,7 +327,7 @@ impl Driver for Overlay {
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
         check_id(&req.id)?;
-        let mut limits = sys::quota::ProjectLimits {
+        let mut limits = strata_sys::quota::ProjectLimits {
             bytes: self.opts.size.unwrap_or(0),
             inodes: self.opts.inodes.unwrap_or(0),
         };
@@ -348,7 +348,7 @@ impl Driver for Overlay {
                 }
             }
         }
-        let quota = if limits == sys::quota::ProjectLimits::default() {
+        let quota = if limits == strata_sys::quota::ProjectLimits::default() {
             None
         } else {
             Some(
@@ -527,7 +527,7 @@ impl Driver for Overlay {
         // earlier process (as the reference leaves it); remove it too, but
         // never a filesystem mounted on the home in its own right.
         let mut hm = self.home_mounted.lock().unwrap_or_else(|e| e.into_inner());
-        if *hm || sys::mount::is_self_bind(&self.layout.home).unwrap_or(false) {
+        if *hm || strata_sys::mount::is_self_bind(&self.layout.home).unwrap_or(false) {
             mounting::unmount_kernel(&self.layout.home)?;
             *hm = false;
         }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rustix::mount::UnmountFlags;
-use sys::mount::{
+use strata_sys::mount::{
     mount_overlay_classic, mount_overlay_fsopen, mount_overlay_relative, unmount, OverlayMount,
 };
 
@@ -74,23 +74,26 @@ impl Staging {
                 .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
                 .collect::<String>()
         };
-        let ns = sys::mount::UserNs::new(&fmt(uids), &fmt(gids)).map_err(|e| Error::Mount {
-            op: "create user namespace",
-            path: PathBuf::new(),
-            source: e,
-        })?;
+        let ns =
+            strata_sys::mount::UserNs::new(&fmt(uids), &fmt(gids)).map_err(|e| Error::Mount {
+                op: "create user namespace",
+                path: PathBuf::new(),
+                source: e,
+            })?;
         let mut out = Vec::with_capacity(lowers.len());
         for l in lowers {
-            let fd = sys::mount::idmapped_clone(l, ns.fd()).map_err(|e| Error::Mount {
+            let fd = strata_sys::mount::idmapped_clone(l, ns.fd()).map_err(|e| Error::Mount {
                 op: "idmapped mount",
                 path: l.clone(),
                 source: e,
             })?;
             let at = self.next()?;
-            sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| Error::Mount {
-                op: "move_mount",
-                path: at.clone(),
-                source: e,
+            strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| {
+                Error::Mount {
+                    op: "move_mount",
+                    path: at.clone(),
+                    source: e,
+                }
             })?;
             out.push(at);
         }
@@ -197,7 +200,7 @@ pub fn mount_fuse(
     target: &Path,
     id_maps: (&[IdMap], &[IdMap]),
 ) -> Result<()> {
-    let mut data = String::from_utf8_lossy(&sys::mount::overlay_data_all(m)).into_owned();
+    let mut data = String::from_utf8_lossy(&strata_sys::mount::overlay_data_all(m)).into_owned();
     let fmt = |maps: &[IdMap]| {
         maps.iter()
             .map(|x| format!("{}:{}:{}", x.container_id, x.host_id, x.size))
@@ -264,7 +267,7 @@ pub fn unmount_kernel(target: &Path) -> Result<()> {
 
 /// Whether `p` is the root of a mount.
 pub fn is_mounted(p: &Path) -> bool {
-    sys::mount::is_mount_root(p).unwrap_or(false)
+    strata_sys::mount::is_mount_root(p).unwrap_or(false)
 }
 
 /// Whether `p` is on a FUSE filesystem.

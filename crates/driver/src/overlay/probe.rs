@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::UnmountFlags;
-use sys::mount::{mount_overlay_classic, unmount, OverlayMount};
+use strata_sys::mount::{mount_overlay_classic, unmount, OverlayMount};
 
 use crate::{Error, Result};
 
@@ -175,16 +175,17 @@ pub fn idmapped_lower(home: &Path, run: &Path) -> bool {
     }
     let ok = (|| -> std::result::Result<(), String> {
         let mut s = Scratch::new(home).map_err(|e| e.to_string())?;
-        let ns = sys::mount::UserNs::new("0 1000 65536\n", "0 1000 65536\n")
+        let ns = strata_sys::mount::UserNs::new("0 1000 65536\n", "0 1000 65536\n")
             .map_err(|e| e.to_string())?;
         // Clone a directory that is not itself one of the lowers: overlay
         // refuses (ELOOP) layers that overlap, and an idmapped clone of
         // `lower1` mounted on `lower2` is the same directory twice.
         let src = s.p("idsrc");
         fs::create_dir(&src).map_err(|e| e.to_string())?;
-        let clone = sys::mount::idmapped_clone(&src, ns.fd()).map_err(|e| e.to_string())?;
+        let clone = strata_sys::mount::idmapped_clone(&src, ns.fd()).map_err(|e| e.to_string())?;
         let stage = s.p("lower2");
-        sys::mount::attach(std::os::fd::AsFd::as_fd(&clone), &stage).map_err(|e| e.to_string())?;
+        strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&clone), &stage)
+            .map_err(|e| e.to_string())?;
         s.mounted.push(stage);
         s.mount(&[]).map_err(|e| e.to_string())
     })();

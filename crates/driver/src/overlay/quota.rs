@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Mutex;
 
-use sys::quota::{project_id, set_project_id, set_project_limits, ProjectLimits};
+use strata_sys::quota::{project_id, set_project_id, set_project_limits, ProjectLimits};
 
 use crate::{Error, Result};
 
@@ -40,7 +40,7 @@ impl ProjectQuota {
         let base = project_id(fd.as_fd()).map_err(unsupported)?;
         // Read-only check first, so homes without project quotas (the
         // common case) cost no directory scan at every start.
-        sys::quota::project_quota_enabled(fd.as_fd(), base).map_err(unsupported)?;
+        strata_sys::quota::project_quota_enabled(fd.as_fd(), base).map_err(unsupported)?;
         let mut next = base + 1;
         if let Ok(rd) = fs::read_dir(home) {
             for ent in rd.flatten() {

@@ -1,7 +1,7 @@
 //! Copying a layer tree for a vfs child: every entry with its mode, owner,
 //! nanosecond times, xattrs; hard links kept as links; file data reflinked
 //! where the filesystem can, else copied in-kernel with holes kept
-//! (`sys::clone`).
+//! (`strata_sys::clone`).
 //!
 //! The walk is parallel: one rayon task per directory, each opening its
 //! directories relative to the two root handles. Directory metadata (owner,
@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
-use sys::clone::{CopyMethod, Extent};
+use strata_sys::clone::{CopyMethod, Extent};
 
 use crate::{Error, Result};
 
@@ -287,7 +287,7 @@ fn copy_file(
         allocated: (st.st_blocks as u64).saturating_mul(512),
     };
     let start = method_of(ctx.method.load(Ordering::Relaxed));
-    let used = sys::clone::copy_extent(&src, &dst, extent, start)
+    let used = strata_sys::clone::copy_extent(&src, &dst, extent, start)
         .map_err(|e| Error::path("copy", ctx.dst_root.join(rel), e))?;
     if used != start {
         ctx.method.fetch_max(method_code(used), Ordering::Relaxed);

@@ -26,8 +26,8 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use idmap::IdMappings;
 use rustix::fs::{Gid, Mode, Uid};
+use strata_idmap::IdMappings;
 
 use crate::options::VfsOptions;
 use crate::{

@@ -16,9 +16,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context, Result};
-use archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
+use strata_archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
 
 /// What a source path names: the object, already `lstat`ed, and the
 /// directory it sits in.
