@@ -50,12 +50,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut s = open(&cli)?;
-    let code = dispatch(&mut s, cli.cmd)?;
+    let s = open(&cli)?;
+    let code = dispatch(&s, cli.cmd)?;
     Ok(code)
 }
 
-fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
+fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::CreateLayer(o) => put_layer(s, &o, None),
         Cmd::ImportLayer { file, opts } => {
@@ -444,7 +444,7 @@ fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
 }
 
 fn put_layer(
-    s: &mut Store,
+    s: &Store,
     o: &LayerOpts,
     diff: Option<&mut (dyn Read + Send)>,
 ) -> Result<ExitCode> {
@@ -477,7 +477,7 @@ fn put_layer(
     Ok(ExitCode::SUCCESS)
 }
 
-fn delete(s: &mut Store, layers: &[String], safety: Safety) -> Result<ExitCode> {
+fn delete(s: &Store, layers: &[String], safety: Safety) -> Result<ExitCode> {
     let mut failed = false;
     for l in layers {
         if let Err(e) = s.delete_layer(l, safety) {
@@ -495,7 +495,7 @@ fn delete(s: &mut Store, layers: &[String], safety: Safety) -> Result<ExitCode> 
     })
 }
 
-fn exists(s: &mut Store, o: ExistsOpts) -> Result<ExitCode> {
+fn exists(s: &Store, o: ExistsOpts) -> Result<ExitCode> {
     let mut all = true;
     let mut map = std::collections::BTreeMap::new();
     for n in &o.names {
@@ -518,7 +518,7 @@ fn exists(s: &mut Store, o: ExistsOpts) -> Result<ExitCode> {
     })
 }
 
-fn diff(s: &mut Store, o: DiffOpts) -> Result<ExitCode> {
+fn diff(s: &Store, o: DiffOpts) -> Result<ExitCode> {
     if o.bzip2 || o.xz {
         bail!("diff: bzip2 and xz compression are not currently supported");
     }

@@ -78,7 +78,7 @@ fn open_root(p: &Path) -> Result<OwnedFd> {
 }
 
 /// Runs the command.
-pub fn run(s: &mut Store, chown: Option<&str>, paths: &[String]) -> Result<ExitCode> {
+pub fn run(s: &Store, chown: Option<&str>, paths: &[String]) -> Result<ExitCode> {
     let owner = chown.map(parse_chown).transpose()?;
     let (dest, sources) = paths
         .split_last()
