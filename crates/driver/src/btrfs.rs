@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use rustix::fs::{Mode, OFlags};
 
 use crate::fsmagic::{fs_magic, FsMagic};
-use crate::overlay::options::parse_size;
+use crate::options::{self, DriverOption};
 use crate::{
     CreateRequest, DiskUsage, Driver, Error, IdMappings, InitOptions, MountOptions, Result,
 };
@@ -39,30 +39,17 @@ pub struct BtrfsOptions {
 }
 
 impl BtrfsOptions {
-    /// Parses `btrfs.`-prefixed (or bare) options; other drivers' options
-    /// are ignored, unknown keys refused.
+    /// Parses the driver options (grammar: [`crate::options`]).
     pub fn parse(opts: &[String]) -> Result<Self> {
         let mut o = Self::default();
-        for raw in opts {
-            let (k, v) = raw.split_once('=').ok_or_else(|| Error::InvalidOption {
-                key: raw.clone(),
-                reason: "expected key=value".into(),
-            })?;
-            let key = k.trim().to_ascii_lowercase();
-            let key = match key.split_once('.') {
-                Some(("btrfs", rest)) => rest.to_string(),
-                Some(_) => continue,
-                None => key,
-            };
-            match key.as_str() {
-                "min_space" => o.min_space = Some(parse_size(k, v)?),
-                "size" => o.size = Some(parse_size(k, v)?),
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.to_string(),
-                        reason: "unknown btrfs option".into(),
-                    })
+        for opt in options::parse("btrfs", opts)? {
+            match opt.key.as_str() {
+                "min_space" => o.min_space = Some(opt.size()?),
+                "size" => o.size = Some(opt.size()?),
+                "mountopt" => {
+                    return Err(opt.invalid("btrfs driver does not support mount options"))
                 }
+                _ => return Err(opt.unknown("btrfs")),
             }
         }
         Ok(o)
@@ -236,14 +223,10 @@ impl Driver for Btrfs {
         check_id(&req.id)?;
         let mut size = self.opts.size;
         for (k, v) in &req.storage_opt {
-            match k.as_str() {
-                "size" => size = Some(parse_size(k, v)?),
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.clone(),
-                        reason: "unknown storage option for btrfs".into(),
-                    })
-                }
+            let opt = DriverOption::from_pair(k, v);
+            match opt.key.as_str() {
+                "size" => size = Some(opt.size()?),
+                _ => return Err(opt.unknown("btrfs")),
             }
         }
         if self.dir(&req.id).symlink_metadata().is_ok() {
