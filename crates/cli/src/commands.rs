@@ -443,11 +443,7 @@ fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
     })
 }
 
-fn put_layer(
-    s: &Store,
-    o: &LayerOpts,
-    diff: Option<&mut (dyn Read + Send)>,
-) -> Result<ExitCode> {
+fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> Result<ExitCode> {
     let req = NewLayer {
         id: o.id.clone(),
         parent: o.parent.clone(),

@@ -56,7 +56,7 @@ pub enum Error {
         owner: String,
     },
     /// The record is used by another and cannot go.
-    #[error("{kind} {id} used by {user_kind} {user}: {kind} is in use by a {user_kind}")]
+    #[error("{kind} {id} used by {user_kind} {user}: {kind} is in use by {} {user_kind}", user_kind.article())]
     InUse {
         /// What cannot go.
         kind: Kind,
