@@ -58,6 +58,7 @@ mod any;
 pub mod bigdata;
 mod config;
 pub mod containers;
+mod copy;
 mod error;
 pub mod files;
 mod flush;
@@ -72,6 +73,7 @@ pub use any::Found;
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use containers::ops::Containers;
 pub use containers::{Container, Durability, NewContainer};
+pub use copy::{CopyPath, CopyRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, FLUSH_PERIOD};
 pub use images::ops::{DeleteMode, Images};
@@ -82,6 +84,10 @@ pub use layers::{Layer, MountRecord};
 pub use record::Kind;
 pub use store::Store;
 pub use strata_archive::{Change, ChangeKind, Compression};
+// What a front end needs to build requests, so that it can depend on this
+// crate alone.
+pub use strata_driver::Access;
+pub use strata_idmap::{parse_maps, read_subid_maps, IdMap};
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then
