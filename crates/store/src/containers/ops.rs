@@ -302,7 +302,7 @@ impl<'a> Containers<'a> {
     /// cannot represent.
     pub fn parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let c = self.get(key)?;
-        self.store.layer_parent_owners(&c.layer)
+        self.store.parent_owners(&c.layer, "ContainerParentOwner")
     }
 }
 

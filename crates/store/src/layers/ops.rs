@@ -447,13 +447,8 @@ impl Store {
         let containers = self.container_store.read()?;
         let id = tx.get(key)?.id.clone();
         if safety == Safety::Checked {
-            if let Some(c) = containers.by_alt_key(&id) {
-                return Err(Error::InUse {
-                    kind: Kind::Layer,
-                    id,
-                    user_kind: Kind::Container,
-                    user: c.id.clone(),
-                });
+            if let Some(kid) = children(tx.layers.list(), &id).first() {
+                return Err(Error::HasChildren(id, kid.clone()));
             }
             if let Some(i) = images.list().iter().find(|i| i.top_layer == id) {
                 return Err(Error::InUse {
@@ -463,8 +458,13 @@ impl Store {
                     user: i.id.clone(),
                 });
             }
-            if let Some(kid) = children(tx.layers.list(), &id).first() {
-                return Err(Error::HasChildren(id, kid.clone()));
+            if let Some(c) = containers.by_alt_key(&id) {
+                return Err(Error::InUse {
+                    kind: Kind::Layer,
+                    id,
+                    user_kind: Kind::Container,
+                    user: c.id.clone(),
+                });
             }
         }
         self.remove_layer_locked(&mut tx, &id)?;
@@ -492,9 +492,15 @@ impl Store {
             });
             tx.save()?;
         }
-        self.driver
-            .remove(id)
-            .map_err(|e| Error::driver("removing layer", id, e))?;
+        match self.driver.remove(id) {
+            Ok(()) => {}
+            // An ID the driver refuses is one it never made a layer for
+            // (its create failed the same way): nothing to remove.
+            Err(e) if e.kind() == strata_driver::ErrorKind::InvalidInput => {
+                tracing::info!("layer {id}: the driver has nothing to remove: {e}");
+            }
+            Err(e) => return Err(Error::driver("removing layer", id, e)),
+        }
         remove_file_if_exists(&self.layer_store.tar_split(id))?;
         remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         tx.layers.records_mut().remove(id);
