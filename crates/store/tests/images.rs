@@ -222,8 +222,13 @@ fn deleting_images_takes_the_layers_only_they_use() {
     let e = s.images().delete("b", DeleteMode::Commit).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy);
     assert!(e.to_string().contains(&c.id), "{e}");
+    // Children are checked first, as the reference does.
     let e = s
         .delete_layer("top-b", strata_store::Safety::Checked)
+        .unwrap_err();
+    assert!(e.to_string().contains("has children"), "{e}");
+    let e = s
+        .delete_layer("top-a", strata_store::Safety::Checked)
         .unwrap_err();
     assert!(e.to_string().contains("in use by an image"), "{e}");
     let e = s
