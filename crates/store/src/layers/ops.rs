@@ -61,6 +61,11 @@ pub(crate) enum Fill<'a> {
     Diff(&'a mut (dyn Read + Send)),
     /// An ID-mapped copy of this layer (a mapped top layer of an image).
     Template(&'a Layer),
+    /// Empty, and still flagged incomplete when this returns: a
+    /// container's layer, which the container's record completes
+    /// ([`Store::complete_layer`]), so that a crash in between leaves a
+    /// layer the next open removes instead of an orphan.
+    ForContainer,
 }
 
 /// How [`Store::delete_layer`] treats layers that others depend on.
@@ -250,12 +255,14 @@ impl Store {
             .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
         tx.layers.records_mut().push(layer.clone());
         tx.save()?;
+        let pending = matches!(fill, Fill::ForContainer);
         let filled = match fill {
             Fill::Template(t) => self.fill_from_template(&mut layer, req, t),
             Fill::Diff(d) => self.fill_layer(&mut layer, req, Some(d)),
-            Fill::Empty => self.fill_layer(&mut layer, req, None),
+            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, None),
         };
         match filled {
+            Ok(()) if pending => Ok(layer),
             Ok(()) => {
                 layer.flags.remove(FLAG_INCOMPLETE);
                 let done = layer.clone();
@@ -270,6 +277,15 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Clears the incomplete flag of a layer made with
+    /// [`Fill::ForContainer`].
+    pub(crate) fn complete_layer(&self, tx: &mut LayersTx<'_>, id: &str) -> Result<()> {
+        tx.layers
+            .records_mut()
+            .update(id, |l| l.flags.remove(FLAG_INCOMPLETE));
+        tx.save()
     }
 
     /// Driver create, optional apply, then a sync so the data is durable
@@ -447,13 +463,8 @@ impl Store {
         let containers = self.container_store.read()?;
         let id = tx.get(key)?.id.clone();
         if safety == Safety::Checked {
-            if let Some(c) = containers.by_alt_key(&id) {
-                return Err(Error::InUse {
-                    kind: Kind::Layer,
-                    id,
-                    user_kind: Kind::Container,
-                    user: c.id.clone(),
-                });
+            if let Some(kid) = children(tx.layers.list(), &id).first() {
+                return Err(Error::HasChildren(id, kid.clone()));
             }
             if let Some(i) = images.list().iter().find(|i| i.top_layer == id) {
                 return Err(Error::InUse {
@@ -463,8 +474,13 @@ impl Store {
                     user: i.id.clone(),
                 });
             }
-            if let Some(kid) = children(tx.layers.list(), &id).first() {
-                return Err(Error::HasChildren(id, kid.clone()));
+            if let Some(c) = containers.by_alt_key(&id) {
+                return Err(Error::InUse {
+                    kind: Kind::Layer,
+                    id,
+                    user_kind: Kind::Container,
+                    user: c.id.clone(),
+                });
             }
         }
         self.remove_layer_locked(&mut tx, &id)?;
@@ -492,9 +508,15 @@ impl Store {
             });
             tx.save()?;
         }
-        self.driver
-            .remove(id)
-            .map_err(|e| Error::driver("removing layer", id, e))?;
+        match self.driver.remove(id) {
+            Ok(()) => {}
+            // An ID the driver refuses is one it never made a layer for
+            // (its create failed the same way): nothing to remove.
+            Err(e) if e.kind() == strata_driver::ErrorKind::InvalidInput => {
+                tracing::info!("layer {id}: the driver has nothing to remove: {e}");
+            }
+            Err(e) => return Err(Error::driver("removing layer", id, e)),
+        }
         remove_file_if_exists(&self.layer_store.tar_split(id))?;
         remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         tx.layers.records_mut().remove(id);
