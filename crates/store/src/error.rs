@@ -99,6 +99,16 @@ pub enum Error {
         #[source]
         source: strata_archive::Error,
     },
+    /// An imported stream failed the check its importer gave
+    /// ([`crate::LayerCheck`]); the layer was removed.
+    #[error("layer {layer}: {source}")]
+    Rejected {
+        /// The layer.
+        layer: String,
+        /// The check's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An ID map could not be parsed.
     #[error(transparent)]
     IdMap(#[from] strata_idmap::Error),
@@ -113,7 +123,7 @@ impl Error {
             Error::HasChildren(..) => ErrorKind::Busy,
             Error::Invalid(_) | Error::Config { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::Corrupt { .. } | Error::Rejected { .. } => ErrorKind::Corrupt,
             Error::Io { source, .. } => io_kind(source),
             Error::Driver { source, .. } => match source.kind() {
                 strata_driver::ErrorKind::Unsupported

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use strata_archive::{ApplyReport, Compression};
 use strata_driver::{Access, ApplyDiffOptions, CreateRequest, LayerRef};
 use strata_idmap::IdMap;
 
@@ -50,6 +51,37 @@ pub struct NewLayer {
     pub maps: LayerMaps,
     /// Per-layer driver options (`size`, …).
     pub storage_opt: std::collections::BTreeMap<String, String>,
+}
+
+/// What an imported stream must turn out to be before its layer counts as
+/// complete (see [`Store::import_layer_checked`]).
+pub struct LayerCheck<'a> {
+    /// Called with what the pipeline measured (digests and sizes of the
+    /// input and of the tar); an error rejects the layer, which is then
+    /// removed. The error comes back as [`Error::Rejected`].
+    pub verify: &'a (dyn Fn(&ApplyReport) -> std::result::Result<(), BoxError> + Sync),
+    /// How the layer's compressed digest, size and compression are recorded.
+    pub record: RecordInput,
+}
+
+/// An error a [`LayerCheck`] returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How an imported layer's `compressed-*` fields are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordInput {
+    /// As the input was (its digest, size and compression).
+    #[default]
+    AsRead,
+    /// As the uncompressed tar (what containers/image records for a stream
+    /// it decompressed itself, such as a docker-archive layer).
+    AsUncompressed,
+}
+
+/// A layer stream and the check it must pass.
+struct Incoming<'a, 'b> {
+    diff: &'a mut (dyn Read + Send),
+    check: Option<&'a LayerCheck<'b>>,
 }
 
 /// How [`Store::delete_layer`] treats layers that others depend on.
@@ -142,13 +174,32 @@ impl Store {
         self.put_layer(req, None)
     }
 
+    /// Like [`Store::import_layer`], but the stream must pass `check`
+    /// before the layer counts as complete; a layer that fails it is
+    /// removed, so no one ever sees it (image imports verify blob and diff
+    /// digests this way without hashing twice).
+    pub fn import_layer_checked(
+        &mut self,
+        req: &NewLayer,
+        diff: &mut (dyn Read + Send),
+        check: &LayerCheck<'_>,
+    ) -> Result<Layer> {
+        self.put_layer(
+            req,
+            Some(Incoming {
+                diff,
+                check: Some(check),
+            }),
+        )
+    }
+
     /// Creates a layer and applies a (possibly compressed) tar stream to it,
     /// keeping its tar-split record so `diff` can reproduce it exactly.
     pub fn import_layer(&mut self, req: &NewLayer, diff: &mut (dyn Read + Send)) -> Result<Layer> {
-        self.put_layer(req, Some(diff))
+        self.put_layer(req, Some(Incoming { diff, check: None }))
     }
 
-    fn put_layer(&mut self, req: &NewLayer, diff: Option<&mut (dyn Read + Send)>) -> Result<Layer> {
+    fn put_layer(&mut self, req: &NewLayer, diff: Option<Incoming<'_, '_>>) -> Result<Layer> {
         self.write(|s| {
             let parent = match req.parent.as_deref().filter(|p| !p.is_empty()) {
                 Some(p) => Some(s.state.layers[s.state.get(p)?].clone()),
@@ -217,7 +268,7 @@ impl Store {
         &mut self,
         layer: &mut Layer,
         req: &NewLayer,
-        diff: Option<&mut (dyn Read + Send)>,
+        diff: Option<Incoming<'_, '_>>,
     ) -> Result<()> {
         let creq = CreateRequest {
             id: layer.id.clone(),
@@ -231,8 +282,8 @@ impl Store {
         // the copy as an apply's does.
         crate::flush::while_applying(self.sync, &self.graph_root, || self.driver.create(&creq))
             .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
-        if let Some(diff) = diff {
-            self.apply_into(layer, diff)?;
+        if let Some(inc) = diff {
+            self.apply_into(layer, inc.diff, inc.check)?;
         }
         self.sync.sync(&self.graph_root)
     }
@@ -243,7 +294,7 @@ impl Store {
         self.write(|s| {
             let i = s.state.get(key)?;
             let mut layer = s.state.layers[i].clone();
-            s.apply_into(&mut layer, diff)?;
+            s.apply_into(&mut layer, diff, None)?;
             s.sync.sync(&s.graph_root)?;
             s.state.layers[i] = layer.clone();
             s.save()?;
@@ -251,7 +302,12 @@ impl Store {
         })
     }
 
-    fn apply_into(&mut self, layer: &mut Layer, diff: &mut (dyn Read + Send)) -> Result<()> {
+    fn apply_into(
+        &mut self,
+        layer: &mut Layer,
+        diff: &mut (dyn Read + Send),
+        check: Option<&LayerCheck<'_>>,
+    ) -> Result<()> {
         let final_path = self.paths.tar_split(&layer.id);
         let tmp = self
             .paths
@@ -293,6 +349,15 @@ impl Store {
                 return Err(Error::driver("applying diff to", &layer.id, e));
             }
         };
+        if let Some(c) = check {
+            if let Err(e) = (c.verify)(&report) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Rejected {
+                    layer: layer.id.clone(),
+                    source: e,
+                });
+            }
+        }
         if let Some(name) = &report.replaced_member {
             // The record could not rebuild the tar (an earlier member's
             // content is gone from the layer): keep none, so `diff` uses
@@ -308,11 +373,18 @@ impl Store {
         } else {
             std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
         }
-        layer.compressed_digest = report.compressed_digest;
-        layer.compressed_size = report.compressed_size as i64;
+        let record = check.map(|c| c.record).unwrap_or_default();
+        if record == RecordInput::AsUncompressed {
+            layer.compressed_digest = report.uncompressed_digest.clone();
+            layer.compressed_size = report.uncompressed_size as i64;
+            layer.compression = Compression::None.as_u8();
+        } else {
+            layer.compressed_digest = report.compressed_digest;
+            layer.compressed_size = report.compressed_size as i64;
+            layer.compression = report.compression.as_u8();
+        }
         layer.uncompressed_digest = report.uncompressed_digest;
         layer.uncompressed_size = report.uncompressed_size as i64;
-        layer.compression = report.compression.as_u8();
         layer.uids = report.uids;
         layer.gids = report.gids;
         Ok(())

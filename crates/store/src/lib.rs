@@ -50,12 +50,12 @@ mod store;
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, FLUSH_PERIOD};
-pub use layer_ops::{LayerMaps, MapChoice, NewLayer, Safety};
+pub use layer_ops::{BoxError, LayerCheck, LayerMaps, MapChoice, NewLayer, RecordInput, Safety};
 pub use mount::{is_mount_root, Force, MountRequest};
 pub use record::Layer;
 pub use state::MountRecord;
 pub use store::Store;
-pub use strata_archive::{Change, ChangeKind, Compression};
+pub use strata_archive::{ApplyReport, Change, ChangeKind, Compression};
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then
