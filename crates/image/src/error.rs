@@ -100,6 +100,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store failed (a layer that failed its check comes back as the
+    /// check's own error, not as this).
+    #[error(transparent)]
+    Store(strata_store::Error),
     /// A layer stream could not be read or written.
     #[error("{context}: {source}")]
     Archive {
@@ -127,6 +131,14 @@ impl Error {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
                 _ => ErrorKind::Io,
+            },
+            Error::Store(e) => match e.kind() {
+                strata_store::ErrorKind::NotFound => ErrorKind::NotFound,
+                strata_store::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                strata_store::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                strata_store::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                strata_store::ErrorKind::Corrupt => ErrorKind::Corrupt,
+                strata_store::ErrorKind::Busy | strata_store::ErrorKind::Io => ErrorKind::Io,
             },
             Error::Archive { source, .. } => match source.kind() {
                 strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,
@@ -157,6 +169,21 @@ impl Error {
             what,
             name: name.into(),
             reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<strata_store::Error> for Error {
+    fn from(e: strata_store::Error) -> Self {
+        match e {
+            strata_store::Error::Rejected { source, .. } => match source.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Store(strata_store::Error::Rejected {
+                    layer: String::new(),
+                    source: other,
+                }),
+            },
+            e => Error::Store(e),
         }
     }
 }

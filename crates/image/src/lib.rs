@@ -20,17 +20,21 @@
 //! - [`digest`]: digests, and readers that check blobs as they stream;
 //! - [`manifest`]: media types, manifests, indexes, configs, layer IDs;
 //! - [`platform`]: `OS/ARCH[/VARIANT]` and the choice from an index;
-//! - [`source`]: the three source formats.
+//! - [`source`]: the three source formats;
+//! - [`import`]: layers and image record into a store.
 
 pub mod digest;
 mod error;
+pub mod import;
 pub mod location;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
 pub mod source;
+mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use import::{import, ImageRecord, ImageTarget, ImportOptions, Imported, Progress};
 pub use location::{ArchiveRef, Location};
 pub use platform::Platform;
 pub use reference::{normalize_name, Reference};
