@@ -60,6 +60,15 @@ pub enum Error {
         /// The parser's message or the missing field.
         reason: String,
     },
+    /// Importing or exporting one layer failed.
+    #[error("layer {digest}: {source}")]
+    Layer {
+        /// The layer blob's digest.
+        digest: String,
+        /// Cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// A document names a media type strata does not know.
     #[error("{what} {name}: unknown media type {media_type:?}")]
     MediaType {
@@ -127,6 +136,7 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::Escape { .. } => ErrorKind::Corrupt,
             Error::MediaType { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Layer { source, .. } => source.kind(),
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,

@@ -236,7 +236,16 @@ fn put_one(
             Record::Uncompressed => strata_store::RecordInput::AsUncompressed,
         },
     };
-    target.put_layer(&new, &mut counted, &check)
+    target
+        .put_layer(&new, &mut counted, &check)
+        .map_err(|e| match e {
+            // Already about this blob.
+            Error::Blob { .. } => e,
+            e => Error::Layer {
+                digest: layer.blob.digest.to_string(),
+                source: Box::new(e),
+            },
+        })
 }
 
 /// Compares what the pipeline measured with the blob's descriptor and the
