@@ -40,7 +40,12 @@ impl Digest {
 
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(data))))
+        Self::from_sha256(Sha256::digest(data).into())
+    }
+
+    /// The digest whose hash is `hash`.
+    pub fn from_sha256(hash: [u8; 32]) -> Self {
+        Digest(format!("sha256:{}", hex::encode(hash)))
     }
 
     /// The hex part.

@@ -21,10 +21,12 @@
 //! - [`manifest`]: media types, manifests, indexes, configs, layer IDs;
 //! - [`platform`]: `OS/ARCH[/VARIANT]` and the choice from an index;
 //! - [`source`]: the three source formats;
-//! - [`import`]: layers and image record into a store.
+//! - [`import`]: layers and image record into a store;
+//! - [`export`]: an image out to any of the three formats.
 
 pub mod digest;
 mod error;
+pub mod export;
 pub mod import;
 pub mod location;
 pub mod manifest;

@@ -132,6 +132,42 @@ impl Source {
         })
     }
 
+    /// Writes layer `layer` uncompressed to `out` (for converting an image
+    /// to another format); the blob is checked as it streams.
+    pub fn write_layer_tar(&self, layer: &LayerBlob, out: &mut dyn std::io::Write) -> Result<()> {
+        let ctx = || format!("reading layer {}", layer.blob.digest);
+        let mut reader = self.open_layer(layer, Hashing::Verify)?;
+        let mut prefix = [0u8; 6];
+        let mut n = 0;
+        while n < prefix.len() {
+            match reader.read(&mut prefix[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(crate::digest::unwrap_io(e, ctx())),
+            }
+        }
+        let kind = strata_archive::Compression::detect(&prefix[..n]);
+        let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(reader);
+        let mut dec =
+            strata_archive::compression::decoder(kind, Box::new(chained)).map_err(|e| {
+                crate::Error::Archive {
+                    context: ctx(),
+                    source: e,
+                }
+            })?;
+        std::io::copy(&mut dec, out).map_err(|e| {
+            // The check's own error, when that is what stopped the copy.
+            match strata_archive::compression::unwrap_error(e, "decompressing") {
+                strata_archive::Error::Io { source, .. } => crate::digest::unwrap_io(source, ctx()),
+                other => crate::Error::Archive {
+                    context: ctx(),
+                    source: other,
+                },
+            }
+        })?;
+        Ok(())
+    }
+
     /// Where the source is, for messages.
     pub fn describe(&self) -> String {
         self.files.describe()

@@ -287,3 +287,5 @@ pub fn docker_archive(out: &Path, spec: &Spec, tags: &[&str]) {
         .collect();
     archive(out, &members);
 }
+
+pub mod tools;
