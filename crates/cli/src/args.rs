@@ -125,6 +125,29 @@ pub enum Cmd {
         #[command(flatten)]
         opts: LayerOpts,
     },
+    /// Import an image from oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]
+    #[command(name = "import-image")]
+    ImportImage {
+        /// Name for the image (normalised as skopeo stores it: t/i:1 → docker.io/t/i:1)
+        #[arg(short = 'n', long = "name")]
+        names: Vec<String>,
+        /// Platform to take from an index: OS/ARCH[/VARIANT]
+        #[arg(long = "platform")]
+        platform: Option<String>,
+        /// Where the image is
+        source: String,
+    },
+    /// Export an image to oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME]
+    #[command(name = "export-image")]
+    ExportImage {
+        /// Layer compression: gzip (OCI default), zstd or none (docker-archive)
+        #[arg(long = "compress")]
+        compress: Option<String>,
+        /// Image ID or name
+        image: String,
+        /// Where to write it
+        dest: String,
+    },
     /// Apply a diff to a layer
     #[command(name = "applydiff", alias = "apply-diff")]
     ApplyDiff {

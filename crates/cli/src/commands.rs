@@ -13,6 +13,7 @@ use crate::args::{Cli, Cmd, DiffOpts, ExistsOpts, LayerOpts};
 use crate::output::{self, print};
 
 mod copy;
+mod transfer;
 
 fn open(cli: &Cli) -> Result<Store> {
     let mut opts = StoreOptions::load().context("loading storage configuration")?;
@@ -58,6 +59,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::CreateLayer(o) => put_layer(s, &o, None),
+        Cmd::ImportImage {
+            names,
+            platform,
+            source,
+        } => transfer::import_image(s, &names, platform.as_deref(), &source),
+        Cmd::ExportImage {
+            compress,
+            image,
+            dest,
+        } => transfer::export_image(s, compress.as_deref(), &image, &dest),
         Cmd::ImportLayer { file, opts } => {
             let input: Box<dyn Read + Send> = match &file {
                 Some(f) => Box::new(

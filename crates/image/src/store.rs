@@ -4,6 +4,7 @@ use std::io::Read;
 
 use strata_store::{LayerCheck, NewLayer, Store};
 
+use crate::export::ExportStore;
 use crate::import::{ImageRecord, ImageTarget, NewImageLayer};
 use crate::{Error, Result};
 
@@ -36,6 +37,19 @@ impl ImageTarget for Store {
 
     fn write_image(&mut self, _record: &ImageRecord, _exists: bool) -> Result<()> {
         Err(images_missing())
+    }
+}
+
+impl ExportStore for Store {
+    fn image_for_export(&mut self, _key: &str) -> Result<crate::export::StoredImage> {
+        Err(images_missing())
+    }
+
+    fn layer_tar(&mut self, id: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        // An imported layer comes back from its tar-split record, byte for
+        // byte as it was imported.
+        self.diff(None, id, Some(strata_store::Compression::None), out)?;
+        Ok(())
     }
 }
 

@@ -64,6 +64,55 @@ pub struct ExportImage {
     pub config: Vec<u8>,
 }
 
+/// An image as a store keeps it, for export.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// The config, byte for byte.
+    pub config: Vec<u8>,
+    /// Its layers, base first.
+    pub layers: Vec<String>,
+}
+
+/// What an export needs from a store. [`strata_store::Store`] implements it.
+pub trait ExportStore {
+    /// The image with this ID or name: its config (the big-data item the
+    /// manifest's config digest names) and its layer chain.
+    fn image_for_export(&mut self, key: &str) -> Result<StoredImage>;
+    /// Writes a layer's uncompressed tar (its diff against its parent).
+    fn layer_tar(&mut self, id: &str, out: &mut dyn Write) -> Result<()>;
+}
+
+/// Exports the image `key` of `store` to `dest`.
+pub fn export_from_store(
+    store: &mut dyn ExportStore,
+    key: &str,
+    dest: &Location,
+    compress: Option<Compress>,
+) -> Result<Exported> {
+    let stored = store.image_for_export(key)?;
+    let diff_ids = parse_config(&stored.config, key)?.diff_ids;
+    if diff_ids.len() != stored.layers.len() {
+        return Err(Error::document(
+            "config",
+            key,
+            format!(
+                "rootfs.diff_ids has {} entries, the image has {} layers",
+                diff_ids.len(),
+                stored.layers.len()
+            ),
+        ));
+    }
+    let mut layers = |i: usize, out: &mut dyn Write| store.layer_tar(&stored.layers[i], out);
+    export(
+        &ExportImage {
+            config: stored.config.clone(),
+        },
+        &mut layers,
+        dest,
+        compress,
+    )
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {

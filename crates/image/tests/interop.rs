@@ -1,0 +1,224 @@
+//! Differential tests against skopeo 1.9: the same source imported by
+//! skopeo into one store and by strata into another gives the same layer
+//! records (all fields but `created`) and the same image record (ID,
+//! digest, names, metadata, big-data keys in order and their bytes,
+//! created); and each tool reuses the layers the other made.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use strata_image::import::NewImageLayer;
+use strata_image::{import, ImageRecord, ImageTarget, ImportOptions, Location};
+use strata_store::{LayerCheck, Store, StoreOptions};
+use support::*;
+
+struct Target {
+    store: Store,
+    images: Vec<ImageRecord>,
+}
+
+impl ImageTarget for Target {
+    fn has_layer(&mut self, id: &str) -> strata_image::Result<bool> {
+        self.store.has_layer(id)
+    }
+    fn put_layer(
+        &mut self,
+        layer: &NewImageLayer,
+        diff: &mut (dyn Read + Send),
+        check: &LayerCheck<'_>,
+    ) -> strata_image::Result<()> {
+        self.store.put_layer(layer, diff, check)
+    }
+    fn image_top_layer(&mut self, _id: &str) -> strata_image::Result<Option<String>> {
+        Ok(None)
+    }
+    fn write_image(&mut self, record: &ImageRecord, _exists: bool) -> strata_image::Result<()> {
+        self.images.push(record.clone());
+        Ok(())
+    }
+}
+
+fn open_store(root: &Path, driver: &str) -> Store {
+    Store::open(&StoreOptions {
+        graph_root: root.join("root"),
+        run_root: root.join("run"),
+        driver: Some(driver.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn storage_ref(root: &Path, driver: &str, name: &str) -> String {
+    format!(
+        "containers-storage:[{driver}@{}+{}]{name}",
+        root.join("root").display(),
+        root.join("run").display()
+    )
+}
+
+/// layers.json records by ID, without `created`.
+fn layer_records(root: &Path, driver: &str) -> Vec<Value> {
+    let p = root.join(format!("root/{driver}-layers/layers.json"));
+    let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    let mut out: Vec<Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.as_object_mut().unwrap().remove("created");
+            l
+        })
+        .collect();
+    out.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    out
+}
+
+fn created_times(root: &Path, driver: &str) -> Vec<(String, String)> {
+    let p = root.join(format!("root/{driver}-layers/layers.json"));
+    let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["created"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The big-data file name containers/storage uses for `key`.
+fn big_data_file(key: &str) -> String {
+    strata_store::files::big_data_file_name(key)
+}
+
+fn compare_image(sk: &Path, driver: &str, rec: &ImageRecord) {
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(sk.join(format!("root/{driver}-images/images.json"))).unwrap(),
+    )
+    .unwrap();
+    let img = &v.as_array().unwrap()[0];
+    assert_eq!(img["id"], rec.id);
+    assert_eq!(img["digest"], rec.digest.as_str());
+    assert_eq!(img["names"], serde_json::json!(rec.names));
+    assert_eq!(img["layer"].as_str(), rec.top_layer.as_deref());
+    assert_eq!(img["metadata"], rec.metadata);
+    assert_eq!(img["created"].as_str(), rec.created.as_deref());
+    let keys: Vec<&str> = rec.big_data.iter().map(|b| b.key.as_str()).collect();
+    let sk_keys: Vec<&str> = img["big-data-names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(sk_keys, keys);
+    let dir: PathBuf = sk.join(format!("root/{driver}-images/{}", rec.id));
+    for b in &rec.big_data {
+        let theirs = std::fs::read(dir.join(big_data_file(&b.key))).unwrap();
+        assert_eq!(theirs, b.data, "big data {}", b.key);
+        assert_eq!(img["big-data-sizes"][&b.key], b.data.len());
+    }
+}
+
+fn differential(driver: &str, source: &str, name: &str) {
+    let d = tempfile::Builder::new()
+        .prefix("strata-interop-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let sk = d.path().join("skopeo");
+    let st = d.path().join("strata");
+    tools::ok(
+        "skopeo",
+        &["copy", "-q", source, &storage_ref(&sk, driver, name)],
+    );
+
+    let mut t = Target {
+        store: open_store(&st, driver),
+        images: Vec::new(),
+    };
+    let opts = ImportOptions {
+        names: vec![name.into()],
+        ..Default::default()
+    };
+    let got = import(&mut t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
+    let theirs = layer_records(&sk, driver);
+    assert_eq!(theirs.len(), got.layers.len(), "{source}");
+    assert_eq!(theirs, layer_records(&st, driver), "{source}");
+    compare_image(&sk, driver, &t.images[0]);
+
+    // skopeo into strata's store reuses strata's layers (their records,
+    // creation times included, stay as strata wrote them) …
+    let before = created_times(&st, driver);
+    drop(t);
+    tools::ok(
+        "skopeo",
+        &["copy", "-q", source, &storage_ref(&st, driver, name)],
+    );
+    assert_eq!(created_times(&st, driver), before);
+    // … and strata into skopeo's store reuses skopeo's.
+    let mut t = Target {
+        store: open_store(&sk, driver),
+        images: Vec::new(),
+    };
+    let again = import(&mut t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
+    assert_eq!(again.reused, got.layers.len());
+}
+
+fn sources(d: &Path) -> Vec<String> {
+    let spec = Spec::new(vec![
+        Layer::new(
+            &[("etc/hello", b"hello\n"), ("bin/x", &[b'x'; 70000])],
+            Comp::Gzip,
+        ),
+        Layer::new(&[("etc/second", b"two\n")], Comp::Zstd),
+        Layer::new(&[("etc/third", b"3\n")], Comp::None),
+    ]);
+    Layout::single(&d.join("oci"), &spec, "v1");
+    tar_dir(&d.join("oci"), &d.join("o.tar"));
+    let plain = Spec::new(
+        spec.layers
+            .iter()
+            .map(|l| Layer {
+                blob: l.raw.clone(),
+                ..l.clone()
+            })
+            .collect(),
+    );
+    docker_archive(&d.join("d.tar"), &plain, &["docker.io/t/i:1"]);
+    vec![
+        format!("oci:{}:v1", d.join("oci").display()),
+        format!("oci-archive:{}:v1", d.join("o.tar").display()),
+        format!("docker-archive:{}", d.join("d.tar").display()),
+    ]
+}
+
+fn run_all(driver: &str) {
+    if !tools::available() {
+        return;
+    }
+    let d = tempfile::Builder::new()
+        .prefix("strata-interop-src-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    for (src, name) in sources(d.path())
+        .iter()
+        .zip(["t/i:1", "localhost/hand:v1", "x"])
+    {
+        differential(driver, src, name);
+    }
+}
+
+#[test]
+fn privileged_import_matches_skopeo_on_vfs() {
+    run_all("vfs");
+}
+
+#[test]
+fn privileged_import_matches_skopeo_on_overlay() {
+    run_all("overlay");
+}
