@@ -4,87 +4,11 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::Path;
 use std::sync::Mutex;
 
-use strata_image::import::NewImageLayer;
-use strata_image::{
-    import, Choice, Error, ImageRecord, ImageTarget, ImportOptions, Location, Platform, Progress,
-};
-use strata_store::{LayerCheck, Store, StoreOptions};
+use strata_image::{import, Choice, Error, ImportOptions, Location, Platform, Progress};
+use support::target::Target;
 use support::*;
-
-/// A real vfs store for the layers; image records are kept here (the
-/// store's image half is tested where it lives).
-struct Target {
-    store: Store,
-    images: Vec<ImageRecord>,
-}
-
-impl Target {
-    fn new(dir: &Path) -> Self {
-        let opts = StoreOptions {
-            graph_root: dir.join("root"),
-            run_root: dir.join("run"),
-            driver: Some("vfs".into()),
-            ..Default::default()
-        };
-        Target {
-            store: Store::open(&opts).unwrap(),
-            images: Vec::new(),
-        }
-    }
-
-    fn layer_ids(&mut self) -> Vec<String> {
-        self.store
-            .layers()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect()
-    }
-
-    fn no_incomplete(&mut self) {
-        assert!(self
-            .store
-            .layers()
-            .unwrap()
-            .iter()
-            .all(|l| !l.is_incomplete()));
-        let tmp: Vec<_> = std::fs::read_dir(self.store.graph_root().join("vfs-layers"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
-            .collect();
-        assert!(tmp.is_empty(), "{tmp:?}");
-    }
-}
-
-impl ImageTarget for Target {
-    fn has_layer(&mut self, id: &str) -> strata_image::Result<bool> {
-        self.store.has_layer(id)
-    }
-    fn put_layer(
-        &mut self,
-        layer: &NewImageLayer,
-        diff: &mut (dyn Read + Send),
-        check: &LayerCheck<'_>,
-    ) -> strata_image::Result<()> {
-        self.store.put_layer(layer, diff, check)
-    }
-    fn image_top_layer(&mut self, id: &str) -> strata_image::Result<Option<String>> {
-        Ok(self
-            .images
-            .iter()
-            .find(|i| i.id == id)
-            .map(|i| i.top_layer.clone().unwrap_or_default()))
-    }
-    fn write_image(&mut self, record: &ImageRecord, _exists: bool) -> strata_image::Result<()> {
-        self.images.push(record.clone());
-        Ok(())
-    }
-}
 
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -114,7 +38,7 @@ fn oci_import_records_what_skopeo_records() {
         let d = tmp();
         let spec = two_layers(comp);
         Layout::single(&d.path().join("oci"), &spec, "v1");
-        let mut t = Target::new(d.path());
+        let mut t = Target::new(d.path(), "vfs");
         let loc = format!("oci:{}:v1", d.path().join("oci").display());
         let events = Mutex::new(Vec::new());
         let got = import(
@@ -199,7 +123,7 @@ fn docker_archive_layers_are_recorded_uncompressed_with_the_synthesised_manifest
         let spec = two_layers(comp);
         let file = d.path().join("d.tar");
         docker_archive(&file, &spec, &["docker.io/t/i:1"]);
-        let mut t = Target::new(d.path());
+        let mut t = Target::new(d.path(), "vfs");
         let got = run(
             &mut t,
             &format!("docker-archive:{}", file.display()),
@@ -261,7 +185,7 @@ fn oci_archive_and_index_platforms() {
     l.index(&[nested.clone()]);
     let file = d.path().join("o.tar");
     tar_dir(&l.dir, &file);
-    let mut t = Target::new(d.path());
+    let mut t = Target::new(d.path(), "vfs");
     for loc in [
         format!("oci:{}:multi", l.dir.display()),
         format!("oci-archive:{}:multi", file.display()),
@@ -313,7 +237,7 @@ fn refused(t: &mut Target, loc: &str, want: &[&str]) -> Error {
 #[test]
 fn bad_blobs_leave_no_image_and_no_incomplete_layer() {
     let d = tmp();
-    let mut t = Target::new(d.path());
+    let mut t = Target::new(d.path(), "vfs");
     let good = two_layers(Comp::Gzip);
     let first_id = good.layers[0].diff_id[7..].to_string();
 
@@ -384,7 +308,7 @@ fn bad_blobs_leave_no_image_and_no_incomplete_layer() {
 #[test]
 fn bad_documents_are_refused_by_name() {
     let d = tmp();
-    let mut t = Target::new(d.path());
+    let mut t = Target::new(d.path(), "vfs");
     let good = two_layers(Comp::Gzip);
 
     let mut spec = good.clone();
@@ -464,7 +388,7 @@ fn bad_documents_are_refused_by_name() {
 #[test]
 fn archive_members_may_not_leave_the_archive() {
     let d = tmp();
-    let mut t = Target::new(d.path());
+    let mut t = Target::new(d.path(), "vfs");
     let spec = two_layers(Comp::None);
     let config = spec.config();
     let cfg = format!("{}.json", &sha(&config)[7..]);

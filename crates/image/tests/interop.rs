@@ -6,50 +6,12 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use strata_image::import::NewImageLayer;
-use strata_image::{import, ImageRecord, ImageTarget, ImportOptions, Location};
-use strata_store::{LayerCheck, Store, StoreOptions};
+use strata_image::{import, ImageRecord, ImportOptions, Location};
+use support::target::Target;
 use support::*;
-
-struct Target {
-    store: Store,
-    images: Vec<ImageRecord>,
-}
-
-impl ImageTarget for Target {
-    fn has_layer(&mut self, id: &str) -> strata_image::Result<bool> {
-        self.store.has_layer(id)
-    }
-    fn put_layer(
-        &mut self,
-        layer: &NewImageLayer,
-        diff: &mut (dyn Read + Send),
-        check: &LayerCheck<'_>,
-    ) -> strata_image::Result<()> {
-        self.store.put_layer(layer, diff, check)
-    }
-    fn image_top_layer(&mut self, _id: &str) -> strata_image::Result<Option<String>> {
-        Ok(None)
-    }
-    fn write_image(&mut self, record: &ImageRecord, _exists: bool) -> strata_image::Result<()> {
-        self.images.push(record.clone());
-        Ok(())
-    }
-}
-
-fn open_store(root: &Path, driver: &str) -> Store {
-    Store::open(&StoreOptions {
-        graph_root: root.join("root"),
-        run_root: root.join("run"),
-        driver: Some(driver.into()),
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 fn storage_ref(root: &Path, driver: &str, name: &str) -> String {
     format!(
@@ -137,10 +99,7 @@ fn differential(driver: &str, source: &str, name: &str) {
         &["copy", "-q", source, &storage_ref(&sk, driver, name)],
     );
 
-    let mut t = Target {
-        store: open_store(&st, driver),
-        images: Vec::new(),
-    };
+    let mut t = Target::new(&st, driver);
     let opts = ImportOptions {
         names: vec![name.into()],
         ..Default::default()
@@ -161,10 +120,7 @@ fn differential(driver: &str, source: &str, name: &str) {
     );
     assert_eq!(created_times(&st, driver), before);
     // … and strata into skopeo's store reuses skopeo's.
-    let mut t = Target {
-        store: open_store(&sk, driver),
-        images: Vec::new(),
-    };
+    let mut t = Target::new(&sk, driver);
     let again = import(&mut t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
     assert_eq!(again.reused, got.layers.len());
 }

@@ -288,4 +288,5 @@ pub fn docker_archive(out: &Path, spec: &Spec, tags: &[&str]) {
     archive(out, &members);
 }
 
+pub mod target;
 pub mod tools;
