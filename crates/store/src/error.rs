@@ -109,6 +109,17 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A copy into a layer failed.
+    #[error("copying {from} to {to}: {source}")]
+    Copy {
+        /// The source as given (`LAYER:/path` or a host path).
+        from: String,
+        /// The destination as given.
+        to: String,
+        /// Cause.
+        #[source]
+        source: strata_archive::Error,
+    },
     /// An ID map could not be parsed.
     #[error(transparent)]
     IdMap(#[from] strata_idmap::Error),
@@ -136,7 +147,7 @@ impl Error {
                 strata_driver::ErrorKind::Corrupt => ErrorKind::Corrupt,
                 strata_driver::ErrorKind::Io => ErrorKind::Io,
             },
-            Error::Archive { source, .. } => match source.kind() {
+            Error::Archive { source, .. } | Error::Copy { source, .. } => match source.kind() {
                 strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,
                 strata_archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
                 strata_archive::ErrorKind::Busy => ErrorKind::Busy,

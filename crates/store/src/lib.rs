@@ -36,6 +36,7 @@
 //! ```
 
 mod config;
+mod copy;
 mod diff;
 mod error;
 pub mod files;
@@ -48,6 +49,7 @@ mod state;
 mod store;
 
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
+pub use copy::{CopyPath, CopyRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, FLUSH_PERIOD};
 pub use layer_ops::{BoxError, LayerCheck, LayerMaps, MapChoice, NewLayer, RecordInput, Safety};
@@ -56,6 +58,10 @@ pub use record::Layer;
 pub use state::MountRecord;
 pub use store::Store;
 pub use strata_archive::{ApplyReport, Change, ChangeKind, Compression};
+// What a front end needs to build requests, so that it can depend on this
+// crate alone.
+pub use strata_driver::Access;
+pub use strata_idmap::{parse_maps, read_subid_maps, IdMap};
 
 impl Store {
     /// Diagnostic key/value pairs: roots, driver name and options, then

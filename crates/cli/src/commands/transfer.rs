@@ -8,20 +8,17 @@ use strata_image::export::{export_from_store, Compress};
 use strata_image::{import, Choice, ImportOptions, Location, Platform, Progress};
 use strata_store::Store;
 
+use crate::args::{ExportImageOpts, ImportImageOpts};
 use crate::output::print;
 
 /// `import-image [--name N]... [--platform P] SOURCE`: prints the image ID.
-pub(super) fn import_image(
-    s: &mut Store,
-    names: &[String],
-    platform: Option<&str>,
-    source: &str,
-) -> Result<ExitCode> {
+pub(super) fn import_image(s: &mut Store, o: &ImportImageOpts) -> Result<ExitCode> {
+    let source = o.source.as_str();
     let location = Location::parse(source)?;
     let opts = ImportOptions {
-        names: names.to_vec(),
+        names: o.names.clone(),
         choice: Choice {
-            platform: platform.map(Platform::parse).transpose()?,
+            platform: o.platform.as_deref().map(Platform::parse).transpose()?,
         },
     };
     let bars = Bars::new();
@@ -34,14 +31,10 @@ pub(super) fn import_image(
 }
 
 /// `export-image [--compress C] IMAGE DEST`.
-pub(super) fn export_image(
-    s: &mut Store,
-    compress: Option<&str>,
-    image: &str,
-    dest: &str,
-) -> Result<ExitCode> {
+pub(super) fn export_image(s: &mut Store, o: &ExportImageOpts) -> Result<ExitCode> {
+    let (image, dest) = (o.image.as_str(), o.dest.as_str());
     let location = Location::parse(dest)?;
-    let compress = compress.map(Compress::parse).transpose()?;
+    let compress = o.compress.as_deref().map(Compress::parse).transpose()?;
     export_from_store(s, image, &location, compress)
         .with_context(|| format!("exporting {image} to {dest}"))?;
     Ok(ExitCode::SUCCESS)
