@@ -148,7 +148,9 @@ impl Error {
                 strata_store::ErrorKind::Unsupported => ErrorKind::Unsupported,
                 strata_store::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
                 strata_store::ErrorKind::Corrupt => ErrorKind::Corrupt,
-                strata_store::ErrorKind::Busy | strata_store::ErrorKind::Io => ErrorKind::Io,
+                strata_store::ErrorKind::Busy
+                | strata_store::ErrorKind::ReadOnly
+                | strata_store::ErrorKind::Io => ErrorKind::Io,
             },
             Error::Archive { source, .. } => match source.kind() {
                 strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,

@@ -67,21 +67,21 @@ pub struct NewImageLayer {
 /// it; tests may give their own.
 pub trait ImageTarget {
     /// Whether a complete layer with exactly this ID exists.
-    fn has_layer(&mut self, id: &str) -> Result<bool>;
+    fn has_layer(&self, id: &str) -> Result<bool>;
     /// Imports one layer stream; it must pass `check` before it counts as
     /// complete, else it is removed.
     fn put_layer(
-        &mut self,
+        &self,
         layer: &NewImageLayer,
         diff: &mut (dyn Read + Send),
         check: &strata_store::LayerCheck<'_>,
     ) -> Result<()>;
     /// The top layer of the image with exactly this ID: `None` when there
     /// is no such image, `Some("")` for an image without layers.
-    fn image_top_layer(&mut self, id: &str) -> Result<Option<String>>;
+    fn image_top_layer(&self, id: &str) -> Result<Option<String>>;
     /// Writes the image record: creates it, or, when `exists`, replaces its
     /// big data and metadata and adds the names.
-    fn write_image(&mut self, record: &ImageRecord, exists: bool) -> Result<()>;
+    fn write_image(&self, record: &ImageRecord, exists: bool) -> Result<()>;
 }
 
 /// What happens during an import, for progress displays.
@@ -146,7 +146,7 @@ pub struct Imported {
 
 /// Imports the image at `location` into `target`.
 pub fn import(
-    target: &mut dyn ImageTarget,
+    target: &dyn ImageTarget,
     location: &Location,
     opts: &ImportOptions,
     progress: ProgressFn<'_>,
@@ -212,7 +212,7 @@ pub fn import(
 }
 
 fn put_one(
-    target: &mut dyn ImageTarget,
+    target: &dyn ImageTarget,
     source: &Source,
     layer: &LayerBlob,
     new: NewImageLayer,

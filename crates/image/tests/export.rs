@@ -165,3 +165,46 @@ fn privileged_exports_are_accepted_by_skopeo_inspect_and_podman_load() {
         assert!(ids.contains(orig.id()), "{file}: {ids}");
     }
 }
+
+#[test]
+fn store_round_trip_import_then_export() {
+    let d = tmp();
+    let s = spec();
+    Layout::single(&d.path().join("src"), &s, "v1");
+    let store = strata_store::Store::open(&strata_store::StoreOptions {
+        graph_root: d.path().join("root"),
+        run_root: d.path().join("run"),
+        driver: Some("vfs".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let from = format!("oci:{}:v1", d.path().join("src").display());
+    let opts = strata_image::ImportOptions {
+        names: vec!["t/i:1".into()],
+        ..Default::default()
+    };
+    let got =
+        strata_image::import(&store, &Location::parse(&from).unwrap(), &opts, &|_| {}).unwrap();
+    for (i, to) in [
+        format!("oci:{}:v1", d.path().join("out-oci").display()),
+        format!(
+            "docker-archive:{}:t/i:1",
+            d.path().join("out.tar").display()
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        // By the short name the user gave, as skopeo would find it.
+        let key = if i == 0 { "t/i:1" } else { got.id.as_str() };
+        strata_image::export::export_from_store(&store, key, &Location::parse(to).unwrap(), None)
+            .unwrap();
+        let (src, img) = open(to);
+        assert_eq!(img.id(), got.id, "{to}");
+        for (j, l) in img.layers.iter().enumerate() {
+            let mut tar = Vec::new();
+            src.write_layer_tar(l, &mut tar).unwrap();
+            assert_eq!(tar, s.layers[j].raw, "{to} layer {j}");
+        }
+    }
+}

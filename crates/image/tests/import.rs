@@ -42,7 +42,7 @@ fn oci_import_records_what_skopeo_records() {
         let loc = format!("oci:{}:v1", d.path().join("oci").display());
         let events = Mutex::new(Vec::new());
         let got = import(
-            &mut t,
+            &t,
             &Location::parse(&loc).unwrap(),
             &ImportOptions {
                 names: vec!["t/i:1".into()],
@@ -71,7 +71,7 @@ fn oci_import_records_what_skopeo_records() {
             };
             assert_eq!(rec.compression, want);
         }
-        let rec = &t.images[0];
+        let rec = &t.images()[0];
         let manifest = std::fs::read(
             d.path()
                 .join("oci/blobs/sha256")
@@ -151,7 +151,7 @@ fn docker_archive_layers_are_recorded_uncompressed_with_the_synthesised_manifest
             spec.layers[1].raw.len(),
             spec.layers[1].diff_id
         );
-        let rec = &t.images[0];
+        let rec = &t.images()[0];
         assert_eq!(String::from_utf8_lossy(&rec.big_data[2].data), want);
         // Selecting by tag and by index finds the same image.
         for r in ["t/i:1", "@0"] {
@@ -202,9 +202,9 @@ fn oci_archive_and_index_platforms() {
                 platform: Some(Platform::parse("linux/arm64").unwrap()),
             },
         };
-        let got = import(&mut t, &Location::parse(&loc).unwrap(), &opts, &|_| {}).unwrap();
+        let got = import(&t, &Location::parse(&loc).unwrap(), &opts, &|_| {}).unwrap();
         assert_eq!(got.names, ["localhost/m:latest"]);
-        let rec = t.images.last().unwrap().clone();
+        let rec = t.images().last().unwrap().clone();
         assert_eq!(rec.digest.as_str(), nested["digest"].as_str().unwrap());
         assert_eq!(
             rec.big_data[1].key,
@@ -217,19 +217,23 @@ fn oci_archive_and_index_platforms() {
         assert_eq!(rec.big_data.len(), 5);
     }
     // No image record was written for the refused attempts.
-    assert_eq!(t.images.len(), 2);
+    assert_eq!(t.images().len(), 2);
 }
 
 /// Imports `loc` expecting an error with every word of `want`; nothing
 /// of the image may be recorded, and no incomplete layer may stay.
 fn refused(t: &mut Target, loc: &str, want: &[&str]) -> Error {
-    let before = t.images.len();
+    let before = t.images().len();
     let e = run(t, loc, &["bad"]).unwrap_err();
     let msg = e.to_string();
     for w in want {
         assert!(msg.contains(w), "{loc}: {msg:?} lacks {w:?}");
     }
-    assert_eq!(t.images.len(), before, "{loc}: an image record was written");
+    assert_eq!(
+        t.images().len(),
+        before,
+        "{loc}: an image record was written"
+    );
     t.no_incomplete();
     e
 }

@@ -56,7 +56,7 @@ fn created_times(root: &Path, driver: &str) -> Vec<(String, String)> {
 
 /// The big-data file name containers/storage uses for `key`.
 fn big_data_file(key: &str) -> String {
-    strata_store::files::big_data_file_name(key)
+    strata_store::bigdata::file_name(key).unwrap()
 }
 
 fn compare_image(sk: &Path, driver: &str, rec: &ImageRecord) {
@@ -99,16 +99,33 @@ fn differential(driver: &str, source: &str, name: &str) {
         &["copy", "-q", source, &storage_ref(&sk, driver, name)],
     );
 
-    let mut t = Target::new(&st, driver);
+    let t = Target::new(&st, driver);
     let opts = ImportOptions {
         names: vec![name.into()],
         ..Default::default()
     };
-    let got = import(&mut t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
+    let got = import(&t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
     let theirs = layer_records(&sk, driver);
     assert_eq!(theirs.len(), got.layers.len(), "{source}");
     assert_eq!(theirs, layer_records(&st, driver), "{source}");
-    compare_image(&sk, driver, &t.images[0]);
+    compare_image(&sk, driver, &t.images()[0]);
+
+    // Through strata's own image store: images.json records equal whole.
+    let real = d.path().join("real");
+    let store = open_real(&real, driver);
+    let done = import(&store, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
+    drop(store);
+    assert_eq!(
+        image_records(&sk, driver),
+        image_records(&real, driver),
+        "{source}"
+    );
+    assert_eq!(
+        layer_records(&sk, driver),
+        layer_records(&real, driver),
+        "{source}"
+    );
+    podman_uses(&real, driver, &done.id, source);
 
     // skopeo into strata's store reuses strata's layers (their records,
     // creation times included, stay as strata wrote them) …
@@ -120,9 +137,82 @@ fn differential(driver: &str, source: &str, name: &str) {
     );
     assert_eq!(created_times(&st, driver), before);
     // … and strata into skopeo's store reuses skopeo's.
-    let mut t = Target::new(&sk, driver);
-    let again = import(&mut t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
+    let t = Target::new(&sk, driver);
+    let again = import(&t, &Location::parse(source).unwrap(), &opts, &|_| {}).unwrap();
     assert_eq!(again.reused, got.layers.len());
+}
+
+fn open_real(root: &Path, driver: &str) -> strata_store::Store {
+    strata_store::Store::open(&strata_store::StoreOptions {
+        graph_root: root.join("root"),
+        run_root: root.join("run"),
+        driver: Some(driver.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn image_records(root: &Path, driver: &str) -> Value {
+    let p = root.join(format!("root/{driver}-images/images.json"));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// podman lists, inspects, creates from and mounts the image strata
+/// imported; skopeo copies it out of the store.
+fn podman_uses(root: &Path, driver: &str, id: &str, source: &str) {
+    let mut args: Vec<String> = vec![
+        "--root".into(),
+        root.join("root").display().to_string(),
+        "--runroot".into(),
+        root.join("run").display().to_string(),
+        "--tmpdir".into(),
+        root.join("tmp").display().to_string(),
+        "--storage-driver".into(),
+        driver.into(),
+        "--events-backend".into(),
+        "file".into(),
+        "--cgroup-manager".into(),
+        "cgroupfs".into(),
+    ];
+    let run = |extra: &[&str]| {
+        let mut a = args.clone();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        tools::ok("podman", &a)
+    };
+    let listed = run(&["images", "-q", "--no-trunc"]);
+    assert!(listed.contains(id), "{source}: {listed}");
+    let inspected = run(&["image", "inspect", id]);
+    assert!(inspected.contains(id), "{source}");
+    let ctr = run(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "c1",
+        id,
+        "/bin/true",
+    ]);
+    // The mount lives in podman's private mount namespace: look inside it
+    // from the same namespace.
+    let podman = format!("podman {}", args.join(" "));
+    let ctr = ctr.trim();
+    let script =
+        format!("m=$({podman} mount {ctr}) && test -s \"$m/etc/hello\" && {podman} umount {ctr}");
+    tools::ok("sh", &["-c", &script]);
+    run(&["rm", ctr]);
+    args.clear();
+    let out = root.join("copied");
+    let from = format!(
+        "containers-storage:[{driver}@{}+{}]{id}",
+        root.join("root").display(),
+        root.join("run").display()
+    );
+    tools::ok(
+        "skopeo",
+        &["copy", "-q", &from, &format!("oci:{}:x", out.display())],
+    );
+    assert!(out.join("index.json").exists());
 }
 
 fn sources(d: &Path) -> Vec<String> {

@@ -73,7 +73,7 @@ impl Store {
     /// involved for the time of the copy. As the reference: a directory's
     /// contents merge into the destination, a non-directory replaces what
     /// is there unless that is a directory.
-    pub fn copy(&mut self, req: &CopyRequest) -> Result<()> {
+    pub fn copy(&self, req: &CopyRequest) -> Result<()> {
         let Some(dlayer) = &req.dest.layer else {
             return Err(Error::Invalid(
                 "copy: destination must be LAYER:/path".into(),

@@ -40,13 +40,13 @@ pub(super) fn completion(shell: clap_complete::Shell) -> Result<ExitCode> {
 }
 
 /// `status`: the store's and the driver's key/value pairs.
-pub(super) fn status(s: &mut Store, o: &Json) -> Result<ExitCode> {
+pub(super) fn status(s: &Store, o: &Json) -> Result<ExitCode> {
     pairs(&s.status(), o)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `wipe`: every layer removed.
-pub(super) fn wipe(s: &mut Store, o: &Json) -> Result<ExitCode> {
+pub(super) fn wipe(s: &Store, o: &Json) -> Result<ExitCode> {
     s.wipe()?;
     if o.json {
         print("\"\"\n")?;
@@ -55,7 +55,7 @@ pub(super) fn wipe(s: &mut Store, o: &Json) -> Result<ExitCode> {
 }
 
 /// `shutdown`: the layers' mounts released (all of them with `--force`).
-pub(super) fn shutdown(s: &mut Store, o: &ShutdownOpts) -> Result<ExitCode> {
+pub(super) fn shutdown(s: &Store, o: &ShutdownOpts) -> Result<ExitCode> {
     s.shutdown(if o.force.force { Force::Yes } else { Force::No })?;
     Ok(ExitCode::SUCCESS)
 }

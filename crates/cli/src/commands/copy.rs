@@ -19,7 +19,7 @@ fn parse_chown(s: &str) -> Result<(u32, u32)> {
 }
 
 /// `copy`.
-pub(super) fn run(s: &mut Store, o: &CopyOpts) -> Result<ExitCode> {
+pub(super) fn run(s: &Store, o: &CopyOpts) -> Result<ExitCode> {
     let owner = o.chown.as_deref().map(parse_chown).transpose()?;
     let (dest, sources) = o
         .paths

@@ -11,7 +11,7 @@ use crate::args::{DataOpts, ListDataOpts, SetDataOpts};
 use crate::output::{print_json, print_lines};
 
 /// `list-layer-data`.
-pub(super) fn list(s: &mut Store, o: &ListDataOpts) -> Result<ExitCode> {
+pub(super) fn list(s: &Store, o: &ListDataOpts) -> Result<ExitCode> {
     let names = s.layer(&o.layer)?.big_data_names;
     if o.json.json {
         print_json(&names)?;
@@ -22,7 +22,7 @@ pub(super) fn list(s: &mut Store, o: &ListDataOpts) -> Result<ExitCode> {
 }
 
 /// `get-layer-data`: to `--file` or stdout.
-pub(super) fn get(s: &mut Store, o: &DataOpts) -> Result<ExitCode> {
+pub(super) fn get(s: &Store, o: &DataOpts) -> Result<ExitCode> {
     let data = s.big_data(&o.layer, &o.name)?;
     match &o.file {
         Some(f) => std::fs::write(f, &data).with_context(|| format!("writing {}", f.display()))?,
@@ -36,7 +36,7 @@ pub(super) fn get(s: &mut Store, o: &DataOpts) -> Result<ExitCode> {
 }
 
 /// `set-layer-data`: from `--file` or stdin.
-pub(super) fn set(s: &mut Store, o: &SetDataOpts) -> Result<ExitCode> {
+pub(super) fn set(s: &Store, o: &SetDataOpts) -> Result<ExitCode> {
     let data = match &o.file {
         Some(f) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
         None => {

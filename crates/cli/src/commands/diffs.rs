@@ -12,7 +12,7 @@ use crate::args::{ApplyDiffOpts, ChangesOpts, DiffOpts, Pair};
 use crate::output::{self, print};
 
 /// `changes`.
-pub(super) fn changes(s: &mut Store, o: &ChangesOpts) -> Result<ExitCode> {
+pub(super) fn changes(s: &Store, o: &ChangesOpts) -> Result<ExitCode> {
     let ch = s.changes(o.pair.reference.as_deref(), &o.pair.layer)?;
     if o.json.json {
         print(&format!("{}\n", output::changes_json(&ch)))?;
@@ -23,7 +23,7 @@ pub(super) fn changes(s: &mut Store, o: &ChangesOpts) -> Result<ExitCode> {
 }
 
 /// `diff`: the changes as a layer tar, to `--file` or stdout.
-pub(super) fn diff(s: &mut Store, o: &DiffOpts) -> Result<ExitCode> {
+pub(super) fn diff(s: &Store, o: &DiffOpts) -> Result<ExitCode> {
     if o.bzip2 || o.xz {
         bail!("diff: bzip2 and xz compression are not currently supported");
     }
@@ -51,14 +51,14 @@ pub(super) fn diff(s: &mut Store, o: &DiffOpts) -> Result<ExitCode> {
 }
 
 /// `diffsize`.
-pub(super) fn size(s: &mut Store, o: &Pair) -> Result<ExitCode> {
+pub(super) fn size(s: &Store, o: &Pair) -> Result<ExitCode> {
     let n = s.diff_size(o.reference.as_deref(), &o.layer)?;
     print(&format!("{n}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `applydiff`: a layer tar from `--file` or stdin applied onto a layer.
-pub(super) fn apply(s: &mut Store, o: &ApplyDiffOpts) -> Result<ExitCode> {
+pub(super) fn apply(s: &Store, o: &ApplyDiffOpts) -> Result<ExitCode> {
     let mut diff = input(o.file.as_deref(), "applying")?;
     s.apply_diff(&o.layer, &mut diff)?;
     Ok(ExitCode::SUCCESS)

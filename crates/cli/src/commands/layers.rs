@@ -13,21 +13,17 @@ use crate::args::{DeleteOpts, ImportOpts, Items, LayerOpts, ListOpts};
 use crate::output::{self, print, print_json};
 
 /// `create-layer`.
-pub(super) fn create(s: &mut Store, o: &LayerOpts) -> Result<ExitCode> {
+pub(super) fn create(s: &Store, o: &LayerOpts) -> Result<ExitCode> {
     put_layer(s, o, None)
 }
 
 /// `import-layer`.
-pub(super) fn import(s: &mut Store, o: &ImportOpts) -> Result<ExitCode> {
+pub(super) fn import(s: &Store, o: &ImportOpts) -> Result<ExitCode> {
     let mut diff = input(o.file.as_deref(), "importing")?;
     put_layer(s, &o.opts, Some(&mut diff))
 }
 
-fn put_layer(
-    s: &mut Store,
-    o: &LayerOpts,
-    diff: Option<&mut (dyn Read + Send)>,
-) -> Result<ExitCode> {
+fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> Result<ExitCode> {
     let req = NewLayer {
         id: o.id.clone(),
         parent: o.parent.clone(),
@@ -93,7 +89,7 @@ fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
 
 /// `delete-layer` (checked) and `delete` (unchecked): one line on stderr
 /// per layer that could not be deleted.
-pub(super) fn delete(s: &mut Store, o: &DeleteOpts, safety: Safety) -> Result<ExitCode> {
+pub(super) fn delete(s: &Store, o: &DeleteOpts, safety: Safety) -> Result<ExitCode> {
     let mut ok = true;
     for l in &o.layers {
         if let Err(e) = s.delete_layer(l, safety) {
@@ -108,7 +104,7 @@ pub(super) fn delete(s: &mut Store, o: &DeleteOpts, safety: Safety) -> Result<Ex
 }
 
 /// `layers [-t]`.
-pub(super) fn list(s: &mut Store, o: &ListOpts) -> Result<ExitCode> {
+pub(super) fn list(s: &Store, o: &ListOpts) -> Result<ExitCode> {
     let layers = s.layers()?;
     if o.json.json {
         print_json(&layers)?;
@@ -130,7 +126,7 @@ pub(super) fn list(s: &mut Store, o: &ListOpts) -> Result<ExitCode> {
 
 /// `layer`: the records of the layers found; the first unknown one is the
 /// error.
-pub(super) fn examine(s: &mut Store, o: &Items) -> Result<ExitCode> {
+pub(super) fn examine(s: &Store, o: &Items) -> Result<ExitCode> {
     let each = Each::run(&o.layers, |l| s.layer(l));
     if o.json.json {
         let found: Vec<_> = each.ok().map(|(_, r)| r).collect();
@@ -144,7 +140,7 @@ pub(super) fn examine(s: &mut Store, o: &Items) -> Result<ExitCode> {
 }
 
 /// `layer-parent-owners`.
-pub(super) fn parent_owners(s: &mut Store, o: &Items) -> Result<ExitCode> {
+pub(super) fn parent_owners(s: &Store, o: &Items) -> Result<ExitCode> {
     for l in &o.layers {
         let (uids, gids) = s.layer_parent_owners(l)?;
         if o.json.json {

@@ -60,11 +60,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Version(o) => return admin::version(o),
         _ => {}
     }
-    let mut s = open(&cli)?;
-    dispatch(&mut s, cli.cmd)
+    let s = open(&cli)?;
+    dispatch(&s, cli.cmd)
 }
 
-fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
+fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::CreateLayer(o) => layers::create(s, &o),
         Cmd::ImportLayer(o) => layers::import(s, &o),

@@ -12,7 +12,7 @@ use crate::args::{Items, MountOpts, UnmountOpts};
 use crate::output::print;
 
 /// `mount`: prints each mount point.
-pub(super) fn mount(s: &mut Store, o: &MountOpts) -> Result<ExitCode> {
+pub(super) fn mount(s: &Store, o: &MountOpts) -> Result<ExitCode> {
     let mut options: Vec<String> = o
         .opt
         .as_deref()
@@ -42,7 +42,7 @@ pub(super) fn mount(s: &mut Store, o: &MountOpts) -> Result<ExitCode> {
 }
 
 /// `unmount`: says which layers are no longer mounted.
-pub(super) fn unmount(s: &mut Store, o: &UnmountOpts) -> Result<ExitCode> {
+pub(super) fn unmount(s: &Store, o: &UnmountOpts) -> Result<ExitCode> {
     let force = if o.force.force { Force::Yes } else { Force::No };
     let each = Each::run(&o.layers, |l| s.unmount(l, force));
     for (l, still) in each.ok() {
@@ -57,7 +57,7 @@ pub(super) fn unmount(s: &mut Store, o: &UnmountOpts) -> Result<ExitCode> {
 }
 
 /// `mounted`: says which layers are mounted.
-pub(super) fn mounted(s: &mut Store, o: &Items) -> Result<ExitCode> {
+pub(super) fn mounted(s: &Store, o: &Items) -> Result<ExitCode> {
     let each = Each::run(&o.layers, |l| s.mounted(l));
     for (l, (n, _)) in each.ok() {
         if *n > 0 {

@@ -13,7 +13,7 @@ use crate::args::{ExistsOpts, Items, MetadataOpts, NamesOpts, SetMetadataOpts};
 use crate::output::{print, print_json, print_lines};
 
 /// `exists`: fails unless every name is found (as the kind asked for).
-pub(super) fn exists(s: &mut Store, o: &ExistsOpts) -> Result<ExitCode> {
+pub(super) fn exists(s: &Store, o: &ExistsOpts) -> Result<ExitCode> {
     let mut all = true;
     let mut map = BTreeMap::new();
     for n in &o.names {
@@ -33,7 +33,7 @@ pub(super) fn exists(s: &mut Store, o: &ExistsOpts) -> Result<ExitCode> {
 }
 
 /// `metadata`: the metadata of each layer found (keys sorted in JSON).
-pub(super) fn metadata(s: &mut Store, o: &MetadataOpts) -> Result<ExitCode> {
+pub(super) fn metadata(s: &Store, o: &MetadataOpts) -> Result<ExitCode> {
     let each = Each::run(&o.layers, |l| s.layer(l));
     if o.json.json {
         let map: BTreeMap<&str, &str> = each.ok().map(|(l, r)| (l, r.metadata.as_str())).collect();
@@ -51,7 +51,7 @@ pub(super) fn metadata(s: &mut Store, o: &MetadataOpts) -> Result<ExitCode> {
 }
 
 /// `set-metadata`: from `--metadata-file`, else `--metadata`.
-pub(super) fn set_metadata(s: &mut Store, o: &SetMetadataOpts) -> Result<ExitCode> {
+pub(super) fn set_metadata(s: &Store, o: &SetMetadataOpts) -> Result<ExitCode> {
     let m = match (&o.metadata, &o.file) {
         (_, Some(f)) => {
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
@@ -66,7 +66,7 @@ pub(super) fn set_metadata(s: &mut Store, o: &SetMetadataOpts) -> Result<ExitCod
 }
 
 /// `get-names`: the names of all the layers, in order.
-pub(super) fn get(s: &mut Store, o: &Items) -> Result<ExitCode> {
+pub(super) fn get(s: &Store, o: &Items) -> Result<ExitCode> {
     let mut all = Vec::new();
     for l in &o.layers {
         all.extend(s.layer(l)?.names);
@@ -80,13 +80,13 @@ pub(super) fn get(s: &mut Store, o: &Items) -> Result<ExitCode> {
 }
 
 /// `add-names`.
-pub(super) fn add(s: &mut Store, o: &NamesOpts) -> Result<ExitCode> {
+pub(super) fn add(s: &Store, o: &NamesOpts) -> Result<ExitCode> {
     s.add_names(&o.layer, &o.names)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `set-names`.
-pub(super) fn set(s: &mut Store, o: &NamesOpts) -> Result<ExitCode> {
+pub(super) fn set(s: &Store, o: &NamesOpts) -> Result<ExitCode> {
     s.set_names(&o.layer, &o.names)?;
     Ok(ExitCode::SUCCESS)
 }

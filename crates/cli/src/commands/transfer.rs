@@ -12,7 +12,7 @@ use crate::args::{ExportImageOpts, ImportImageOpts};
 use crate::output::print;
 
 /// `import-image [--name N]... [--platform P] SOURCE`: prints the image ID.
-pub(super) fn import_image(s: &mut Store, o: &ImportImageOpts) -> Result<ExitCode> {
+pub(super) fn import_image(s: &Store, o: &ImportImageOpts) -> Result<ExitCode> {
     let source = o.source.as_str();
     let location = Location::parse(source)?;
     let opts = ImportOptions {
@@ -31,7 +31,7 @@ pub(super) fn import_image(s: &mut Store, o: &ImportImageOpts) -> Result<ExitCod
 }
 
 /// `export-image [--compress C] IMAGE DEST`.
-pub(super) fn export_image(s: &mut Store, o: &ExportImageOpts) -> Result<ExitCode> {
+pub(super) fn export_image(s: &Store, o: &ExportImageOpts) -> Result<ExitCode> {
     let (image, dest) = (o.image.as_str(), o.dest.as_str());
     let location = Location::parse(dest)?;
     let compress = o.compress.as_deref().map(Compress::parse).transpose()?;

@@ -77,14 +77,14 @@ pub struct StoredImage {
 pub trait ExportStore {
     /// The image with this ID or name: its config (the big-data item the
     /// manifest's config digest names) and its layer chain.
-    fn image_for_export(&mut self, key: &str) -> Result<StoredImage>;
+    fn image_for_export(&self, key: &str) -> Result<StoredImage>;
     /// Writes a layer's uncompressed tar (its diff against its parent).
-    fn layer_tar(&mut self, id: &str, out: &mut dyn Write) -> Result<()>;
+    fn layer_tar(&self, id: &str, out: &mut dyn Write) -> Result<()>;
 }
 
 /// Exports the image `key` of `store` to `dest`.
 pub fn export_from_store(
-    store: &mut dyn ExportStore,
+    store: &dyn ExportStore,
     key: &str,
     dest: &Location,
     compress: Option<Compress>,

@@ -12,7 +12,7 @@ use strata_store::{LayerCheck, Store, StoreOptions};
 /// store's image half is tested where it lives).
 pub struct Target {
     pub store: Store,
-    pub images: Vec<ImageRecord>,
+    records: std::sync::Mutex<Vec<ImageRecord>>,
 }
 
 impl Target {
@@ -25,8 +25,13 @@ impl Target {
         };
         Target {
             store: Store::open(&opts).unwrap(),
-            images: Vec::new(),
+            records: Default::default(),
         }
+    }
+
+    /// The image records written so far.
+    pub fn images(&self) -> Vec<ImageRecord> {
+        self.records.lock().unwrap().clone()
     }
 
     pub fn layer_ids(&mut self) -> Vec<String> {
@@ -55,26 +60,26 @@ impl Target {
 }
 
 impl ImageTarget for Target {
-    fn has_layer(&mut self, id: &str) -> strata_image::Result<bool> {
+    fn has_layer(&self, id: &str) -> strata_image::Result<bool> {
         self.store.has_layer(id)
     }
     fn put_layer(
-        &mut self,
+        &self,
         layer: &NewImageLayer,
         diff: &mut (dyn Read + Send),
         check: &LayerCheck<'_>,
     ) -> strata_image::Result<()> {
         self.store.put_layer(layer, diff, check)
     }
-    fn image_top_layer(&mut self, id: &str) -> strata_image::Result<Option<String>> {
+    fn image_top_layer(&self, id: &str) -> strata_image::Result<Option<String>> {
         Ok(self
-            .images
+            .images()
             .iter()
             .find(|i| i.id == id)
             .map(|i| i.top_layer.clone().unwrap_or_default()))
     }
-    fn write_image(&mut self, record: &ImageRecord, _exists: bool) -> strata_image::Result<()> {
-        self.images.push(record.clone());
+    fn write_image(&self, record: &ImageRecord, _exists: bool) -> strata_image::Result<()> {
+        self.records.lock().unwrap().push(record.clone());
         Ok(())
     }
 }
