@@ -242,34 +242,11 @@ pub fn parse_config(bytes: &[u8], name: &str) -> Result<ConfigInfo> {
 
 /// Formats an RFC 3339 time as Go's `time.RFC3339Nano` writes it: the
 /// fraction without trailing zeros, `Z` for a zero offset, else the offset
-/// as given.
+/// as given (what containers/storage stores for a config's `created`).
 pub fn go_time(s: &str) -> std::result::Result<String, String> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if t.nanosecond() != 0 {
-        let frac = format!("{:09}", t.nanosecond());
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    let off = t.offset();
-    if off.is_utc() {
-        out.push('Z');
-    } else {
-        let secs = off.whole_seconds();
-        let sign = if secs < 0 { '-' } else { '+' };
-        let a = secs.unsigned_abs();
-        out.push_str(&format!("{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60));
-    }
-    Ok(out)
+    Ok(strata_store::record::format_time_keeping_offset(t))
 }
 
 /// Layer IDs as containers/image 5.23 derives them: the first layer's ID is

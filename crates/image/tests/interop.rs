@@ -160,20 +160,7 @@ fn image_records(root: &Path, driver: &str) -> Value {
 /// podman lists, inspects, creates from and mounts the image strata
 /// imported; skopeo copies it out of the store.
 fn podman_uses(root: &Path, driver: &str, id: &str, source: &str) {
-    let mut args: Vec<String> = vec![
-        "--root".into(),
-        root.join("root").display().to_string(),
-        "--runroot".into(),
-        root.join("run").display().to_string(),
-        "--tmpdir".into(),
-        root.join("tmp").display().to_string(),
-        "--storage-driver".into(),
-        driver.into(),
-        "--events-backend".into(),
-        "file".into(),
-        "--cgroup-manager".into(),
-        "cgroupfs".into(),
-    ];
+    let args = tools::podman_args(root, driver);
     let run = |extra: &[&str]| {
         let mut a = args.clone();
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -201,7 +188,6 @@ fn podman_uses(root: &Path, driver: &str, id: &str, source: &str) {
         format!("m=$({podman} mount {ctr}) && test -s \"$m/etc/hello\" && {podman} umount {ctr}");
     tools::ok("sh", &["-c", &script]);
     run(&["rm", ctr]);
-    args.clear();
     let out = root.join("copied");
     let from = format!(
         "containers-storage:[{driver}@{}+{}]{id}",

@@ -67,6 +67,7 @@ pub fn ok(program: &str, args: &[&str]) -> String {
 /// podman's global options for state under `dir` on `driver`.
 pub fn podman_args(dir: &Path, driver: &str) -> Vec<String> {
     let p = |s: &str| dir.join(s).display().to_string();
+    // The same layout strata's stores use in these tests.
     vec![
         "--root".into(),
         p("root"),
