@@ -126,6 +126,12 @@ pub enum Cmd {
     /// Import a new layer
     #[command(name = "import-layer", alias = "importlayer")]
     ImportLayer(ImportOpts),
+    /// Import an image from oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]
+    #[command(name = "import-image")]
+    ImportImage(ImportImageOpts),
+    /// Export an image to oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME]
+    #[command(name = "export-image")]
+    ExportImage(ExportImageOpts),
     /// Apply a diff to a layer
     #[command(name = "applydiff", alias = "apply-diff")]
     ApplyDiff(ApplyDiffOpts),
@@ -384,6 +390,31 @@ pub struct ImportOpts {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub opts: LayerOpts,
+}
+
+/// Options of `import-image`.
+#[derive(Debug, Args)]
+pub struct ImportImageOpts {
+    /// Name for the image (normalised as skopeo stores it: t/i:1 → docker.io/t/i:1)
+    #[arg(short = 'n', long = "name")]
+    pub names: Vec<String>,
+    /// Platform to take from an index: OS/ARCH[/VARIANT]
+    #[arg(long = "platform")]
+    pub platform: Option<String>,
+    /// Where the image is
+    pub source: String,
+}
+
+/// Options of `export-image`.
+#[derive(Debug, Args)]
+pub struct ExportImageOpts {
+    /// Layer compression: gzip (OCI default), zstd or none (docker-archive)
+    #[arg(long = "compress")]
+    pub compress: Option<String>,
+    /// Image ID or name
+    pub image: String,
+    /// Where to write it
+    pub dest: String,
 }
 
 /// Options of `applydiff`.

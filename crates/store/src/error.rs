@@ -168,6 +168,16 @@ pub enum Error {
         #[source]
         source: strata_archive::Error,
     },
+    /// An imported stream failed the check its importer gave
+    /// ([`crate::LayerCheck`]); the layer was removed.
+    #[error("layer {layer}: {source}")]
+    Rejected {
+        /// The layer.
+        layer: String,
+        /// The check's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A copy into a layer failed.
     #[error("copying {from} to {to}: {source}")]
     Copy {
@@ -197,7 +207,7 @@ impl Error {
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Invalid(_) | Error::Config { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::Corrupt { .. } | Error::Rejected { .. } => ErrorKind::Corrupt,
             Error::Io { source, .. } => io_kind(source),
             Error::Driver { source, .. } => match source.kind() {
                 strata_driver::ErrorKind::Unsupported

@@ -30,6 +30,7 @@ mod layers;
 mod mounts;
 mod names;
 mod progress;
+mod transfer;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -74,6 +75,8 @@ fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::CreateLayer(o) => layers::create(s, &o),
         Cmd::ImportLayer(o) => layers::import(s, &o),
+        Cmd::ImportImage(o) => transfer::import_image(s, &o),
+        Cmd::ExportImage(o) => transfer::export_image(s, &o),
         Cmd::DeleteLayer(o) => layers::delete(s, &o, Safety::Checked),
         Cmd::Delete(o) => layers::delete(s, &o, Safety::Unchecked),
         Cmd::Layers(o) => layers::list(s, &o),
