@@ -13,7 +13,7 @@ mod robust_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{is_root, Env};
@@ -21,75 +21,11 @@ use robust_support::*;
 use sha2::Digest;
 use strata_testsupport::{current_test, need_tool, Corpus};
 
-struct Rng(u64);
-impl Rng {
-    fn new() -> Self {
-        let seed = std::env::var("STRATA_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("crash seed: STRATA_CRASH_SEED={seed}");
-        Self(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn trials() -> usize {
     std::env::var("STRATA_CRASH_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30)
-}
-
-fn spawn(e: &Env, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
-        .env_remove("STORAGE_DRIVER")
-        .env_remove("STORAGE_OPTS")
-        .arg("-g")
-        .arg(e.graph())
-        .arg("-R")
-        .arg(e.run_root())
-        .arg("-s")
-        .arg(&e.driver)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Runs `args`, SIGKILLs it after `delay` unless it ended; returns whether
-/// it was killed before finishing.
-fn kill_after(e: &Env, args: &[&str], delay: Duration) -> bool {
-    let mut c = spawn(e, args);
-    let start = Instant::now();
-    loop {
-        if let Some(_st) = c.try_wait().unwrap() {
-            return false;
-        }
-        if start.elapsed() >= delay {
-            let _ = c.kill();
-            let _ = c.wait();
-            return true;
-        }
-        std::thread::sleep(Duration::from_micros(300));
-    }
 }
 
 fn sha(d: &[u8]) -> String {
@@ -233,7 +169,7 @@ fn import_crash_with(e: &Env, driver: &str, tar: &[u8], prefix: &str, n: usize) 
         "{driver}: full import of {} bytes takes {full:?}",
         tar.len()
     );
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_env("STRATA_CRASH_SEED");
     let mut killed = 0;
     let mut survived = Vec::new();
     for i in 0..n {
@@ -296,7 +232,7 @@ fn other_crash(driver: &str) {
     let tar = common::small_tar();
     let want = sha(&tar);
     e.ok_in(&["import-layer", "--id", "base"], &tar);
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_env("STRATA_CRASH_SEED");
     let n = (trials() / 3).max(10);
     let time = |args: &[&str]| {
         let t = Instant::now();

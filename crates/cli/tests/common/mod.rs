@@ -2,6 +2,8 @@
 //! `strata` binary and, where installed, the reference `containers-storage`.
 #![allow(dead_code)]
 
+pub mod records;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -7,8 +7,88 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use crate::common::Env;
 use strata_testsupport::{LoopFs, LoopOptions};
+
+/// A small xorshift generator: reproducible runs from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `$var` when set, else from the clock; the seed is
+    /// printed so that a failing run can be repeated.
+    pub fn from_env(var: &str) -> Self {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("seed: {var}={seed}");
+        Self(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// An index below `n`.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+}
+
+fn spawn(e: &Env, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .arg("-g")
+        .arg(e.graph())
+        .arg("-R")
+        .arg(e.run_root())
+        .arg("-s")
+        .arg(&e.driver)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs strata with `args`, SIGKILLs it after `delay` unless it ended;
+/// returns whether it was killed before finishing.
+pub fn kill_after(e: &Env, args: &[&str], delay: Duration) -> bool {
+    let mut c = spawn(e, args);
+    let start = Instant::now();
+    loop {
+        if let Some(_st) = c.try_wait().unwrap() {
+            return false;
+        }
+        if start.elapsed() >= delay {
+            let _ = c.kill();
+            let _ = c.wait();
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
 
 /// Builds tar streams byte by byte, with no validation at all.
 #[derive(Default)]
