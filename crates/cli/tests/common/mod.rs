@@ -68,7 +68,10 @@ impl Env {
     }
 
     fn store_args(&self, c: &mut Command, args: &[&str]) {
-        c.env("CONTAINERS_STORAGE_CONF", &self.conf)
+        // Relative paths in options (the reference's vfs takes a relative
+        // imagestore and makes it) land in the test's own directory.
+        c.current_dir(self.dir.path())
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
             .env_remove("STORAGE_DRIVER")
             .env_remove("STORAGE_OPTS")
             .arg("-g")
