@@ -90,16 +90,6 @@ fn nearest_existing(p: &Path) -> &Path {
     cur
 }
 
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
-        return Err(Error::InvalidOption {
-            key: "id".into(),
-            reason: format!("{id:?} is not a valid layer ID"),
-        });
-    }
-    Ok(())
-}
-
 impl Btrfs {
     /// Initialises the driver (see [`init`]).
     pub fn new(init: &InitOptions) -> Result<Self> {
@@ -220,7 +210,7 @@ impl Driver for Btrfs {
     }
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
-        check_id(&req.id)?;
+        crate::check_layer_id(&req.id)?;
         let mut size = self.opts.size;
         for (k, v) in &req.storage_opt {
             let opt = DriverOption::from_pair(k, v);
@@ -236,7 +226,7 @@ impl Driver for Btrfs {
         let name = OsStr::new(&req.id);
         match &req.parent {
             Some(p) => {
-                check_id(p)?;
+                crate::check_layer_id(p)?;
                 let src = open_dir(&self.dir(p)).map_err(|e| match e.kind() {
                     crate::ErrorKind::NotFound => Error::LayerUnknown(p.clone()),
                     _ => e,
@@ -270,7 +260,7 @@ impl Driver for Btrfs {
     }
 
     fn remove(&self, id: &str) -> Result<()> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         if self.dir(id).symlink_metadata().is_err() {
             return Ok(());
         }
@@ -278,7 +268,7 @@ impl Driver for Btrfs {
     }
 
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         if opts.options.iter().any(|o| o != "ro" && o != "rw") {
             return Err(Error::Unsupported(format!(
                 "btrfs driver does not support mount options {:?}",
@@ -301,11 +291,16 @@ impl Driver for Btrfs {
     }
 
     fn put(&self, id: &str) -> Result<()> {
-        check_id(id)
+        // Nothing is mounted per layer; only an unknown layer is an error.
+        if self.exists(id)? {
+            Ok(())
+        } else {
+            Err(Error::LayerUnknown(id.to_string()))
+        }
     }
 
     fn exists(&self, id: &str) -> Result<bool> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         match self.dir(id).symlink_metadata() {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

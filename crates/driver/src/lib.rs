@@ -55,6 +55,7 @@ pub use strata_idmap::{IdMap, IdMappings};
 
 pub mod btrfs;
 pub mod chown;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 mod error;
 pub mod fsmagic;
@@ -69,6 +70,19 @@ pub mod usage;
 pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// Checks a layer ID: not empty, not `.` or `..`, no `/` or NUL (it names
+/// a directory of the driver's home). [`ErrorKind::InvalidInput`] naming
+/// the ID otherwise.
+pub fn check_layer_id(id: &str) -> Result<()> {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+        return Err(Error::InvalidOption {
+            key: "id".into(),
+            reason: format!("{id:?} is not a valid layer ID"),
+        });
+    }
+    Ok(())
+}
 
 /// How a driver is initialised (the seed's `Options`).
 #[derive(Debug, Clone, Default)]
@@ -256,20 +270,59 @@ pub trait DifferSupport: Send + Sync {
 }
 
 /// A graph driver.
+///
+/// # The contract
+///
+/// What every driver does, whatever its storage; the conformance suite
+/// (module `conformance`, feature `testsuite`) asserts each point on every
+/// driver:
+///
+/// - **IDs.** A layer ID is a non-empty name without `/` or NUL, not `.`
+///   or `..` ([`check_layer_id`]; a driver may refuse more names it uses
+///   itself). A method given an invalid ID fails with
+///   [`ErrorKind::InvalidInput`] and changes nothing.
+/// - **Unknown layers.** Every method that needs the layer fails with
+///   [`ErrorKind::NotFound`] for an ID that does not exist (or names a
+///   missing parent), except [`Driver::exists`] (`false`) and
+///   [`Driver::remove`] (nothing to do).
+/// - **Mounts are counted.** Each [`Driver::get`] is matched by one
+///   [`Driver::put`]; the tree stays usable until the last put, which
+///   releases it. A get without a put keeps the layer mounted until it is
+///   put, removed, or the driver cleaned up.
+/// - **Failures leave nothing behind.** A create that fails leaves no
+///   layer under the ID; an existing layer is never touched by a create of
+///   the same ID.
 pub trait Driver: Send + Sync {
     /// Name (`overlay`, `vfs`, `btrfs`, …).
     fn name(&self) -> &str;
 
-    /// Creates an empty layer, or a child of `req.parent`.
+    /// Creates an empty layer, or a child of `req.parent` showing the
+    /// parent's tree.
+    ///
+    /// An existing ID fails with [`ErrorKind::AlreadyExists`] (the layer
+    /// stays as it was); a missing parent with [`ErrorKind::NotFound`],
+    /// leaving no layer behind.
     fn create(&self, req: &CreateRequest) -> Result<()>;
 
-    /// Removes a layer. Removing a missing layer is not an error.
+    /// Removes a layer and its content.
+    ///
+    /// A missing layer is not an error (removal is idempotent). A layer
+    /// that is mounted is released first, whatever its count; it is then
+    /// unknown to every method.
     fn remove(&self, id: &str) -> Result<()>;
 
-    /// Mounts a layer and returns where its merged tree is.
+    /// Mounts a layer (or counts one more use of its mount) and returns
+    /// where its tree is; a second get returns the same path.
+    ///
+    /// A missing layer fails with [`ErrorKind::NotFound`]; a mount option
+    /// the driver does not support is an error and mounts nothing.
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf>;
 
-    /// Releases one mount of a layer.
+    /// Releases one [`Driver::get`] of a layer; the last one unmounts it.
+    ///
+    /// A put of a layer that is not mounted (never got, or put as often as
+    /// got) does nothing; a put of a missing layer fails with
+    /// [`ErrorKind::NotFound`].
     fn put(&self, id: &str) -> Result<()>;
 
     /// Whether the layer exists. An I/O error is an error, not "no".
@@ -278,13 +331,17 @@ pub trait Driver: Send + Sync {
     /// Diagnostic key/value pairs (`Backing Filesystem`, …).
     fn status(&self) -> Vec<(String, String)>;
 
-    /// Low-level facts about one layer (`UpperDir`, `LowerDir`, …).
+    /// Low-level facts about one layer (`UpperDir`, `LowerDir`, …); a
+    /// missing layer fails with [`ErrorKind::NotFound`].
     fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>>;
 
-    /// Disk usage of the layer's own (writable) directory.
+    /// Disk usage of the layer's own (writable) directory; a missing layer
+    /// fails with [`ErrorKind::NotFound`].
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage>;
 
-    /// Releases everything the driver holds (mounts, the home bind mount).
+    /// Releases everything the driver holds (mounts, the home bind mount),
+    /// also the mounts of layers got and never put. Calling it again does
+    /// nothing.
     fn cleanup(&self) -> Result<()>;
 
     /// Read-only stores whose layers may serve as lowers.
@@ -297,7 +354,8 @@ pub trait Driver: Send + Sync {
         Capabilities::default()
     }
 
-    /// A file source over the layer's own files, for tar-split replay.
+    /// A file source over the layer's own files, for tar-split replay; a
+    /// missing layer fails with [`ErrorKind::NotFound`].
     fn diff_getter(&self, id: &str) -> Result<FileSource> {
         naive::diff_getter(self, id)
     }
@@ -312,7 +370,9 @@ pub trait Driver: Send + Sync {
         None
     }
 
-    /// A tar of the layer's changes against the parent.
+    /// A tar of the layer's changes against the parent. A missing layer
+    /// or parent fails with [`ErrorKind::NotFound`] (so do
+    /// [`Driver::changes`] and [`Driver::diff_size`]).
     fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
         naive::diff(self, req)
     }
@@ -323,7 +383,8 @@ pub trait Driver: Send + Sync {
     }
 
     /// Applies a (possibly compressed) layer stream to layer `id`, whose
-    /// parent is `parent`. Returns what the pass measured.
+    /// parent is `parent`. Returns what the pass measured. A missing layer
+    /// fails with [`ErrorKind::NotFound`] before any input is read.
     fn apply_diff(
         &self,
         target: LayerRef<'_>,
@@ -340,7 +401,8 @@ pub trait Driver: Send + Sync {
     }
 
     /// Re-owns the layer's files from `to_container`'s host IDs to
-    /// `to_host`'s host IDs for the same container IDs.
+    /// `to_host`'s host IDs for the same container IDs; a missing layer
+    /// fails with [`ErrorKind::NotFound`].
     fn update_layer_id_map(
         &self,
         id: &str,
@@ -356,7 +418,9 @@ pub trait Driver: Send + Sync {
         false
     }
 
-    /// Creates `req.id` with the same content as `template`.
+    /// Creates `req.id` with the same content as `template`. A missing
+    /// template fails with [`ErrorKind::NotFound`], leaving no layer
+    /// behind.
     fn create_from_template(
         &self,
         req: &CreateRequest,
