@@ -6,6 +6,8 @@
 //! This crate turns such a stream into files on disk and files on disk back
 //! into such a stream:
 //!
+//! - [`confined`]: the one confined open every lookup inside a layer goes
+//!   through (`openat2(RESOLVE_IN_ROOT)`, or a component walk);
 //! - [`compression`]: sniff gzip/zstd/bzip2/xz by magic bytes and decompress;
 //! - [`entry`]: the parsed form of a tar member that flows between stages;
 //! - [`reader`]: a streaming tar reader (ustar, GNU, PAX, sparse) that also
@@ -33,6 +35,7 @@
 pub mod apply;
 pub mod changes;
 pub mod compression;
+pub mod confined;
 pub mod copy;
 pub mod entry;
 mod error;
