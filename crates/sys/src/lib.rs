@@ -6,6 +6,8 @@
 
 #![deny(unsafe_code)]
 
+mod ioc;
+
 pub mod btrfs;
 pub mod clone;
 pub mod mount;
