@@ -288,7 +288,12 @@ pub(crate) fn walk(
         }
         let name = std::ffi::OsStr::from_bytes(&comp);
         if last && how.flags.contains(OFlags::NOFOLLOW) {
-            return Ok(fs::openat(at, name, how.flags | OFlags::CLOEXEC, Mode::empty())?);
+            return Ok(fs::openat(
+                at,
+                name,
+                how.flags | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
         }
         let fd = match fs::openat(at, name, step, Mode::empty()) {
             Ok(fd) => fd,
@@ -312,7 +317,12 @@ pub(crate) fn walk(
                     cur = None;
                     depth = 0;
                 }
-                pending.extend(target.split(|&b| b == b'/').rev().map(|c| (c.to_vec(), true)));
+                pending.extend(
+                    target
+                        .split(|&b| b == b'/')
+                        .rev()
+                        .map(|c| (c.to_vec(), true)),
+                );
             }
             FileType::Directory if !last => {
                 cur = Some(fd);
@@ -336,7 +346,12 @@ pub(crate) fn walk(
     }
     // The path named a directory by `.`, `..` or the root itself.
     let at = cur.as_ref().map_or(root, |f| f.as_fd());
-    Ok(fs::openat(at, ".", how.flags | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(fs::openat(
+        at,
+        ".",
+        how.flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Makes the directory `name` in `at` for the walk and opens it.

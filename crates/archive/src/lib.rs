@@ -31,6 +31,22 @@
 //! ```
 //!
 //! Stages run on separate threads joined by bounded channels.
+//!
+//! Every lookup inside a layer is confined to it, as in a chroot:
+//!
+//! ```
+//! use std::os::fd::AsFd;
+//! use rustix::fs::OFlags;
+//! use strata_archive::confined::{open, How};
+//! let layer = tempfile::tempdir()?;
+//! std::fs::write(layer.path().join("passwd"), "inside\n")?;
+//! std::os::unix::fs::symlink("/passwd", layer.path().join("abs"))?;
+//! let root = std::fs::File::open(layer.path())?;
+//! // `..` stops at the root, absolute symlinks restart there.
+//! let fd = open(root.as_fd(), b"../../abs", &How::new(OFlags::RDONLY))?;
+//! assert_eq!(std::io::read_to_string(std::fs::File::from(fd))?, "inside\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod apply;
 pub mod changes;

@@ -16,6 +16,32 @@
 //!
 //! On-disk layout of each driver is documented in its module.
 //!
+//! ```
+//! use strata_driver::{Access, CreateRequest, InitOptions, MountOptions};
+//! let dir = tempfile::tempdir()?;
+//! let vfs = strata_driver::vfs::init(&InitOptions {
+//!     home: dir.path().join("vfs"),
+//!     run_root: dir.path().join("run"),
+//!     ..Default::default()
+//! })?;
+//! let layer = |id: &str, parent: Option<&str>| CreateRequest {
+//!     id: id.into(),
+//!     parent: parent.map(str::to_string),
+//!     access: Access::ReadWrite,
+//!     ..Default::default()
+//! };
+//! vfs.create(&layer("base", None))?;
+//! let root = vfs.get("base", &MountOptions::default())?;
+//! std::fs::write(root.join("hello"), "world")?;
+//! vfs.put("base")?;
+//! // A child shows its parent's tree.
+//! vfs.create(&layer("child", Some("base")))?;
+//! let child = vfs.get("child", &MountOptions::default())?;
+//! assert_eq!(std::fs::read_to_string(child.join("hello"))?, "world");
+//! vfs.put("child")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The seed's API, item by item
 //!
 //! Every item of the Go `drivers` package (the seed) and where it lives here:

@@ -32,7 +32,6 @@ const LIMIT_MAX_RFER: u64 = 1;
 /// `BTRFS_QUOTA_CTL_ENABLE`.
 const QUOTA_CTL_ENABLE: u64 = 1;
 
-
 #[repr(C)]
 struct VolArgs {
     fd: i64,

@@ -19,8 +19,8 @@ use std::rc::Rc;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-pub use crate::confined::Resolution;
 pub(crate) use crate::confined::MadeDir;
+pub use crate::confined::Resolution;
 use crate::confined::{self, How, Route, WalkError};
 use crate::{Error, Result};
 

@@ -107,7 +107,10 @@ fn variants() -> Vec<(&'static str, How)> {
         ("path", How::new(OFlags::PATH)),
         ("refuse dir", refuse(OFlags::PATH | OFlags::DIRECTORY)),
         ("refuse read", refuse(OFlags::RDONLY)),
-        ("refuse path nofollow", refuse(OFlags::PATH | OFlags::NOFOLLOW)),
+        (
+            "refuse path nofollow",
+            refuse(OFlags::PATH | OFlags::NOFOLLOW),
+        ),
     ]
 }
 
@@ -163,7 +166,11 @@ fn lookups_stay_inside() {
             ..read
         };
         assert_eq!(got("var/run/x", &refuse), Err(Errno::LOOP), "{r:?}");
-        assert_eq!(got("etc/secret", &refuse), Ok(inside("etc/secret")), "{r:?}");
+        assert_eq!(
+            got("etc/secret", &refuse),
+            Ok(inside("etc/secret")),
+            "{r:?}"
+        );
     }
 }
 

@@ -18,8 +18,8 @@ use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::TopDir;
-use crate::confined::{self, How};
 use crate::changes::meta::XattrSet;
+use crate::confined::{self, How};
 use crate::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
 use crate::{Applier, Error, Result};
 

@@ -101,7 +101,7 @@ mod tests {
         };
         // The fast path, then the fallback walk forced: the same answers.
         for forced in [false, true] {
-        let _walk = forced.then(crate::confined::force_walk);
+            let _walk = forced.then(crate::confined::force_walk);
             let how = if forced { "walk" } else { "openat2" };
             assert_eq!(read(b"./d/a").unwrap(), b"upper", "{how}");
             assert_eq!(read(b"b").unwrap(), b"lower", "{how}");
