@@ -15,7 +15,9 @@
 //! - [`tarsplit`]: the `<id>.tar-split.gz` record and its byte-exact replay;
 //! - [`writer`]: a tar writer shaped like the reference's `diff` output;
 //! - [`changes`]: changes between trees or in an overlay upper directory,
-//!   their export as a tar, and their size.
+//!   their export as a tar, and their size;
+//! - [`chunks`]: byte chunks from a producer thread to a consumer, where a
+//!   producer that dies is an error, never an early end.
 //!
 //! The top-level [`apply_layer`] runs the whole import pipeline in one pass:
 //!
@@ -30,6 +32,7 @@
 
 pub mod apply;
 pub mod changes;
+pub mod chunks;
 pub mod compression;
 pub mod entry;
 mod error;

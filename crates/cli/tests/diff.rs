@@ -229,3 +229,49 @@ fn privileged_overlay_apply_diff_and_failures() {
         apply_diff_and_failures("overlay");
     }
 }
+
+/// A diff whose export stops half way (a file of the layer shrinks while it
+/// is being read) fails: `strata diff` exits non-zero and says why instead
+/// of writing a shorter tar that looks complete.
+#[test]
+fn privileged_overlay_diff_fails_when_the_export_stops_mid_stream() {
+    use std::io::Read;
+    if !is_root() {
+        return;
+    }
+    let e = Env::new("overlay");
+    let id = first_line(&e.ok(&["create-layer"]));
+    let m = e.ok(&["mount", &id]);
+    let m = std::path::Path::new(m.trim_end());
+    let big = 32usize << 20;
+    std::fs::write(m.join("big"), vec![7u8; big]).unwrap();
+    std::fs::write(m.join("small"), b"after big").unwrap();
+    e.ok(&["unmount", &id]);
+    let upper = e.graph().join("overlay").join(&id).join("diff/big");
+
+    let mut child = e
+        .strata_under("env", &[], &["diff", "-u", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // Once the export is under way and blocked on the unread pipe (a few
+    // MiB in), the file it is reading shrinks.
+    let mut head = vec![0u8; 1 << 16];
+    out.read_exact(&mut head).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&upper)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "diff succeeded with a short export");
+    assert!(stderr.contains("ended after"), "{stderr}");
+    assert!(head.len() + rest.len() < big, "a whole tar was written");
+}
