@@ -268,9 +268,11 @@ pub(crate) fn export_changes(
     let mut sorted: Vec<&Change> = changes.iter().collect();
     match opts.order {
         ExportOrder::ByPath => sorted.sort_by(|a, b| a.path.cmp(&b.path)),
-        ExportOrder::Walk => {
-            sorted.sort_by(|a, b| a.path.split(|&c| c == b'/').cmp(b.path.split(|&c| c == b'/')))
-        }
+        ExportOrder::Walk => sorted.sort_by(|a, b| {
+            a.path
+                .split(|&c| c == b'/')
+                .cmp(b.path.split(|&c| c == b'/'))
+        }),
     }
     let beneath = Beneath::new(root)?;
     let mut ex = Exporter::new(out, opts);

@@ -53,7 +53,9 @@ enum Held {
     Nothing,
     /// A whiteout or a non-directory: nothing below it is visible.
     Blocker,
-    Dir { opaque: bool },
+    Dir {
+        opaque: bool,
+    },
 }
 
 impl<'a> Lowers<'a> {

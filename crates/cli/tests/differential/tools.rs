@@ -19,10 +19,13 @@ impl Tool {
         }
     }
 
-    fn program(self) -> &'static str {
+    /// The binary: `STRATA_DIFF_STRATA` names another strata build (a
+    /// long run keeps its own copy while the tree is rebuilt).
+    fn program(self) -> String {
         match self {
-            Tool::Strata => env!("CARGO_BIN_EXE_strata"),
-            Tool::Reference => super::super::common::REFERENCE,
+            Tool::Strata => std::env::var("STRATA_DIFF_STRATA")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata").to_string()),
+            Tool::Reference => super::super::common::REFERENCE.to_string(),
         }
     }
 
