@@ -19,7 +19,7 @@ use stack::{run_stack, Script, StackReport};
 
 /// Stacks per driver when `STRATA_DIFF_STACKS` is unset: sized so that the
 /// three drivers together add about five minutes to CI on two cores.
-pub const DEFAULT_STACKS: u64 = 40;
+pub const DEFAULT_STACKS: u64 = 30;
 /// First seed when `STRATA_DIFF_SEED` is unset.
 pub const DEFAULT_SEED: u64 = 1;
 
@@ -88,11 +88,15 @@ pub const OVERLAY: Variant = Variant {
     options: &[],
     default_stacks: DEFAULT_STACKS,
 };
+/// Used by given stacks only: random stacks on fuse-overlayfs find the
+/// reference reading layers through fuse-overlayfs's own view (hard links
+/// as separate files, a deletion missed in a directory removed and made
+/// again), which is not modelled yet.
 pub const FUSE_OVERLAY: Variant = Variant {
     name: "fuse-overlayfs",
     driver: "overlay",
     options: &["overlay.mount_program=/usr/bin/fuse-overlayfs"],
-    default_stacks: DEFAULT_STACKS / 2,
+    default_stacks: 0,
 };
 pub const BTRFS: Variant = Variant {
     name: "btrfs",
@@ -117,6 +121,7 @@ impl Place {
     pub fn new(v: &Variant) -> Option<Self> {
         let dir = tempfile::Builder::new()
             .prefix("strata-diffstacks-")
+            .disable_cleanup(stack::keep())
             .tempdir_in("/var/tmp")
             .expect("temp dir");
         let (base, fs) = if v.driver == "btrfs" {
@@ -243,16 +248,26 @@ fn seed_label(seed: u64) -> String {
 
 /// Runs the stack of one seed on `v` (a regression test).
 pub fn check_seed(v: &'static Variant, seed: u64) {
-    check(v, Script::Seed(seed), &seed_label(seed));
+    check(v, Script::Seed(seed), &seed_label(seed), &[]);
 }
 
 /// Runs a given stack on `v` (a regression test): `layers[i]` are the
-/// edits of layer `i`.
+/// edits of layer `i`; the tools agree everywhere.
 pub fn check_script(v: &'static Variant, layers: Vec<Vec<edits::Prim>>) {
-    check(v, Script::Fixed(layers), "given stack");
+    check(v, Script::Fixed(layers), "given stack", &[]);
 }
 
-fn check(v: &'static Variant, script: Script, what: &str) {
+/// Like [`check_script`] where the reference is wrong: the stack must
+/// show each of the `known` faults (and strata the right answer there).
+pub fn check_script_known(
+    v: &'static Variant,
+    layers: Vec<Vec<edits::Prim>>,
+    known: &[&'static str],
+) {
+    check(v, Script::Fixed(layers), "given stack", known);
+}
+
+fn check(v: &'static Variant, script: Script, what: &str, known: &[&'static str]) {
     if !can_run() {
         return;
     }
@@ -261,4 +276,12 @@ fn check(v: &'static Variant, script: Script, what: &str) {
     };
     let r = run_stack(&place.base, v, script);
     assert!(r.findings.is_empty(), "{}", r.describe(v.name, what));
+    for k in known {
+        assert!(
+            r.known.contains_key(k),
+            "{} {what}: expected the reference fault {k:?}, saw {}",
+            v.name,
+            r.known_summary()
+        );
+    }
 }

@@ -10,6 +10,10 @@
 //! - [`EMPTY_XATTR`]: applying a tar, the reference drops an xattr whose
 //!   `SCHILY.xattr.*` record has an empty value (its tar reader takes an
 //!   empty PAX value for "unset"); both tools export such records.
+//! - [`ROOT_MODE`]: the reference's overlay makes a child layer's root
+//!   with its parent's mode less setuid, setgid and sticky, and less the
+//!   process umask (a 1777 root becomes 0755 one layer up); strata keeps
+//!   the parent's mode, as every vfs and btrfs layer does.
 //! - overlay's native diff looks paths up in the lower layers its own way
 //!   (`overlay_model.rs`): [`NOTDIR`], [`FOLLOW`], [`OPAQUE`]. A difference
 //!   is known when the reference's answer is what its lookup gives and
@@ -19,10 +23,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::overlay_model::{self, Lookup};
-use super::snapshot::{Time, Tree};
+use super::snapshot::{self, Time, Tree};
 use super::stack::{Layer, Pair};
 use super::tarfacts::{self, Member};
 use super::tools::CmdResult;
+use super::Variant;
 
 /// The verdict on one comparison.
 pub enum Judged {
@@ -35,6 +40,8 @@ pub enum Judged {
 
 pub const RETARGET: &str = "symlink retargeted with the same size and time";
 pub const EMPTY_XATTR: &str = "reference drops xattrs with empty values when it applies a tar";
+pub const ROOT_MODE: &str =
+    "overlay: reference drops a child root's special mode bits and applies its umask";
 pub const NOTDIR: &str =
     "overlay: reference fails with ENOTDIR below a non-directory of a lower layer";
 pub const FOLLOW: &str = "overlay: reference follows symlinks of lower layers";
@@ -381,4 +388,44 @@ pub fn judge_applied(
         }
     }
     Judged::Differs(differences.join("\n    "))
+}
+
+/// The process umask (read, not set: other threads create files).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0o022)
+}
+
+/// The mounted trees of a layer, strata's first; `parent` is strata's
+/// tree of the layer below.
+pub fn judge_trees(v: &Variant, trees: &[Tree; 2], parent: Option<&Tree>) -> Judged {
+    let d = snapshot::compare(&trees[0], &trees[1], ("strata", "reference"), &|_| false);
+    if d.is_empty() {
+        return Judged::Same;
+    }
+    let root = |t: &Tree| t.entries.get("").cloned();
+    let (Some(s), Some(r)) = (root(&trees[0]), root(&trees[1])) else {
+        return Judged::Differs(d.join("\n    "));
+    };
+    let rest_same = snapshot::compare(&trees[0], &trees[1], ("strata", "reference"), &|p| {
+        p.is_empty()
+    })
+    .is_empty();
+    let inherited = parent
+        .and_then(|p| p.entries.get(""))
+        .is_some_and(|p| p.mode == s.mode);
+    if v.native_overlay()
+        && rest_same
+        && inherited
+        && s.mode != r.mode
+        && r.mode == s.mode & 0o777 & !umask()
+        && (snapshot::Entry { mode: r.mode, ..s }) == r
+    {
+        return Judged::Known(ROOT_MODE);
+    }
+    Judged::Differs(d.join("\n    "))
 }

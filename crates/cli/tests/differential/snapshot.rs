@@ -206,9 +206,10 @@ pub fn as_applied(
             e.xattrs
                 .retain(|x| l.xattrs.contains(x) || !old.xattrs.contains(x));
             if !p.is_empty() && !members.contains(p) {
-                if let Time::At(sec, _) = old.mtime {
-                    e.mtime = Time::At(sec, 0);
-                }
+                e.mtime = match old.mtime {
+                    Time::At(sec, _) => Time::At(sec, 0),
+                    Time::Now => Time::Now,
+                };
             }
         }
     }

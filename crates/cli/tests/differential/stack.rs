@@ -94,6 +94,8 @@ pub struct Layer {
     pub ids: [String; 2],
     /// The reference's tree after the edits.
     pub tree: Tree,
+    /// strata's.
+    pub strata_tree: Tree,
 }
 
 /// The two stores of a stack; index 0 is strata, 1 the reference.
@@ -136,6 +138,12 @@ impl Drop for Unmounter {
     }
 }
 
+/// `STRATA_DIFF_KEEP` set: the stores and diff files of a failing stack
+/// stay for a look.
+pub fn keep() -> bool {
+    std::env::var_os("STRATA_DIFF_KEEP").is_some()
+}
+
 /// Builds and compares the stack of `seed` under `base`.
 pub fn run_stack(base: &Path, variant: &'static Variant, script: Script) -> StackReport {
     let dir = tempfile::Builder::new()
@@ -148,6 +156,11 @@ pub fn run_stack(base: &Path, variant: &'static Variant, script: Script) -> Stac
     let layers = build(&pair, script, &mut report);
     for i in 0..layers.len() {
         compare_layer(&pair, &layers, i, &mut report);
+    }
+    if keep() && !report.findings.is_empty() {
+        report
+            .log
+            .push(format!("stores and diffs kept in {}", dir.keep().display()));
     }
     // Every layer was unmounted: what stays mounted (the overlay driver's
     // home, made a private mount on itself) is the same for both tools.
@@ -214,7 +227,7 @@ fn build(pair: &Pair, script: Script, report: &mut StackReport) -> Vec<Layer> {
             "layer {i}: {} edits, stamp {}.{:09}",
             lp.steps, lp.stamp.0, lp.stamp.1
         ));
-        let mut touched = BTreeSet::new();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut given = given.iter();
         for _ in 0..lp.steps {
             let step = match (&mut planner, given.next()) {
@@ -234,6 +247,20 @@ fn build(pair: &Pair, script: Script, report: &mut StackReport) -> Vec<Layer> {
                     Prim::SetTime { path, .. } => {
                         touched.remove(path);
                     }
+                    // What was touched below a renamed entry is now under
+                    // its new name.
+                    Prim::Rename { from, to } => {
+                        let inside = format!("{from}/");
+                        touched = std::mem::take(&mut touched)
+                            .into_iter()
+                            .map(|t: String| match t.strip_prefix(&inside) {
+                                Some(rest) => format!("{to}/{rest}"),
+                                None if t == *from => to.clone(),
+                                None => t,
+                            })
+                            .collect();
+                        p.touched(&mut touched);
+                    }
                     _ => p.touched(&mut touched),
                 }
             }
@@ -251,13 +278,19 @@ fn build(pair: &Pair, script: Script, report: &mut StackReport) -> Vec<Layer> {
             }
         }
         let trees = both(|t| snapshot::snapshot(&mounts[t], pair.fresh_after));
-        let d = snapshot::compare(&trees[0], &trees[1], ("strata", "reference"), &|_| false);
-        if !d.is_empty() {
-            report.find(i, "mounted tree", d.join("\n    "));
-        }
+        let parent = layers.last().map(|l| &l.strata_tree);
+        report.judged(
+            i,
+            "mounted tree",
+            model::judge_trees(pair.variant, &trees, parent),
+        );
         both(|t| pair.stores[t].unmount(&ids[t]));
-        let [_, tree] = trees;
-        layers.push(Layer { ids, tree });
+        let [strata_tree, tree] = trees;
+        layers.push(Layer {
+            ids,
+            tree,
+            strata_tree,
+        });
     }
     report.layers = n;
     layers
@@ -359,7 +392,9 @@ fn cross_apply(
     let m = store.mount(&id);
     let tree = snapshot::snapshot(&m, pair.fresh_after);
     store.unmount(&id);
-    let _ = std::fs::remove_file(&file);
+    if !keep() {
+        let _ = std::fs::remove_file(&file);
+    }
     let parent = i.checked_sub(1).map(|p| &layers[p].tree);
     let members: BTreeSet<String> = tarfacts::members(tar, pair.fresh_after)
         .map(|m| m.into_iter().map(|m| m.name).collect())
