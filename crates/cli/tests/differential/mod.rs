@@ -201,6 +201,17 @@ pub fn run_driver(v: &'static Variant) {
                 let r = run_stack(&place.base, v, Script::Seed(seed));
                 let mut res = results.lock().unwrap();
                 res.0.add(&r);
+                // A long run says how far it got now and then.
+                if res.0.stacks % 100 == 0 {
+                    eprintln!(
+                        "differential {}: {} of {} stacks, {:.0}s, failing {:?}",
+                        v.name,
+                        res.0.stacks,
+                        cfg.stacks,
+                        started.elapsed().as_secs_f64(),
+                        res.1
+                    );
+                }
                 if !r.findings.is_empty() {
                     eprintln!("{}", r.describe(v.name, &seed_label(seed)));
                     res.1.push(seed);
