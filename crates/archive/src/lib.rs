@@ -17,7 +17,9 @@
 //! - [`changes`]: changes between trees or in an overlay upper directory,
 //!   their export as a tar, and their size;
 //! - [`chunks`]: byte chunks from a producer thread to a consumer, where a
-//!   producer that dies is an error, never an early end.
+//!   producer that dies is an error, never an early end;
+//! - [`copy`]: a tree copied from one root into another, confined on both
+//!   sides.
 //!
 //! The top-level [`apply_layer`] runs the whole import pipeline in one pass:
 //!
@@ -34,6 +36,7 @@ pub mod apply;
 pub mod changes;
 pub mod chunks;
 pub mod compression;
+pub mod copy;
 pub mod entry;
 mod error;
 mod pipeline;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::{is_root, Env};
 use robust_support::*;
 use sha2::Digest;
+use strata_testsupport::{current_test, need_tool, Corpus};
 
 struct Rng(u64);
 impl Rng {
@@ -170,16 +171,11 @@ fn real_layer(e: &Env) -> Vec<u8> {
     std::fs::read(common::real_tar(e.dir.path())).unwrap()
 }
 
-/// With `STRATA_CORPUS`, the npm layer (13k small files) as well.
+/// With the corpus (required under CI), the npm layer (13k small files) as
+/// well.
 fn npm_layer() -> Option<Vec<u8>> {
-    let c = std::env::var_os("STRATA_CORPUS")?;
-    let p = Path::new(&c).join("layer-npm.tar");
-    assert!(
-        p.exists(),
-        "STRATA_CORPUS is set but {} is missing",
-        p.display()
-    );
-    Some(std::fs::read(p).unwrap())
+    let c = Corpus::find(&current_test(), &["layer-npm.tar"])?;
+    Some(std::fs::read(c.file("layer-npm.tar")).unwrap())
 }
 
 fn import_crash(driver: &str) {
@@ -462,12 +458,7 @@ fn privileged_crash_other_vfs() {
 /// syncfs, in the order the kernel saw the calls. Without the option (the
 /// default, as in containers-storage) nothing calls syncfs.
 fn sync_before_complete(driver: &str) {
-    if !Path::new("/usr/bin/strace").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but strace is missing"
-        );
-        eprintln!("skipping: strace missing");
+    if !need_tool(&current_test(), "/usr/bin/strace") {
         return;
     }
     let e = Env::new(driver);

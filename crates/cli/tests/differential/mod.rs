@@ -105,12 +105,13 @@ pub const BTRFS: Variant = Variant {
     default_stacks: DEFAULT_STACKS,
 };
 
-/// Where a driver's stacks live: a temp dir, on a loop-mounted btrfs for
-/// btrfs. Dropped last: detaches whatever is still mounted below it.
+/// Where a driver's stacks live: a temp dir under /var/tmp, or a
+/// loop-mounted btrfs for btrfs. Detaches whatever is still mounted below
+/// it when dropped.
 pub struct Place {
     // Declared first so that it is dropped (unmounted) before the temp dir
     // is removed.
-    _fs: Option<super::robust_support::LoopFs>,
+    _fs: Option<strata_testsupport::LoopFs>,
     pub dir: tempfile::TempDir,
     pub base: PathBuf,
 }
@@ -119,21 +120,19 @@ impl Place {
     /// `None` (after saying why) when the driver cannot run here and `CI`
     /// is unset.
     pub fn new(v: &Variant) -> Option<Self> {
+        let test = strata_testsupport::current_test();
         let dir = tempfile::Builder::new()
             .prefix("strata-diffstacks-")
             .disable_cleanup(stack::keep())
             .tempdir_in("/var/tmp")
             .expect("temp dir");
         let (base, fs) = if v.driver == "btrfs" {
-            if !super::robust_support::have_btrfs() {
-                return None;
-            }
             let mnt = dir.path().join("btrfs");
-            let fs = super::robust_support::LoopFs::new(
+            let fs = strata_testsupport::LoopFs::at(
+                &test,
                 &dir.path().join("btrfs.img"),
                 &mnt,
-                "btrfs",
-                1024,
+                &strata_testsupport::LoopOptions::new("btrfs", 1024),
             )?;
             (mnt, Some(fs))
         } else {
@@ -144,12 +143,13 @@ impl Place {
             .iter()
             .find_map(|o| o.strip_prefix("overlay.mount_program="));
         if let Some(p) = program {
-            if !std::path::Path::new(p).exists() || !std::path::Path::new("/dev/fuse").exists() {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but {p} or /dev/fuse is missing"
-                );
-                eprintln!("skipping {}: {p} or /dev/fuse missing", v.name);
+            if !strata_testsupport::need_tool(&test, p)
+                || !strata_testsupport::need(
+                    &test,
+                    std::path::Path::new("/dev/fuse").exists(),
+                    "needs /dev/fuse",
+                )
+            {
                 return None;
             }
         }
@@ -162,9 +162,7 @@ impl Drop for Place {
         // Layers a failing stack left mounted (the loop filesystem, if any,
         // detaches what is below it itself).
         if self._fs.is_none() {
-            for p in super::robust_support::mounts_under(self.dir.path()) {
-                let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
-            }
+            strata_testsupport::detach_mounts_under(self.dir.path());
         }
     }
 }
@@ -172,7 +170,8 @@ impl Drop for Place {
 /// Whether root and the reference are here (under `CI` their absence
 /// fails).
 fn can_run() -> bool {
-    super::common::is_root() && super::common::have_reference()
+    let test = strata_testsupport::current_test();
+    strata_testsupport::need_root(&test) && strata_testsupport::reference(&test).is_some()
 }
 
 /// Runs the configured stacks on `v`; fails listing every failing seed

@@ -132,9 +132,7 @@ struct Unmounter(PathBuf);
 
 impl Drop for Unmounter {
     fn drop(&mut self) {
-        for p in super::super::robust_support::mounts_under(&self.0) {
-            let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
-        }
+        strata_testsupport::detach_mounts_under(&self.0);
     }
 }
 
@@ -167,12 +165,12 @@ pub fn run_stack(base: &Path, variant: &'static Variant, script: Script) -> Stac
     let left = pair
         .stores
         .each_ref()
-        .map(|s| super::super::robust_support::mounts_under(&s.graph));
-    let rel = |t: usize| -> Vec<String> {
-        let g = pair.stores[t].graph.to_string_lossy().into_owned();
+        .map(|s| strata_testsupport::mounts_under(&s.graph));
+    let rel = |t: usize| -> Vec<PathBuf> {
+        let g = &pair.stores[t].graph;
         left[t]
             .iter()
-            .map(|p| p.replacen(&g, "<graph>", 1))
+            .map(|p| Path::new("<graph>").join(p.strip_prefix(g).unwrap_or(p)))
             .collect()
     };
     if rel(0) != rel(1) {

@@ -25,7 +25,7 @@ impl Tool {
         match self {
             Tool::Strata => std::env::var("STRATA_DIFF_STRATA")
                 .unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata").to_string()),
-            Tool::Reference => super::super::common::REFERENCE.to_string(),
+            Tool::Reference => strata_testsupport::REFERENCE.to_string(),
         }
     }
 
