@@ -601,8 +601,12 @@ impl Store {
             remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         }
         let gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        tx.layers.records_mut().retain(|l| !gone.contains(l.id.as_str()));
-        tx.mounts.records_mut().retain(|m| !gone.contains(m.id.as_str()));
+        tx.layers
+            .records_mut()
+            .retain(|l| !gone.contains(l.id.as_str()));
+        tx.mounts
+            .records_mut()
+            .retain(|m| !gone.contains(m.id.as_str()));
         tx.save()
     }
 
