@@ -53,7 +53,6 @@ fn prepare(case: &str, graph: &Path) -> Option<Box<dyn std::any::Any>> {
 
 fn suite() -> Suite {
     let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
-    s.empty_root_mode = 0o755;
     s.image_store_key = None;
     s.prepare = Some(prepare);
     s
