@@ -67,6 +67,9 @@ fn streams() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// A layer check's verdict.
+type Verify = dyn Fn(&ApplyReport) -> Result<(), BoxError> + Sync;
+
 fn accept(_: &ApplyReport) -> Result<(), BoxError> {
     Ok(())
 }
@@ -95,9 +98,7 @@ fn chain<'a>(
         .collect()
 }
 
-fn checks<'a>(
-    verify: &'a [&'a (dyn Fn(&ApplyReport) -> Result<(), BoxError> + Sync)],
-) -> Vec<LayerCheck<'a>> {
+fn checks<'a>(verify: &'a [&'a Verify]) -> Vec<LayerCheck<'a>> {
     verify
         .iter()
         .map(|v| LayerCheck {
@@ -155,8 +156,7 @@ fn privileged_a_chain_is_recorded_as_layers_imported_one_by_one() {
     for driver in ["overlay", "vfs"] {
         let t = T::new();
         let layers = streams();
-        let verify: Vec<&(dyn Fn(&ApplyReport) -> Result<(), BoxError> + Sync)> =
-            vec![&accept; layers.len()];
+        let verify: Vec<&Verify> = vec![&accept; layers.len()];
         let checks = checks(&verify);
 
         let one = t.open("one", driver);
@@ -197,8 +197,7 @@ fn privileged_a_failing_layer_takes_itself_and_later_ones_out() {
         let t = T::new();
         let mut layers = streams();
         for bad in [1, 2] {
-            let mut verify: Vec<&(dyn Fn(&ApplyReport) -> Result<(), BoxError> + Sync)> =
-                vec![&accept; layers.len()];
+            let mut verify: Vec<&Verify> = vec![&accept; layers.len()];
             verify[bad] = &reject;
             let checks = checks(&verify);
             let s = t.open(&format!("s{bad}"), driver);
@@ -220,8 +219,7 @@ fn privileged_a_failing_layer_takes_itself_and_later_ones_out() {
         }
         // A stream that is no tar fails in the driver; nothing of it stays.
         layers[0].1 = b"not a tar at all, and too short".to_vec();
-        let verify: Vec<&(dyn Fn(&ApplyReport) -> Result<(), BoxError> + Sync)> =
-            vec![&accept; layers.len()];
+        let verify: Vec<&Verify> = vec![&accept; layers.len()];
         let checks = checks(&verify);
         let s = t.open("broken", driver);
         let out = s.import_chain(chain(&layers, &checks)).unwrap();
