@@ -71,8 +71,8 @@ fn same_files(p: &mut Pair, driver: &str) {
 fn images_and_their_data(driver: &str) {
     let mut p = Pair::new(driver);
     let tar = common::small_tar();
-    p.run_in(&["import-layer", "-i", "base", "-n", "baselayer"], &tar);
-    p.run(&["create-layer", "-i", "top", "base"]);
+    p.run_in(&["import-layer", "-i", "lower", "-n", "baselayer"], &tar);
+    p.run(&["create-layer", "-i", "top", "lower"]);
     p.run(&[
         "create-image",
         "-i",
@@ -85,14 +85,14 @@ fn images_and_their_data(driver: &str) {
         "md",
         "top",
     ]);
-    p.run(&["create-image", "-j", "-i", "img2", "-n", "c:1", "base"]);
+    p.run(&["create-image", "-j", "-i", "img2", "-n", "c:1", "lower"]);
     for bad in [
         &["create-image", "-i", "img3", "-n", "a:1", "top"][..],
         &["create-image", "-i", "img1", "top"],
         &["create-image", "-d", "x", "top"],
         &["create-image", "-d", "sha256:abc", "top"],
         &["create-image", "-d", "md5:abc", "top"],
-        &["create-image", "-i", "bad", "nolayer"],
+        &["create-image", "-i", "wrong", "nolayer"],
     ] {
         p.run(bad);
     }
@@ -118,7 +118,7 @@ fn images_and_their_data(driver: &str) {
         "ignored",
         "-f",
         "{DIR}/md",
-        "base",
+        "lower",
     ]);
     for args in [
         &["images"][..],
@@ -223,7 +223,7 @@ on_drivers!(
 
 fn containers_and_their_data(driver: &str) {
     let mut p = Pair::new(driver);
-    p.run_in(&["import-layer", "-i", "base"], &common::small_tar());
+    p.run_in(&["import-layer", "-i", "lower"], &common::small_tar());
     p.run(&[
         "create-image",
         "-i",
@@ -232,12 +232,12 @@ fn containers_and_their_data(driver: &str) {
         "i:1",
         "-n",
         "i:2",
-        "base",
+        "lower",
     ]);
     p.run(&[
         "create-container",
         "-i",
-        "c1",
+        "k1",
         "-n",
         "ctr1",
         "-n",
@@ -246,20 +246,20 @@ fn containers_and_their_data(driver: &str) {
         "cm",
         "img",
     ]);
-    p.run(&["create-container", "-i", "c2", "i:1"]);
+    p.run(&["create-container", "-i", "k2", "i:1"]);
     p.run(&[
         "createcontainer",
         "-i",
-        "c3",
+        "k3",
         "-n",
         "third",
         "--volatile",
         "img",
     ]);
-    p.run(&["create-container", "-j", "-i", "c4", ""]);
+    p.run(&["create-container", "-j", "-i", "k4", ""]);
     for bad in [
         &["create-container", "-n", "ctr1", "img"][..],
-        &["create-container", "-i", "c1", "img"],
+        &["create-container", "-i", "k1", "img"],
         &["create-container", "nope"],
     ] {
         p.run(bad);
@@ -267,36 +267,36 @@ fn containers_and_their_data(driver: &str) {
     for args in [
         &["containers"][..],
         &["containers", "-j"],
-        &["container", "c1", "nope"],
-        &["container", "-j", "c3"],
+        &["container", "k1", "nope"],
+        &["container", "-j", "k3"],
         &["container", "-j", "nope"],
-        &["container", "ctr1b", "c4"],
-        &["list-container-data", "c1"],
+        &["container", "ctr1b", "k4"],
+        &["list-container-data", "k1"],
         &["list-container-data", "nope"],
     ] {
         p.run(args);
     }
-    p.run_in(&["set-container-data", "c1", "config.json"], b"{}");
+    p.run_in(&["set-container-data", "k1", "config.json"], b"{}");
     p.run_in(&["setcontainerdata", "ctr1", "Some:Key"], b"xyz");
-    p.run_in(&["set-container-data", "c1", ""], b"x");
+    p.run_in(&["set-container-data", "k1", ""], b"x");
     p.run_in(&["set-container-data", "nope", "k"], b"x");
     for args in [
-        &["list-container-data", "c1"][..],
-        &["list-container-data", "-j", "c1"],
-        &["get-container-data", "c1", "config.json"],
-        &["get-container-data", "c1", "nope"],
+        &["list-container-data", "k1"][..],
+        &["list-container-data", "-j", "k1"],
+        &["get-container-data", "k1", "config.json"],
+        &["get-container-data", "k1", "nope"],
         &["get-container-data", "nope", "k"],
-        &["get-container-data-size", "c1", "Some:Key"],
-        &["get-container-data-size", "c1", "nope"],
-        &["get-container-data-digest", "c1", "config.json"],
-        &["get-container-data-digest", "c1", "nope"],
-        &["get-container-dir", "c1"],
+        &["get-container-data-size", "k1", "Some:Key"],
+        &["get-container-data-size", "k1", "nope"],
+        &["get-container-data-digest", "k1", "config.json"],
+        &["get-container-data-digest", "k1", "nope"],
+        &["get-container-dir", "k1"],
         &["get-container-run-dir", "ctr1"],
         &["get-container-dir", "nope"],
-        &["container-parent-owners", "c1"],
-        &["container-parent-owners", "-j", "c1", "c2"],
+        &["container-parent-owners", "k1"],
+        &["container-parent-owners", "-j", "k1", "k2"],
         &["container-parent-owners", "nope"],
-        &["container", "c1"],
+        &["container", "k1"],
         &["containers"],
         &["layers"],
         &["layers", "-t"],
@@ -304,17 +304,17 @@ fn containers_and_their_data(driver: &str) {
     ] {
         p.run(args);
     }
-    p.same_listing(&format!("root/{driver}-containers/c1"));
+    p.same_listing(&format!("root/{driver}-containers/k1"));
     same_files(&mut p, driver);
     cross_read(
         &mut p,
-        &[&["container", "c1", "c3"], &["list-container-data", "c1"]],
+        &[&["container", "k1", "k3"], &["list-container-data", "k1"]],
     );
     for args in [
         &["delete-image", "img"][..],
         &["delete-image", "-j", "img", "nope"],
-        &["delete-container", "c1", "nope"],
-        &["delete-container", "-j", "c2", "nope"],
+        &["delete-container", "k1", "nope"],
+        &["delete-container", "-j", "k2", "nope"],
         &["deletecontainer", "third"],
         &["delete-image", "-t", "img"],
         &["delete-image", "-j", "-t", "img"],
@@ -353,7 +353,7 @@ fn names_metadata_and_existence(driver: &str) {
     p.run(&[
         "create-container",
         "-i",
-        "c",
+        "k",
         "-n",
         "X",
         "-n",
@@ -363,16 +363,16 @@ fn names_metadata_and_existence(driver: &str) {
         "i",
     ]);
     for args in [
-        &["exists", "i", "c", "lay", "nope"][..],
+        &["exists", "i", "k", "lay", "nope"][..],
         &["exists", "-i", "i"],
-        &["exists", "-i", "c"],
-        &["exists", "-c", "c"],
+        &["exists", "-i", "k"],
+        &["exists", "-c", "k"],
         &["exists", "-l", "i"],
         &["exists", "-q", "nope"],
-        &["exists", "-j", "i", "nope", "c"],
-        &["metadata", "i", "c", "lay", "nope"],
-        &["metadata", "-q", "i", "c", "nope"],
-        &["metadata", "-j", "i", "nope", "c"],
+        &["exists", "-j", "i", "nope", "k"],
+        &["metadata", "i", "k", "lay", "nope"],
+        &["metadata", "-q", "i", "k", "nope"],
+        &["metadata", "-j", "i", "nope", "k"],
         &["metadata", "X", "Y", "C"],
         &["set-metadata", "-m", "new", "Y"],
         &["set-metadata", "-m", "cnew", "C"],
@@ -385,11 +385,11 @@ fn names_metadata_and_existence(driver: &str) {
         &["get-names", "nope"],
         &["add-names", "-n", "x:1", "Y"],
         &["add-names", "-j", "-n", "x:2", "-n", "J", "Y"],
-        &["set-names", "-j", "-n", "only", "c"],
-        &["set-names", "-n", "C", "-n", "D", "c"],
+        &["set-names", "-j", "-n", "only", "k"],
+        &["set-names", "-n", "C", "-n", "D", "k"],
         &["add-names", "-n", "q", "nope"],
         &["get-names", "j"],
-        &["get-names", "c"],
+        &["get-names", "k"],
         &["images"],
         &["images", "-j"],
         &["containers", "-j"],
@@ -411,26 +411,26 @@ on_drivers!(
 
 fn mounts_wipe_and_shutdown(driver: &str) {
     let mut p = Pair::new(driver);
-    p.run_in(&["import-layer", "-i", "base"], &common::small_tar());
-    p.run(&["create-image", "-i", "img", "-n", "im", "base"]);
-    p.run(&["create-container", "-i", "c1", "img"]);
-    p.run(&["create-container", "-i", "c2", "-n", "two", "img"]);
+    p.run_in(&["import-layer", "-i", "lower"], &common::small_tar());
+    p.run(&["create-image", "-i", "img", "-n", "im", "lower"]);
+    p.run(&["create-container", "-i", "k1", "img"]);
+    p.run(&["create-container", "-i", "k2", "-n", "two", "img"]);
     for args in [
-        &["mount", "c1"][..],
+        &["mount", "k1"][..],
         &["mount", "two"],
-        &["mount", "-j", "c1", "nope"],
-        &["mount", "nope", "c2"],
-        &["mounted", "c1", "img", "nope"],
-        &["mounted", "-j", "c1"],
+        &["mount", "-j", "k1", "nope"],
+        &["mount", "nope", "k2"],
+        &["mounted", "k1", "img", "nope"],
+        &["mounted", "-j", "k1"],
         &["layers", "-t"],
-        &["unmount", "c1"],
-        &["unmount", "-j", "c1", "nope"],
+        &["unmount", "k1"],
+        &["unmount", "-j", "k1", "nope"],
         &["unmount", "nope"],
-        &["mounted", "c1"],
+        &["mounted", "k1"],
         &["shutdown"],
         &["shutdown", "-j"],
-        &["delete-container", "c2"],
-        &["unmount", "c1"],
+        &["delete-container", "k2"],
+        &["unmount", "k1"],
         &["shutdown"],
         &["wipe", "-j"],
         &["wipe"],
@@ -454,8 +454,8 @@ on_drivers!(
 /// deletes those copies first.
 fn mapped_layers(driver: &str) {
     let mut p = Pair::new(driver);
-    p.run_in(&["import-layer", "-i", "base"], &common::small_tar());
-    p.run(&["create-image", "-i", "img", "base"]);
+    p.run_in(&["import-layer", "-i", "lower"], &common::small_tar());
+    p.run(&["create-image", "-i", "img", "lower"]);
     let maps = ["--uidmap", "0:100000:65536", "--gidmap", "0:200000:65536"];
     let mut args = vec!["create-container", "-i", "m1"];
     args.extend(maps);
@@ -549,7 +549,7 @@ fn damaged_records_are_errors_and_kept() {
     let e = common::Env::new("vfs");
     e.ok(&["create-layer", "-i", "l"]);
     e.ok(&["create-image", "-i", "i", "l"]);
-    e.ok(&["create-container", "-i", "c", "i"]);
+    e.ok(&["create-container", "-i", "k", "i"]);
     for f in ["vfs-images/images.json", "vfs-containers/containers.json"] {
         let p = e.graph().join(f);
         let good = std::fs::read(&p).unwrap();

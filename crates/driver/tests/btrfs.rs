@@ -59,7 +59,6 @@ fn prepare(graph: &Path) -> Result<Box<dyn std::any::Any>, String> {
 
 fn suite() -> Suite {
     let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
-    s.empty_root_mode = 0o755;
     s.image_store_key = None;
     s.prepare = Some(prepare);
     s

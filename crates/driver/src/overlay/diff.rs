@@ -70,18 +70,11 @@ impl Overlay {
         // In-process chunks rather than an OS pipe: with a 64 KiB pipe and
         // a write per tar header the two threads mostly switched, and every
         // byte crossed the kernel twice more (the export took 0.7x the
-        // reference's time instead of under 0.5x).
-        let (mut w, r) = crate::stream::chunk_pipe();
-        std::thread::Builder::new()
-            .name("overlay-diff".into())
-            .spawn(move || {
-                let res = export_overlay_upper(&upper, &lowers, &opts, &mut w);
-                if let Err(e) = &res {
-                    tracing::error!(error = %e, "overlay diff export failed");
-                }
-                w.finish(res.err().map(|e| std::io::Error::other(e.to_string())));
-            })
-            .map_err(|e| Error::path("spawn", "overlay-diff", e))?;
+        // reference's time instead of under 0.5x). An export that fails or
+        // dies is an error at the reader, never a short tar.
+        let r = strata_archive::chunks::spawn_reader("overlay-diff", move |w| {
+            export_overlay_upper(&upper, &lowers, &opts, w)
+        })?;
         Ok(Box::new(r))
     }
 
@@ -136,10 +129,11 @@ impl Overlay {
 
 /// A layer's apply writes its own `diff` only: the store may create a
 /// chain of layers first and apply them concurrently. A child's `diff`
-/// takes its parent's mode and owner when it is created; when the parent
-/// was applied later and its stream changed its root, the child takes the
-/// result here, as a child created after the apply would have (unless the
-/// child's own stream set its root).
+/// takes its parent's mode when it is created; when the parent was applied
+/// later and its stream changed its root, the child takes the result here,
+/// as a child created after the apply would have (unless the child's own
+/// stream set its root). The owner a child starts with does not depend on
+/// its parent.
 impl ConcurrentApply for Overlay {
     fn settle(&self, layer: LayerRef<'_>, root: RootEntry) -> Result<()> {
         let Some(parent) = layer.parent else {
@@ -148,7 +142,7 @@ impl ConcurrentApply for Overlay {
         if root == RootEntry::Applied {
             return Ok(());
         }
-        let (mode, owner) = self.inherited_from(parent)?;
-        self.layout.set_root(layer.id, owner, mode)
+        let mode = self.inherited_from(parent)?;
+        self.layout.set_diff_mode(layer.id, mode)
     }
 }

@@ -231,18 +231,12 @@ impl Layout {
         Ok(())
     }
 
-    /// Gives the made layer `id` the owner and `diff` mode that
-    /// [`Layout::create`] would have given it with these values (a child
-    /// takes them from its parent's `diff`).
-    pub fn set_root(&self, id: &str, owner: (u32, u32), diff_mode: u32) -> Result<()> {
+    /// Gives the made layer `id` the `diff` mode that [`Layout::create`]
+    /// would have given it (a child takes its parent's).
+    pub fn set_diff_mode(&self, id: &str, diff_mode: u32) -> Result<()> {
         let diff = self.diff(id);
         fs::set_permissions(&diff, fs::Permissions::from_mode(diff_mode))
-            .map_err(|e| Error::path("chmod", &diff, e))?;
-        for d in [self.dir(id), diff, self.work(id), self.merged(id)] {
-            std::os::unix::fs::lchown(&d, Some(owner.0), Some(owner.1))
-                .map_err(|e| Error::path("chown", &d, e))?;
-        }
-        Ok(())
+            .map_err(|e| Error::path("chmod", &diff, e))
     }
 
     /// Restores missing pieces of the link bookkeeping for `id`: the `l/`

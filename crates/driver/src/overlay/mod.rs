@@ -215,12 +215,12 @@ impl Overlay {
         self.mount_program.as_deref()
     }
 
-    /// The `diff` mode and owner a child of `parent` takes.
-    fn inherited_from(&self, parent: &str) -> Result<(u32, (u32, u32))> {
+    /// The `diff` mode a child of `parent` takes.
+    fn inherited_from(&self, parent: &str) -> Result<u32> {
         let (pdir, _) = self
             .find_layer(parent)?
             .ok_or_else(|| Error::LayerUnknown(parent.to_string()))?;
-        inherited_root(&pdir)
+        inherited_mode(&pdir)
     }
 
     /// The layer directory of `id`: in the home, else in an additional
@@ -318,13 +318,13 @@ fn rotated_diffs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The mode and owner of `layer_dir/diff`: what a child's `diff` starts
-/// with, as in the reference.
-fn inherited_root(layer_dir: &Path) -> Result<(u32, (u32, u32))> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// The mode of `layer_dir/diff`: what a child's `diff` starts with, as in
+/// the reference.
+fn inherited_mode(layer_dir: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
     let d = layer_dir.join("diff");
     let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
-    Ok((md.permissions().mode() & 0o7777, (md.uid(), md.gid())))
+    Ok(md.permissions().mode() & 0o7777)
 }
 
 fn exists(p: &Path) -> Result<bool> {
@@ -380,8 +380,10 @@ impl Driver for Overlay {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        // A child's diff takes its parent's mode and owner, as with the
-        // reference, so a child of an ID-mapped layer stays mapped.
+        // A child's diff takes its parent's mode, and the owner of its own
+        // maps' root, as the reference makes it: a root chowned in the
+        // parent shows as the child's root again in the child (the
+        // reference's merged root does not inherit the owner).
         let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
@@ -390,8 +392,11 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                let (mode, owner) = inherited_root(&pdir)?;
-                (mode, owner, Some(layout::ParentLinks::read(&pdir)?))
+                (
+                    inherited_mode(&pdir)?,
+                    (root.uid, root.gid),
+                    Some(layout::ParentLinks::read(&pdir)?),
+                )
             }
             None => (0o555, (root.uid, root.gid), None),
         };
