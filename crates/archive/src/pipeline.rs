@@ -77,6 +77,10 @@ pub struct ApplyReport {
     /// [`crate::tarsplit::ReplacedMembers`]). The record then cannot
     /// rebuild the stream from the applied files; callers drop it.
     pub replaced_member: Option<Vec<u8>>,
+    /// Whether an entry of the stream was applied to the root directory
+    /// itself (`./`), setting its owner and mode; always `false` when the
+    /// stream was not applied.
+    pub root_entry: bool,
 }
 
 /// Applies a (possibly compressed) layer stream into the directory `root`.
@@ -96,7 +100,8 @@ pub fn apply_layer(
             force_mask: opts.force_mask,
         },
     )?;
-    let report = read_layer(input, opts.tar_split, |item| applier.push(item))?;
+    let mut report = read_layer(input, opts.tar_split, |item| applier.push(item))?;
+    report.root_entry = applier.root_entry_applied();
     applier.finish()?;
     Ok(report)
 }
@@ -192,6 +197,7 @@ fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
         uids: parsed.uids.into_iter().collect(),
         gids: parsed.gids.into_iter().collect(),
         replaced_member: parsed.replaced,
+        root_entry: false,
     }
 }
 

@@ -294,6 +294,44 @@ pub trait DifferSupport: Send + Sync {
     fn differ_target(&self, id: &str) -> Result<PathBuf>;
 }
 
+/// Layers whose [`Driver::apply_diff`] writes only the layer's own
+/// directory and reads nothing of its parent's (overlay: each layer's data
+/// is its own directory, whiteouts are its own files). A chain of such
+/// layers can be created first, parent first, and then applied
+/// concurrently.
+///
+/// What a child takes from its parent when it is created (overlay: the
+/// owner and mode of its root) is then taken before the parent is
+/// applied; [`ConcurrentApply::settle`] takes it again afterwards.
+pub trait ConcurrentApply: Send + Sync {
+    /// Called once `layer` and its parent are both applied, parents before
+    /// children: gives `layer` what it would have taken from its parent
+    /// had it been created after the parent's apply, unless its own stream
+    /// set it (`root`).
+    fn settle(&self, layer: LayerRef<'_>, root: RootEntry) -> Result<()>;
+}
+
+/// Whether a layer's own stream set its root directory's metadata (the
+/// [`ApplyReport::root_entry`] of its apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootEntry {
+    /// The stream had an entry for `./`: the root is the stream's.
+    Applied,
+    /// The root is as the layer's creation made it.
+    Absent,
+}
+
+impl RootEntry {
+    /// From an apply's report.
+    pub fn of(report: &ApplyReport) -> Self {
+        if report.root_entry {
+            RootEntry::Applied
+        } else {
+            RootEntry::Absent
+        }
+    }
+}
+
 /// A graph driver.
 ///
 /// # The contract
@@ -392,6 +430,12 @@ pub trait Driver: Send + Sync {
 
     /// Staged applies by an external differ, when supported.
     fn differ(&self) -> Option<&dyn DifferSupport> {
+        None
+    }
+
+    /// Concurrent applies of a chain of layers, when the driver's applies
+    /// never read the parent's content.
+    fn concurrent_apply(&self) -> Option<&dyn ConcurrentApply> {
         None
     }
 

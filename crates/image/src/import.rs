@@ -63,19 +63,28 @@ pub struct NewImageLayer {
     pub parent: Option<String>,
 }
 
+/// A new layer of an imported image with its stream, for
+/// [`ImageTarget::put_layers`].
+pub struct PendingLayer<'a> {
+    /// The layer.
+    pub layer: NewImageLayer,
+    /// Its blob (possibly compressed).
+    pub diff: Box<dyn Read + Send + 'a>,
+    /// What the stream must turn out to be.
+    pub check: &'a strata_store::LayerCheck<'a>,
+}
+
 /// What an import needs from a store. [`strata_store::Store`] implements
 /// it; tests may give their own.
 pub trait ImageTarget {
     /// Whether a complete layer with exactly this ID exists.
     fn has_layer(&self, id: &str) -> Result<bool>;
-    /// Imports one layer stream; it must pass `check` before it counts as
-    /// complete, else it is removed.
-    fn put_layer(
-        &self,
-        layer: &NewImageLayer,
-        diff: &mut (dyn Read + Send),
-        check: &strata_store::LayerCheck<'_>,
-    ) -> Result<()>;
+    /// Imports new layers, each a child of a layer in the store or of an
+    /// earlier one of `layers`; each stream must pass its check before its
+    /// layer counts as complete. The layers before the first one that
+    /// failed stay; that one and later ones are removed. Returns the
+    /// first failure: its position in `layers` and why.
+    fn put_layers(&self, layers: Vec<PendingLayer<'_>>) -> Result<Option<(usize, Error)>>;
     /// The top layer of the image with exactly this ID: `None` when there
     /// is no such image, `Some("")` for an image without layers.
     fn image_top_layer(&self, id: &str) -> Result<Option<String>>;
@@ -169,35 +178,7 @@ pub fn import(
             )));
         }
     }
-    let mut reused = 0;
-    for (index, (layer, id)) in image.layers.iter().zip(&ids).enumerate() {
-        progress(Progress::LayerStart {
-            index,
-            count: ids.len(),
-            id: id.clone(),
-            size: layer.blob.size,
-        });
-        let was_there = target.has_layer(id)?;
-        if was_there {
-            reused += 1;
-        } else {
-            let parent = index.checked_sub(1).map(|p| ids[p].clone());
-            put_one(
-                target,
-                &source,
-                layer,
-                NewImageLayer {
-                    id: id.clone(),
-                    parent,
-                },
-                |read| progress(Progress::LayerBytes { index, read }),
-            )?;
-        }
-        progress(Progress::LayerDone {
-            index,
-            reused: was_there,
-        });
-    }
+    let reused = put_missing(target, &source, &image, &ids, progress)?;
     let record = image_record(&image, top, names.clone());
     target.write_image(&record, existing.is_some())?;
     progress(Progress::ImageDone {
@@ -211,41 +192,92 @@ pub fn import(
     })
 }
 
-fn put_one(
+/// Imports the layers of `image` that are not in `target` (all at once:
+/// the store may apply them concurrently); returns how many were there.
+fn put_missing(
     target: &dyn ImageTarget,
     source: &Source,
-    layer: &LayerBlob,
-    new: NewImageLayer,
-    on_read: impl Fn(u64) + Send + Sync,
-) -> Result<()> {
-    let reader = source.open_layer(layer, Hashing::SizeOnly)?;
-    let mut counted = Counting {
-        inner: reader,
-        read: 0,
-        last: 0,
-        on_read,
-    };
-    let verify =
-        |r: &strata_store::ApplyReport| -> std::result::Result<(), strata_store::BoxError> {
-            check_report(layer, r).map_err(|e| Box::new(e) as strata_store::BoxError)
-        };
-    let check = strata_store::LayerCheck {
-        verify: &verify,
-        record: match layer.record {
-            Record::AsRead => strata_store::RecordInput::AsRead,
-            Record::Uncompressed => strata_store::RecordInput::AsUncompressed,
-        },
-    };
-    target
-        .put_layer(&new, &mut counted, &check)
-        .map_err(|e| match e {
-            // Already about this blob.
-            Error::Blob { .. } => e,
-            e => Error::Layer {
-                digest: layer.blob.digest.to_string(),
-                source: Box::new(e),
+    image: &Image,
+    ids: &[String],
+    progress: ProgressFn<'_>,
+) -> Result<usize> {
+    let mut missing = Vec::new();
+    for (index, (layer, id)) in image.layers.iter().zip(ids).enumerate() {
+        progress(Progress::LayerStart {
+            index,
+            count: ids.len(),
+            id: id.clone(),
+            size: layer.blob.size,
+        });
+        if !target.has_layer(id)? {
+            missing.push(index);
+        }
+    }
+    let verifies: Vec<_> = missing
+        .iter()
+        .map(|&i| {
+            let layer = &image.layers[i];
+            move |r: &strata_store::ApplyReport| -> std::result::Result<(), strata_store::BoxError> {
+                check_report(layer, r).map_err(|e| Box::new(e) as strata_store::BoxError)
+            }
+        })
+        .collect();
+    let checks: Vec<_> = missing
+        .iter()
+        .zip(&verifies)
+        .map(|(&i, verify)| strata_store::LayerCheck {
+            verify,
+            record: match image.layers[i].record {
+                Record::AsRead => strata_store::RecordInput::AsRead,
+                Record::Uncompressed => strata_store::RecordInput::AsUncompressed,
             },
         })
+        .collect();
+    let mut pending = Vec::with_capacity(missing.len());
+    for (&index, check) in missing.iter().zip(&checks) {
+        let layer = &image.layers[index];
+        let reader = source
+            .open_layer(layer, Hashing::SizeOnly)
+            .map_err(|e| in_layer(layer, e))?;
+        pending.push(PendingLayer {
+            layer: NewImageLayer {
+                id: ids[index].clone(),
+                parent: index.checked_sub(1).map(|p| ids[p].clone()),
+            },
+            diff: Box::new(Counting {
+                inner: reader,
+                read: 0,
+                last: 0,
+                on_read: move |read| progress(Progress::LayerBytes { index, read }),
+            }),
+            check,
+        });
+    }
+    let failed = target.put_layers(pending)?;
+    let in_count = failed.as_ref().map_or(missing.len(), |(k, _)| *k);
+    for index in 0..ids.len() {
+        let reused = !missing.contains(&index);
+        if !reused && !missing[..in_count].contains(&index) {
+            continue;
+        }
+        progress(Progress::LayerDone { index, reused });
+    }
+    match failed {
+        Some((k, e)) => Err(in_layer(&image.layers[missing[k]], e)),
+        None => Ok(ids.len() - missing.len()),
+    }
+}
+
+/// An error about one layer's blob names the blob.
+fn in_layer(layer: &LayerBlob, e: Error) -> Error {
+    match e {
+        // Already about this blob.
+        Error::Blob { .. } => e,
+        e => Error::Layer {
+            digest: layer.blob.digest.to_string(),
+            source: Box::new(e),
+        },
+    }
 }
 
 /// Compares what the pipeline measured with the blob's descriptor and the

@@ -1,11 +1,9 @@
 //! [`ImageTarget`] and [`ExportStore`] for strata's store.
 
-use std::io::Read;
-
-use strata_store::{BigDataItem, LayerCheck, NameOp, NewImage, NewLayer, Store};
+use strata_store::{BigDataItem, ChainLayer, NameOp, NewImage, NewLayer, Store};
 
 use crate::export::{ExportStore, StoredImage};
-use crate::import::{ImageRecord, ImageTarget, NewImageLayer};
+use crate::import::{ImageRecord, ImageTarget, PendingLayer};
 use crate::{Error, Result};
 
 impl ImageTarget for Store {
@@ -16,19 +14,21 @@ impl ImageTarget for Store {
             .any(|l| l.id == id && !l.is_incomplete()))
     }
 
-    fn put_layer(
-        &self,
-        layer: &NewImageLayer,
-        diff: &mut (dyn Read + Send),
-        check: &LayerCheck<'_>,
-    ) -> Result<()> {
-        let req = NewLayer {
-            id: Some(layer.id.clone()),
-            parent: layer.parent.clone(),
-            ..Default::default()
-        };
-        self.import_layer_checked(&req, diff, check)?;
-        Ok(())
+    fn put_layers(&self, layers: Vec<PendingLayer<'_>>) -> Result<Option<(usize, Error)>> {
+        let chain = layers
+            .into_iter()
+            .map(|p| ChainLayer {
+                req: NewLayer {
+                    id: Some(p.layer.id),
+                    parent: p.layer.parent,
+                    ..Default::default()
+                },
+                diff: p.diff,
+                check: p.check,
+            })
+            .collect();
+        let out = self.import_chain(chain)?;
+        Ok(out.failed.map(|(i, e)| (i, Error::from(e))))
     }
 
     fn image_top_layer(&self, id: &str) -> Result<Option<String>> {

@@ -78,6 +78,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, SyncOptions, FLUSH_PERIOD};
 pub use images::ops::{DeleteMode, Images};
 pub use images::{BigDataItem, Image, NameOp, NewImage};
+pub use layers::chain::{ChainImport, ChainLayer};
 pub use layers::mount::{is_mount_root, Force, MountRequest};
 pub use layers::ops::{BoxError, LayerCheck, LayerMaps, MapChoice, NewLayer, RecordInput, Safety};
 pub use layers::{Layer, MountRecord};

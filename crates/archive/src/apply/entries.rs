@@ -322,6 +322,7 @@ impl Applier<'_> {
         }
         let fd =
             resolve::reopen_dir(self.res.root().fd.as_fd()).map_err(|e| err("open", b".", e))?;
+        self.root_entry = true;
         self.meta.apply(Target::Fd(fd.as_fd()), &h, b".", None)?;
         let mode = self.keep_writable(fd.as_fd(), &h, b".")?;
         self.res.root().forget_info();

@@ -183,6 +183,8 @@ pub struct Applier<'fd> {
     made_whiteouts: Vec<Vec<u8>>,
     /// `.wh..wh.plnk` was extracted and must go at the end.
     plnk: bool,
+    /// An entry of the stream set the root directory's metadata.
+    root_entry: bool,
 }
 
 impl<'fd> Applier<'fd> {
@@ -217,7 +219,14 @@ impl<'fd> Applier<'fd> {
             opaque_dirs: Vec::new(),
             made_whiteouts: Vec::new(),
             plnk: false,
+            root_entry: false,
         })
+    }
+
+    /// Whether an entry of the stream was applied to the root directory
+    /// (its owner, mode, xattrs and times then come from the stream).
+    pub fn root_entry_applied(&self) -> bool {
+        self.root_entry
     }
 
     /// How directories were resolved so far.

@@ -11,7 +11,10 @@ use strata_archive::changes::{export_overlay_upper, overlay_changes, ExportOptio
 use strata_archive::{ApplyMode, ApplyOptions, OpaqueXattr, WhiteoutStyle};
 
 use super::Overlay;
-use crate::{ApplyDiffOptions, ApplyReport, Change, DiffRequest, Error, LayerRef, Result};
+use crate::{
+    ApplyDiffOptions, ApplyReport, Change, ConcurrentApply, DiffRequest, Error, LayerRef, Result,
+    RootEntry,
+};
 
 impl Overlay {
     /// The opaque-directory xattr this driver's layers use.
@@ -121,5 +124,25 @@ impl Overlay {
             tar_split,
         };
         Ok(strata_archive::apply_layer(fd.as_fd(), diff, aopts)?)
+    }
+}
+
+/// A layer's apply writes its own `diff` only: the store may create a
+/// chain of layers first and apply them concurrently. A child's `diff`
+/// takes its parent's mode when it is created; when the parent was applied
+/// later and its stream changed its root, the child takes the result here,
+/// as a child created after the apply would have (unless the child's own
+/// stream set its root). The owner a child starts with does not depend on
+/// its parent.
+impl ConcurrentApply for Overlay {
+    fn settle(&self, layer: LayerRef<'_>, root: RootEntry) -> Result<()> {
+        let Some(parent) = layer.parent else {
+            return Ok(());
+        };
+        if root == RootEntry::Applied {
+            return Ok(());
+        }
+        let mode = self.inherited_from(parent)?;
+        self.layout.set_diff_mode(layer.id, mode)
     }
 }

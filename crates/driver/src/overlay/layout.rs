@@ -227,6 +227,14 @@ impl Layout {
         Ok(())
     }
 
+    /// Gives the made layer `id` the `diff` mode that [`Layout::create`]
+    /// would have given it (a child takes its parent's).
+    pub fn set_diff_mode(&self, id: &str, diff_mode: u32) -> Result<()> {
+        let diff = self.diff(id);
+        fs::set_permissions(&diff, fs::Permissions::from_mode(diff_mode))
+            .map_err(|e| Error::path("chmod", &diff, e))
+    }
+
     /// Restores missing pieces of the link bookkeeping for `id`: the `l/`
     /// symlink from the `link` file, or the `link` file from an `l/` entry
     /// that points at this layer.

@@ -225,6 +225,14 @@ impl Overlay {
         self.mount_program.as_deref()
     }
 
+    /// The `diff` mode a child of `parent` takes.
+    fn inherited_from(&self, parent: &str) -> Result<u32> {
+        let (pdir, _) = self
+            .find_layer(parent)?
+            .ok_or_else(|| Error::LayerUnknown(parent.to_string()))?;
+        inherited_mode(&pdir)
+    }
+
     /// The layer directory of `id`: in the home, else in an additional
     /// image store (then read-only). `None` when unknown.
     fn find_layer(&self, id: &str) -> Result<Option<(PathBuf, bool)>> {
@@ -320,6 +328,15 @@ fn rotated_diffs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The mode of `layer_dir/diff`: what a child's `diff` starts with, as in
+/// the reference.
+fn inherited_mode(layer_dir: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = layer_dir.join("diff");
+    let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
+    Ok(md.permissions().mode() & 0o7777)
+}
+
 fn exists(p: &Path) -> Result<bool> {
     match p.symlink_metadata() {
         Ok(_) => Ok(true),
@@ -376,12 +393,8 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::PermissionsExt;
-                let d = pdir.join("diff");
-                let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
-                let mode = md.permissions().mode() & 0o7777;
                 (
-                    mode,
+                    inherited_mode(&pdir)?,
                     (root.uid, root.gid),
                     Some(layout::ParentLinks::read(&pdir)?),
                 )
@@ -538,6 +551,10 @@ impl Driver for Overlay {
     }
 
     fn differ(&self) -> Option<&dyn crate::DifferSupport> {
+        Some(self)
+    }
+
+    fn concurrent_apply(&self) -> Option<&dyn crate::ConcurrentApply> {
         Some(self)
     }
 

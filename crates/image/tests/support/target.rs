@@ -1,12 +1,11 @@
 //! An import target: a real strata store for the layers, image records
 //! kept in memory (the store's image half is tested where it lives).
 
-use std::io::Read;
 use std::path::Path;
 
-use strata_image::import::NewImageLayer;
+use strata_image::import::PendingLayer;
 use strata_image::{ImageRecord, ImageTarget};
-use strata_store::{LayerCheck, Store, StoreOptions};
+use strata_store::{Store, StoreOptions};
 
 /// A real store for the layers; image records are kept here (the
 /// store's image half is tested where it lives).
@@ -63,13 +62,11 @@ impl ImageTarget for Target {
     fn has_layer(&self, id: &str) -> strata_image::Result<bool> {
         self.store.has_layer(id)
     }
-    fn put_layer(
+    fn put_layers(
         &self,
-        layer: &NewImageLayer,
-        diff: &mut (dyn Read + Send),
-        check: &LayerCheck<'_>,
-    ) -> strata_image::Result<()> {
-        self.store.put_layer(layer, diff, check)
+        layers: Vec<PendingLayer<'_>>,
+    ) -> strata_image::Result<Option<(usize, strata_image::Error)>> {
+        self.store.put_layers(layers)
     }
     fn image_top_layer(&self, id: &str) -> strata_image::Result<Option<String>> {
         Ok(self

@@ -20,6 +20,7 @@ use crate::record::Kind;
 use crate::recordfile::{Location, Mode, Reader, RecordFile, Writer};
 use crate::{Error, Result};
 
+pub(crate) mod chain;
 pub(crate) mod diff;
 pub(crate) mod mount;
 pub(crate) mod ops;

@@ -215,25 +215,28 @@ impl Store {
 
     fn put_layer(&self, req: &NewLayer, fill: Fill<'_>) -> Result<Layer> {
         let mut tx = self.layers_tx()?;
-        let parent = match req.parent.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => {
-                let parent = self.parent_layer(&tx, p)?;
-                // A container's layer is no base for others.
-                if self
-                    .container_store
-                    .read()?
-                    .by_alt_key(&parent.id)
-                    .is_some()
-                {
-                    return Err(Error::Invalid(
-                        "would-be parent layer is a container".into(),
-                    ));
-                }
-                Some(parent)
-            }
-            None => None,
-        };
+        let parent = self.new_parent(&tx, req)?;
         self.put_layer_locked(&mut tx, req, parent.as_ref(), fill)
+    }
+
+    /// The parent `req` names, if any, when it may be one.
+    pub(crate) fn new_parent(&self, tx: &LayersTx<'_>, req: &NewLayer) -> Result<Option<Layer>> {
+        let Some(p) = req.parent.as_deref().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let parent = self.parent_layer(tx, p)?;
+        // A container's layer is no base for others.
+        if self
+            .container_store
+            .read()?
+            .by_alt_key(&parent.id)
+            .is_some()
+        {
+            return Err(Error::Invalid(
+                "would-be parent layer is a container".into(),
+            ));
+        }
+        Ok(Some(parent))
     }
 
     /// A layer that can be a parent: one of the store's own or of a
@@ -258,6 +261,43 @@ impl Store {
         req: &NewLayer,
         parent: Option<&Layer>,
         fill: Fill<'_>,
+    ) -> Result<Layer> {
+        let mut layer = self.new_record(tx, req, parent)?;
+        let id = layer.id.clone();
+        tx.layers.records_mut().push(layer.clone());
+        tx.save()?;
+        let pending = matches!(fill, Fill::ForContainer);
+        let filled = match fill {
+            Fill::Template(t) => self.fill_from_template(&mut layer, req, t),
+            Fill::Diff(d) => self.fill_layer(&mut layer, req, Some((d, None))),
+            Fill::Checked(d, c) => self.fill_layer(&mut layer, req, Some((d, Some(c)))),
+            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, None),
+        };
+        match filled {
+            Ok(()) if pending => Ok(layer),
+            Ok(()) => {
+                layer.flags.remove(FLAG_INCOMPLETE);
+                let done = layer.clone();
+                tx.layers.records_mut().update(&id, |l| *l = done);
+                tx.save()?;
+                Ok(layer)
+            }
+            Err(e) => {
+                if let Err(c) = self.remove_layer_locked(tx, &id) {
+                    tracing::warn!("cleaning up failed layer {id}: {c}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The record of a new layer, flagged incomplete: its ID (given, and
+    /// then free, or random), names (free), maps; not yet in the store.
+    pub(crate) fn new_record(
+        &self,
+        tx: &LayersTx<'_>,
+        req: &NewLayer,
+        parent: Option<&Layer>,
     ) -> Result<Layer> {
         let id = match req.id.as_deref().filter(|i| !i.is_empty()) {
             Some(id) => {
@@ -284,7 +324,7 @@ impl Store {
         }
         let (uid_map, gid_map) = self.choose_maps(&req.maps, parent);
         let mut layer = Layer {
-            id: id.clone(),
+            id,
             names,
             parent: parent.map(|p| p.id.clone()).unwrap_or_default(),
             mount_label: req.mount_label.clone().unwrap_or_default(),
@@ -296,31 +336,7 @@ impl Store {
         layer
             .flags
             .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
-        tx.layers.records_mut().push(layer.clone());
-        tx.save()?;
-        let pending = matches!(fill, Fill::ForContainer);
-        let filled = match fill {
-            Fill::Template(t) => self.fill_from_template(&mut layer, req, t),
-            Fill::Diff(d) => self.fill_layer(&mut layer, req, Some((d, None))),
-            Fill::Checked(d, c) => self.fill_layer(&mut layer, req, Some((d, Some(c)))),
-            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, None),
-        };
-        match filled {
-            Ok(()) if pending => Ok(layer),
-            Ok(()) => {
-                layer.flags.remove(FLAG_INCOMPLETE);
-                let done = layer.clone();
-                tx.layers.records_mut().update(&id, |l| *l = done);
-                tx.save()?;
-                Ok(layer)
-            }
-            Err(e) => {
-                if let Err(c) = self.remove_layer_locked(tx, &id) {
-                    tracing::warn!("cleaning up failed layer {id}: {c}");
-                }
-                Err(e)
-            }
-        }
+        Ok(layer)
     }
 
     /// Clears the incomplete flag of a layer made with
@@ -381,7 +397,7 @@ impl Store {
         self.sync.sync(&self.graph_root)
     }
 
-    fn create_request(&self, layer: &Layer, req: &NewLayer) -> CreateRequest {
+    pub(crate) fn create_request(&self, layer: &Layer, req: &NewLayer) -> CreateRequest {
         CreateRequest {
             id: layer.id.clone(),
             parent: layer.parent().map(str::to_string),
@@ -406,12 +422,14 @@ impl Store {
         Ok(size)
     }
 
-    fn apply_into(
+    /// Applies a layer stream to the made layer `layer` and fills in its
+    /// record from what the pass measured, once `check` passed.
+    pub(crate) fn apply_into(
         &self,
         layer: &mut Layer,
         diff: &mut (dyn Read + Send),
         check: Option<&LayerCheck<'_>>,
-    ) -> Result<()> {
+    ) -> Result<ApplyReport> {
         let final_path = self.layer_store.tar_split(&layer.id);
         let tmp = self
             .layer_store
@@ -481,15 +499,15 @@ impl Store {
             layer.compressed_size = report.uncompressed_size as i64;
             layer.compression = Compression::None.as_u8();
         } else {
-            layer.compressed_digest = report.compressed_digest;
+            layer.compressed_digest = report.compressed_digest.clone();
             layer.compressed_size = report.compressed_size as i64;
             layer.compression = report.compression.as_u8();
         }
-        layer.uncompressed_digest = report.uncompressed_digest;
+        layer.uncompressed_digest = report.uncompressed_digest.clone();
         layer.uncompressed_size = report.uncompressed_size as i64;
-        layer.uids = report.uids;
-        layer.gids = report.gids;
-        Ok(())
+        layer.uids = report.uids.clone();
+        layer.gids = report.gids.clone();
+        Ok(report)
     }
 
     pub(crate) fn choose_maps(
