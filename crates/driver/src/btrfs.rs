@@ -7,6 +7,9 @@
 //!     └── <id>/           a subvolume: the layer's full tree
 //! ```
 //!
+//! A child whose ID maps differ from its parent's is a snapshot re-owned
+//! in place ([`crate::chown::shift_tree`]).
+//!
 //! `get` returns the subvolume's path (no mount is needed); a `size`
 //! storage option puts a qgroup limit on the subvolume (quotas are enabled
 //! on first use); `btrfs.min_space` is the smallest size accepted. Removal
@@ -260,6 +263,14 @@ impl Driver for Btrfs {
                 })?;
                 strata_sys::btrfs::snapshot(src.as_fd(), svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs snapshot", self.dir(&req.id), e))?;
+                // Other maps than the parent's: the snapshot is re-owned in
+                // place (parallel, one pass; shared extents stay shared).
+                if let Some(shift) = req.shift() {
+                    if let Err(e) = crate::chown::shift_tree(&self.dir(&req.id), &shift) {
+                        let _ = self.remove(&req.id);
+                        return Err(e);
+                    }
+                }
             }
             None => {
                 strata_sys::btrfs::subvol_create(svfd.as_fd(), name)
@@ -284,6 +295,21 @@ impl Driver for Btrfs {
             }
         }
         Ok(())
+    }
+
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        // A snapshot of the template, re-owned, as the reference's btrfs
+        // makes it.
+        self.create(&CreateRequest {
+            parent: Some(template.to_string()),
+            parent_mappings: Some(template_mappings.clone()),
+            ..req.clone()
+        })
     }
 
     fn remove(&self, id: &str) -> Result<()> {

@@ -114,6 +114,29 @@ pub struct CreateRequest {
     pub storage_opt: BTreeMap<String, String>,
     /// ID maps of the new layer (its files are owned by host IDs under them).
     pub id_mappings: IdMappings,
+    /// ID maps the parent's (or template's) files are owned under, when
+    /// they may differ from `id_mappings`. The new layer then shows the
+    /// parent's files owned as [`chown::chown_path_by_maps`] would re-own
+    /// them: the seed's `Create` followed by `UpdateLayerIDMap`, done by the
+    /// driver in one step (a shifted copy, a snapshot re-owned in place,
+    /// or idmapped lower mounts). `None`: the parent's files stay as they
+    /// are.
+    pub parent_mappings: Option<IdMappings>,
+}
+
+impl CreateRequest {
+    /// The re-owning the parent's files need in the new layer, if any.
+    pub fn shift(&self) -> Option<strata_idmap::Shift> {
+        let from = self.parent_mappings.as_ref()?;
+        if self.parent.is_none() || *from == self.id_mappings {
+            return None;
+        }
+        Some(strata_idmap::Shift::new(
+            from,
+            &self.id_mappings,
+            chown::overflow_ids(),
+        ))
+    }
 }
 
 /// A layer and its parent, as named to [`Driver::apply_diff`].
@@ -356,7 +379,8 @@ pub trait Driver: Send + Sync {
         false
     }
 
-    /// Creates `req.id` with the same content as `template`.
+    /// Creates `req.id` with the same content as `template` (whose files
+    /// are owned under `template_mappings`), owned under `req.id_mappings`.
     fn create_from_template(
         &self,
         req: &CreateRequest,

@@ -17,6 +17,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod shift;
+pub use shift::{compose, Shift};
+
 /// Errors from parsing or translating ID maps.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,6 +48,16 @@ pub enum Error {
         user: String,
         /// The file read.
         file: String,
+    },
+    /// A map's ranges overlap, or one ends past the last valid ID.
+    #[error("invalid {kind} map range {range}: {reason}")]
+    BadRange {
+        /// `"uid"` or `"gid"`.
+        kind: &'static str,
+        /// The range, as `container:host:size`.
+        range: String,
+        /// Why.
+        reason: String,
     },
     /// Reading a subordinate ID file failed.
     #[error("reading {file}: {source}")]
@@ -107,10 +120,16 @@ impl fmt::Display for IdMap {
     }
 }
 
+/// The largest valid ID: `u32::MAX` means "no change" to `chown(2)` and
+/// is never a user.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
 /// Parses `container:host:size[,container:host:size…]`.
 ///
 /// Whitespace around items is ignored; an empty string is an empty map.
-/// Ranges whose end would overflow `u32` are rejected.
+/// Ranges whose end would overflow `u32` are rejected; so are ranges past
+/// [`MAX_ID`] and ranges that overlap (see [`check_maps`], which names the
+/// range).
 pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
     let err = |reason| Error::Parse {
         text: text.to_string(),
@@ -139,7 +158,51 @@ pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
         }
         out.push(IdMap::new(c, h, s));
     }
+    check_maps(&out, "ID")?;
     Ok(out)
+}
+
+/// Checks one side of a mapping: every range ends at or before
+/// [`MAX_ID`] on both sides, and no two ranges share a container ID or a
+/// host ID (the kernel refuses such user namespace maps, and a translation
+/// through them would be ambiguous). `kind` (`"uid"`, `"gid"`) names the
+/// side in the error.
+pub fn check_maps(maps: &[IdMap], kind: &'static str) -> Result<()> {
+    let bad = |m: &IdMap, reason: String| Error::BadRange {
+        kind,
+        range: m.to_string(),
+        reason,
+    };
+    for (i, m) in maps.iter().enumerate() {
+        if m.size == 0 {
+            return Err(bad(m, "a range of size 0".into()));
+        }
+        let last = |start: u32| u64::from(start) + u64::from(m.size) - 1;
+        for (side, start) in [("container", m.container_id), ("host", m.host_id)] {
+            if last(start) > u64::from(MAX_ID) {
+                return Err(bad(
+                    m,
+                    format!(
+                        "{side} IDs end at {}, past the last valid ID {MAX_ID}",
+                        last(start)
+                    ),
+                ));
+            }
+        }
+        for o in &maps[..i] {
+            let overlap = |a: u32, b: u32| {
+                let (a, b) = (u64::from(a), u64::from(b));
+                a < b + u64::from(o.size) && b < a + u64::from(m.size)
+            };
+            if overlap(m.container_id, o.container_id) {
+                return Err(bad(m, format!("container IDs overlap those of {o}")));
+            }
+            if overlap(m.host_id, o.host_id) {
+                return Err(bad(m, format!("host IDs overlap those of {o}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Formats maps as `container:host:size,…` (the inverse of [`parse_maps`]).
@@ -253,6 +316,14 @@ impl IdMappings {
         Self { uids, gids }
     }
 
+    /// Mappings from user and group ranges, refused (naming the range)
+    /// when ranges overlap or pass the last valid ID ([`check_maps`]).
+    pub fn checked(uids: Vec<IdMap>, gids: Vec<IdMap>) -> Result<Self> {
+        check_maps(&uids, "uid")?;
+        check_maps(&gids, "gid")?;
+        Ok(Self { uids, gids })
+    }
+
     /// The identity mapping.
     pub fn identity() -> Self {
         Self::default()
@@ -326,6 +397,26 @@ mod tests {
                 },
             }
         }
+    }
+
+    #[test]
+    fn bad_ranges_are_named() {
+        let cases = [
+            ("0:100000:10,5:200000:10", "5:200000:10", "container IDs overlap"),
+            ("0:100000:10,20:100005:10", "20:100005:10", "host IDs overlap"),
+            ("0:4294967290:10", "0:4294967290:10", "overflows 32-bit IDs"),
+            ("0:4294967295:1", "0:4294967295:1", "past the last valid ID"),
+            ("4294967295:0:1", "4294967295:0:1", "past the last valid ID"),
+        ];
+        for (text, range, why) in cases {
+            let e = parse_maps(text).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(range) && msg.contains(why), "{text}: {msg}");
+        }
+        assert!(parse_maps("0:4294967294:1,1:0:4294967294").is_ok());
+        let e = IdMappings::checked(vec![], vec![IdMap::new(0, 1, 5), IdMap::new(3, 10, 1)])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("invalid gid map range 3:10:1"), "{e}");
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl Store {
                 }
             }
             let (uid_map, gid_map) = s.choose_maps(&req.maps, parent.as_ref());
+            strata_idmap::IdMappings::checked(uid_map.clone(), gid_map.clone())?;
             let mut layer = Layer {
                 id: id.clone(),
                 names,
@@ -219,6 +220,10 @@ impl Store {
         req: &NewLayer,
         diff: Option<&mut (dyn Read + Send)>,
     ) -> Result<()> {
+        let parent_mappings = match layer.parent() {
+            Some(p) => Some(self.state.layers[self.state.get(p)?].id_mappings()),
+            None => None,
+        };
         let creq = CreateRequest {
             id: layer.id.clone(),
             parent: layer.parent().map(str::to_string),
@@ -226,6 +231,9 @@ impl Store {
             mount_label: req.mount_label.clone(),
             storage_opt: req.storage_opt.clone(),
             id_mappings: layer.id_mappings(),
+            // Maps other than the parent's: the driver re-owns the parent's
+            // files (the reference's Create + UpdateLayerIDMap).
+            parent_mappings,
         };
         // A vfs child is a full copy of its parent: its writeback overlaps
         // the copy as an apply's does.

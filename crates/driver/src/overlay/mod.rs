@@ -388,6 +388,13 @@ impl Driver for Overlay {
         // Image and container layers share one layout (`req.access` only
         // matters to callers that mount them).
         self.layout.create(&req.id, parent.as_ref(), owner, mode)?;
+        if let Some(p) = &req.parent {
+            let pdir = self.find_layer(p)?.map(|(d, _)| d).unwrap_or_default();
+            if let Err(e) = self.shift_new_layer(req, &pdir) {
+                let _ = self.remove(&req.id);
+                return Err(e);
+            }
+        }
         if let Some(q) = quota {
             if let Err(e) = q.apply(&self.layout.dir(&req.id), limits) {
                 let _ = self.remove(&req.id);
@@ -580,6 +587,22 @@ impl Driver for Overlay {
             return self.native_diff_size(&req.id);
         }
         naive::diff_size(self, req)
+    }
+
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        // A child of the template (as the reference's overlay makes it),
+        // shown under the new maps; diffs against the recorded parent then
+        // take the generic path, since the first lower is not the parent.
+        self.create(&CreateRequest {
+            parent: Some(template.to_string()),
+            parent_mappings: Some(template_mappings.clone()),
+            ..req.clone()
+        })
     }
 
     fn update_layer_id_map(
