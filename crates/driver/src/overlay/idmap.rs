@@ -108,7 +108,7 @@ impl Overlay {
             own: Owned::of(own),
             lowers: BTreeMap::new(),
         };
-        for (_, lid) in self.lower_layers_of(parent_dir)? {
+        for (_, lid) in self.lower_entries_of(parent_dir)? {
             let Some(lid) = lid else { continue };
             let owned = parent_rec
                 .as_ref()
@@ -134,7 +134,7 @@ impl Overlay {
         let Some(rec) = read_record(dir)? else {
             return Ok(out);
         };
-        for (path, lid) in self.lower_layers_of(dir)? {
+        for (path, lid) in self.lower_entries_of(dir)? {
             let Some(owned) = lid.and_then(|l| rec.lowers.get(&l).cloned()) else {
                 continue;
             };
@@ -143,27 +143,6 @@ impl Overlay {
                 let gids = strata_idmap::compose(&owned.gids, &rec.own.gids);
                 out.insert(path, (uids, gids));
             }
-        }
-        Ok(out)
-    }
-
-    /// The lower directories of the layer at `dir` (as
-    /// [`Overlay::lower_dirs_of`] gives them) with the layer each belongs
-    /// to (`None` for rotated `diffN` directories).
-    fn lower_layers_of(&self, dir: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
-        let rotated = super::rotated_diffs(dir).len();
-        let mut out = Vec::new();
-        for (i, p) in self.lower_dirs_of(dir)?.into_iter().enumerate() {
-            let id = if i < rotated {
-                None
-            } else {
-                let target = fs::read_link(&p).unwrap_or_else(|_| p.clone());
-                target
-                    .parent()
-                    .and_then(Path::file_name)
-                    .map(|n| n.to_string_lossy().into_owned())
-            };
-            out.push((p, id));
         }
         Ok(out)
     }
@@ -191,7 +170,7 @@ impl Overlay {
 
     /// Copies layer `id`'s merged view moved by `shift` into a fresh
     /// `diff1` (older `diffN` and the old `diff` go: their content is in
-    /// the copy) under a new empty `diff` owned by `own`'s root.
+    /// the copy) under a new empty `diff` owned as the old one.
     fn shift_copy(&self, id: &str, shift: &Shift, own: &IdMappings) -> Result<()> {
         let dir = self.layout.dir(id);
         if self
@@ -236,9 +215,10 @@ impl Overlay {
         }
         let diff1 = dir.join("diff1");
         fs::rename(&fresh, &diff1).map_err(|e| Error::path("rename", &fresh, e))?;
-        let root = own.root_pair()?;
+        // The new upper is the merged root: it keeps the old one's owner,
+        // as a re-owning walk leaves the root alone.
         layout::mkdir_mode(&diff, md.permissions().mode() & 0o7777)?;
-        std::os::unix::fs::lchown(&diff, Some(root.uid), Some(root.gid))
+        std::os::unix::fs::lchown(&diff, Some(md.uid()), Some(md.gid()))
             .map_err(|e| Error::path("chown", &diff, e))?;
         // The link `l/<link>` points at `diff`, which is the new upper.
         crate::vfs::remove_tree(&old)

@@ -284,15 +284,43 @@ impl Overlay {
     }
 
     /// Lower directories of the layer at `dir`, nearest first: its rotated
-    /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
-    /// the layers its `lower` file names.
+    /// `diff1`, `diff2`, … (left by ID-map updates, the reference's and
+    /// strata's), then each layer its `lower` file names followed by that
+    /// layer's own rotated directories (as the reference stacks them).
     fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let mut v = rotated_diffs(dir);
+        Ok(self
+            .lower_entries_of(dir)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// [`Overlay::lower_dirs_of`], each with the layer it belongs to
+    /// (`None` for the layer's own rotated directories).
+    fn lower_entries_of(&self, dir: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let mut v: Vec<(PathBuf, Option<String>)> =
+            rotated_diffs(dir).into_iter().map(|p| (p, None)).collect();
         let p = dir.join("lower");
         match fs::read_to_string(&p) {
             Ok(s) => {
                 for l in s.trim().split(':').filter(|s| !s.is_empty()) {
-                    v.push(self.resolve_lower(l)?);
+                    let path = self.resolve_lower(l)?;
+                    // `l/LINK` → `../<id>/diff`: the layer's directory.
+                    let target = fs::read_link(&path).unwrap_or_else(|_| path.clone());
+                    let layer_dir = if target.is_relative() {
+                        path.parent().unwrap_or(Path::new("/")).join(&target)
+                    } else {
+                        target
+                    };
+                    let layer_dir = layer_dir.parent().map(Path::to_path_buf);
+                    let id = layer_dir
+                        .as_deref()
+                        .and_then(Path::file_name)
+                        .map(|n| n.to_string_lossy().into_owned());
+                    v.push((path, id.clone()));
+                    if let Some(ld) = layer_dir {
+                        v.extend(rotated_diffs(&ld).into_iter().map(|d| (d, id.clone())));
+                    }
                 }
                 Ok(v)
             }
