@@ -199,10 +199,15 @@ fn walk_entries<'s>(
 /// A directory, through its own handle: owner, ACLs.
 fn shift_dir(ctx: &Ctx<'_>, fd: &OwnedFd, st: &Stat, rel: &Path) -> Result<()> {
     let new = ctx.new_owner(st, rel)?;
-    let names = XattrNames::of(XattrAt::Fd(fd.as_fd())).map_err(|e| io("list xattrs", &ctx.path(rel), e))?;
+    let names = XattrNames::of(XattrAt::Fd(fd.as_fd()))
+        .map_err(|e| io("list xattrs", &ctx.path(rel), e))?;
     if (new.uid, new.gid) != (st.st_uid, st.st_gid) {
-        rustix::fs::fchown(fd, Some(Uid::from_raw(new.uid)), Some(Gid::from_raw(new.gid)))
-            .map_err(|e| io("chown", &ctx.path(rel), e))?;
+        rustix::fs::fchown(
+            fd,
+            Some(Uid::from_raw(new.uid)),
+            Some(Gid::from_raw(new.gid)),
+        )
+        .map_err(|e| io("chown", &ctx.path(rel), e))?;
         // Set-ID bits survive a directory's chown on current kernels, but
         // not on every one: put them back when there were any.
         if st.st_mode & 0o6000 != 0 {
@@ -248,7 +253,11 @@ fn shift_entry(
             let f = rustix::fs::openat(
                 dir,
                 name,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
                 Mode::empty(),
             )
             .map_err(|e| io("open", &ctx.path(rel), e))?;
@@ -471,6 +480,9 @@ mod tests {
         assert_eq!(le32(&got, 4 + 4), u32::MAX);
         // Not an ID-bearing xattr, or malformed: as it was.
         assert_eq!(shift_xattr(b"user.x", &acl, &shift), acl);
-        assert_eq!(shift_xattr(ACL_ACCESS.as_bytes(), &acl[..9], &shift), &acl[..9]);
+        assert_eq!(
+            shift_xattr(ACL_ACCESS.as_bytes(), &acl[..9], &shift),
+            &acl[..9]
+        );
     }
 }

@@ -402,8 +402,16 @@ mod tests {
     #[test]
     fn bad_ranges_are_named() {
         let cases = [
-            ("0:100000:10,5:200000:10", "5:200000:10", "container IDs overlap"),
-            ("0:100000:10,20:100005:10", "20:100005:10", "host IDs overlap"),
+            (
+                "0:100000:10,5:200000:10",
+                "5:200000:10",
+                "container IDs overlap",
+            ),
+            (
+                "0:100000:10,20:100005:10",
+                "20:100005:10",
+                "host IDs overlap",
+            ),
             ("0:4294967290:10", "0:4294967290:10", "overflows 32-bit IDs"),
             ("0:4294967295:1", "0:4294967295:1", "past the last valid ID"),
             ("4294967295:0:1", "4294967295:0:1", "past the last valid ID"),
@@ -416,7 +424,10 @@ mod tests {
         assert!(parse_maps("0:4294967294:1,1:0:4294967294").is_ok());
         let e = IdMappings::checked(vec![], vec![IdMap::new(0, 1, 5), IdMap::new(3, 10, 1)])
             .unwrap_err();
-        assert!(e.to_string().starts_with("invalid gid map range 3:10:1"), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid gid map range 3:10:1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -190,7 +190,10 @@ mod tests {
             }
         );
         assert!(matches!(
-            s.owner(IdPair { uid: 65534, gid: 200000 }),
+            s.owner(IdPair {
+                uid: 65534,
+                gid: 200000
+            }),
             Err(Error::Unmapped { id: 65534, .. })
         ));
     }

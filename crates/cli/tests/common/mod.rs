@@ -94,6 +94,11 @@ impl Env {
             .args(args);
     }
 
+    /// A strata command on this store (to add environment before running).
+    pub fn strata_command(&self, args: &[&str]) -> Command {
+        self.command(env!("CARGO_BIN_EXE_strata"), args)
+    }
+
     /// Runs strata with stdin from `input`.
     pub fn strata_in(&self, args: &[&str], input: &[u8]) -> Output {
         run(self.command(env!("CARGO_BIN_EXE_strata"), args), input)
@@ -169,7 +174,7 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-fn run(mut c: Command, input: &[u8]) -> Output {
+pub fn run(mut c: Command, input: &[u8]) -> Output {
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

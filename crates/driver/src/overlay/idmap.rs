@@ -118,7 +118,11 @@ impl Overlay {
         }
         rec.lowers.insert(parent_id, Owned::of(parent_maps));
         let data = serde_json::to_vec(&rec).map_err(|e| {
-            Error::path("encode", self.layout.dir(id).join(RECORD), io::Error::other(e))
+            Error::path(
+                "encode",
+                self.layout.dir(id).join(RECORD),
+                io::Error::other(e),
+            )
         })?;
         let p = self.layout.dir(id).join(RECORD);
         fs::write(&p, data).map_err(|e| Error::path("write", &p, e))
@@ -281,9 +285,9 @@ fn dir_id(dir: &Path) -> Result<String> {
 fn read_record(dir: &Path) -> Result<Option<LowerMaps>> {
     let p = dir.join(RECORD);
     match fs::read(&p) {
-        Ok(d) => serde_json::from_slice(&d).map(Some).map_err(|e| {
-            Error::path("read", &p, io::Error::new(io::ErrorKind::InvalidData, e))
-        }),
+        Ok(d) => serde_json::from_slice(&d)
+            .map(Some)
+            .map_err(|e| Error::path("read", &p, io::Error::new(io::ErrorKind::InvalidData, e))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::path("read", &p, e)),
     }

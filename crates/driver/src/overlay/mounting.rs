@@ -71,7 +71,10 @@ impl Staging {
         gids: &[IdMap],
     ) -> Result<Vec<PathBuf>> {
         let ns = user_ns(uids, gids)?;
-        lowers.iter().map(|l| self.attach_idmapped(l, &ns)).collect()
+        lowers
+            .iter()
+            .map(|l| self.attach_idmapped(l, &ns))
+            .collect()
     }
 
     /// `lowers` with each one that `idmaps` names replaced by an idmapped
@@ -107,10 +110,12 @@ impl Staging {
             source: e,
         })?;
         let at = self.next()?;
-        strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| Error::Mount {
-            op: "move_mount",
-            path: at.clone(),
-            source: e,
+        strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| {
+            Error::Mount {
+                op: "move_mount",
+                path: at.clone(),
+                source: e,
+            }
         })?;
         Ok(at)
     }
