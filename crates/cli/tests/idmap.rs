@@ -108,6 +108,9 @@ fn mapped_child(
     t
 }
 
+/// A driver, extra options and an environment variable to run it with.
+type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str)>);
+
 const MAPS: [&str; 4] = ["--uidmap", "0:100000:6", "--gidmap", "0:200000:6"];
 
 #[test]
@@ -137,7 +140,7 @@ fn privileged_mapped_child_matches_the_reference_on_every_driver() {
     );
     // (driver, extra options, environment): overlay with idmapped lowers,
     // overlay with a shifted copy, fuse-overlayfs.
-    let cases: [(&str, &[&str], Option<(&str, &str)>); 4] = [
+    let cases: [Case; 4] = [
         ("vfs", &[], None),
         ("overlay", &[], None),
         (

@@ -135,7 +135,7 @@ impl Ctx<'_> {
             })
             .map_err(|source| Error::Owner {
                 path: self.path(rel),
-                source,
+                source: Box::new(source),
             })
     }
 }
@@ -398,7 +398,7 @@ pub(crate) fn shift_xattr(name: &[u8], v: &[u8], shift: &Shift) -> Vec<u8> {
         // entries carry an ID.
         const ACL_USER: u16 = 0x02;
         const ACL_GROUP: u16 = 0x08;
-        if v.len() >= 4 && le32(v, 0) == 2 && (v.len() - 4) % 8 == 0 {
+        if v.len() >= 4 && le32(v, 0) == 2 && (v.len() - 4).is_multiple_of(8) {
             for off in (4..v.len()).step_by(8) {
                 let tag = u16::from_le_bytes([v[off], v[off + 1]]);
                 let id = le32(v, off + 4);

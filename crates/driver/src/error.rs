@@ -100,7 +100,7 @@ pub enum Error {
         path: PathBuf,
         /// Which ID has no counterpart.
         #[source]
-        source: strata_idmap::Error,
+        source: Box<strata_idmap::Error>,
     },
 }
 

@@ -54,10 +54,10 @@ pub enum Error {
     BadRange {
         /// `"uid"` or `"gid"`.
         kind: &'static str,
-        /// The range, as `container:host:size`.
-        range: String,
+        /// The range.
+        range: IdMap,
         /// Why.
-        reason: String,
+        reason: Box<str>,
     },
     /// Reading a subordinate ID file failed.
     #[error("reading {file}: {source}")]
@@ -170,8 +170,8 @@ pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
 pub fn check_maps(maps: &[IdMap], kind: &'static str) -> Result<()> {
     let bad = |m: &IdMap, reason: String| Error::BadRange {
         kind,
-        range: m.to_string(),
-        reason,
+        range: *m,
+        reason: reason.into(),
     };
     for (i, m) in maps.iter().enumerate() {
         if m.size == 0 {

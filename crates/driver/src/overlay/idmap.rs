@@ -70,7 +70,7 @@ struct LowerMaps {
 
 /// Per lower directory, the idmap (`uid`, `gid` map lines) to attach it
 /// with; lowers missing from the map are used as they are.
-pub(super) type LowerIdmaps = HashMap<PathBuf, (Vec<IdMap>, Vec<IdMap>)>;
+pub(super) type LowerIdmaps = HashMap<PathBuf, mounting::IdmapLines>;
 
 impl Overlay {
     /// After `layout.create` of a child: makes the parent's files show

@@ -27,6 +27,9 @@ use crate::{Error, IdMap, Result};
 /// The kernel's limit on lower layers in one overlay (`OVL_MAX_STACK`).
 pub const MAX_STACK: usize = 500;
 
+/// The user and group map lines of an idmapped mount.
+pub type IdmapLines = (Vec<IdMap>, Vec<IdMap>);
+
 /// Helper mounts made for one final mount; detached and removed on drop.
 pub struct Staging {
     dir: PathBuf,
@@ -82,9 +85,9 @@ impl Staging {
     pub fn idmap_each(
         &mut self,
         lowers: &[PathBuf],
-        idmaps: &HashMap<PathBuf, (Vec<IdMap>, Vec<IdMap>)>,
+        idmaps: &HashMap<PathBuf, IdmapLines>,
     ) -> Result<Vec<PathBuf>> {
-        let mut spaces: Vec<(&(Vec<IdMap>, Vec<IdMap>), strata_sys::mount::UserNs)> = Vec::new();
+        let mut spaces: Vec<(&IdmapLines, strata_sys::mount::UserNs)> = Vec::new();
         let mut out = Vec::with_capacity(lowers.len());
         for l in lowers {
             let Some(maps) = idmaps.get(l) else {

@@ -434,7 +434,7 @@ impl Ctx<'_> {
             None => Ok(old),
             Some(s) => s.owner(old).map_err(|source| Error::Owner {
                 path: self.src_root.join(rel),
-                source,
+                source: Box::new(source),
             }),
         }
     }
