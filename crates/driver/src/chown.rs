@@ -37,12 +37,7 @@ use strata_idmap::{IdMappings, IdPair, Shift};
 
 use crate::{Error, Result};
 
-/// The file capability xattr.
-pub const CAPABILITY: &str = "security.capability";
-/// The POSIX access ACL xattr.
-pub const ACL_ACCESS: &str = "system.posix_acl_access";
-/// The POSIX default ACL xattr (directories).
-pub const ACL_DEFAULT: &str = "system.posix_acl_default";
+pub use strata_idmap::shift::{ACL_ACCESS, ACL_DEFAULT, CAPABILITY};
 
 /// Re-owns every entry under `path` (but not `path` itself) from
 /// `to_container`'s host IDs to `to_host`'s host IDs for the same
@@ -55,23 +50,14 @@ pub fn chown_path_by_maps(
     if to_container == to_host {
         return Ok(());
     }
-    shift_tree(path, &Shift::new(to_container, to_host, overflow_ids()))
-}
-
-/// The kernel's overflow IDs (`/proc/sys/kernel/overflow{u,g}id`), which
-/// stand for IDs a mapping leaves out; 65534 where they cannot be read.
-pub fn overflow_ids() -> IdPair {
-    let read = |f: &str, dflt: u32| {
-        std::fs::read_to_string(f)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(dflt)
-    };
-    let d = strata_idmap::shift::DEFAULT_OVERFLOW;
-    IdPair {
-        uid: read("/proc/sys/kernel/overflowuid", d.uid),
-        gid: read("/proc/sys/kernel/overflowgid", d.gid),
-    }
+    shift_tree(
+        path,
+        &Shift::new(
+            to_container,
+            to_host,
+            strata_idmap::shift::kernel_overflow(),
+        ),
+    )
 }
 
 /// Re-owns the entries under `root` (not `root` itself) by `shift`.
@@ -266,7 +252,7 @@ fn shift_entry(
         }
     }
     if let Some(v) = cap {
-        let v = shift_xattr(CAPABILITY.as_bytes(), &v, ctx.shift);
+        let v = ctx.shift.xattr(CAPABILITY.as_bytes(), &v);
         set_xattr(at.borrow(), CAPABILITY, &v)
             .map_err(|e| io("restore security.capability", &ctx.path(rel), e))?;
     }
@@ -370,54 +356,11 @@ fn rewrite_xattr(at: XattrAt<'_>, name: &str, shift: &Shift) -> rustix::io::Resu
     let Some(v) = get_xattr(at.borrow(), name)? else {
         return Ok(());
     };
-    let new = shift_xattr(name.as_bytes(), &v, shift);
+    let new = shift.xattr(name.as_bytes(), &v);
     if new != v {
         set_xattr(at, name, &new)?;
     }
     Ok(())
-}
-
-/// The value of xattr `name` with the IDs it holds moved by `shift`: the
-/// root ID of a version 3 `security.capability`, the user and group
-/// entries of a POSIX ACL. Other xattrs, and IDs the old maps do not
-/// cover, are left as they are.
-pub(crate) fn shift_xattr(name: &[u8], v: &[u8], shift: &Shift) -> Vec<u8> {
-    let mut out = v.to_vec();
-    if name == CAPABILITY.as_bytes() {
-        // vfs_ns_cap_data: magic_etc (LE u32, revision in the top byte),
-        // two {permitted, inheritable} pairs, then the root ID.
-        const REVISION_3: u32 = 0x0300_0000;
-        if v.len() == 24 && le32(v, 0) & 0xff00_0000 == REVISION_3 {
-            if let Ok(root) = shift.uid(le32(v, 20)) {
-                out[20..24].copy_from_slice(&root.to_le_bytes());
-            }
-        }
-    } else if name == ACL_ACCESS.as_bytes() || name == ACL_DEFAULT.as_bytes() {
-        // posix_acl_xattr_header (LE u32 version 2), then entries of
-        // {tag: u16, perm: u16, id: u32}; only ACL_USER and ACL_GROUP
-        // entries carry an ID.
-        const ACL_USER: u16 = 0x02;
-        const ACL_GROUP: u16 = 0x08;
-        if v.len() >= 4 && le32(v, 0) == 2 && (v.len() - 4).is_multiple_of(8) {
-            for off in (4..v.len()).step_by(8) {
-                let tag = u16::from_le_bytes([v[off], v[off + 1]]);
-                let id = le32(v, off + 4);
-                let moved = match tag {
-                    ACL_USER => shift.uid(id),
-                    ACL_GROUP => shift.gid(id),
-                    _ => continue,
-                };
-                if let Ok(n) = moved {
-                    out[off + 4..off + 8].copy_from_slice(&n.to_le_bytes());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn le32(v: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]])
 }
 
 /// Reads an xattr of `p` (not following symlinks); `None` when absent or
@@ -429,60 +372,5 @@ pub(crate) fn read_xattr(p: &Path, name: &str) -> Result<Option<Vec<u8>>> {
         Ok(v) => Ok(v),
         Err(Errno::OPNOTSUPP) => Ok(None),
         Err(e) => Err(io("getxattr", p, e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_idmap::IdMap;
-
-    fn maps(host: u32) -> IdMappings {
-        IdMappings::new(
-            vec![IdMap::new(0, host, 65536)],
-            vec![IdMap::new(0, host, 65536)],
-        )
-    }
-
-    #[test]
-    fn xattr_values_move() {
-        let shift = Shift::new(&maps(100000), &maps(200000), overflow_ids());
-        // v3 capability, root ID 100000 → 200000; v2 untouched.
-        let mut v3 = vec![0u8; 24];
-        v3[0..4].copy_from_slice(&0x0300_0000u32.to_le_bytes());
-        v3[4] = 0x20;
-        v3[20..24].copy_from_slice(&100000u32.to_le_bytes());
-        let got = shift_xattr(CAPABILITY.as_bytes(), &v3, &shift);
-        assert_eq!(le32(&got, 20), 200000);
-        assert_eq!(got[..20], v3[..20]);
-        let mut v2 = vec![0u8; 20];
-        v2[0..4].copy_from_slice(&0x0200_0000u32.to_le_bytes());
-        assert_eq!(shift_xattr(CAPABILITY.as_bytes(), &v2, &shift), v2);
-        // ACL: user::rw-, user:100005:r--, group::r--, group:100007:rw-,
-        // mask, other.
-        let entries: [(u16, u16, u32); 6] = [
-            (0x01, 6, u32::MAX),
-            (0x02, 4, 100005),
-            (0x04, 4, u32::MAX),
-            (0x08, 6, 100007),
-            (0x10, 6, u32::MAX),
-            (0x20, 4, u32::MAX),
-        ];
-        let mut acl = 2u32.to_le_bytes().to_vec();
-        for (t, p, id) in entries {
-            acl.extend_from_slice(&t.to_le_bytes());
-            acl.extend_from_slice(&p.to_le_bytes());
-            acl.extend_from_slice(&id.to_le_bytes());
-        }
-        let got = shift_xattr(ACL_ACCESS.as_bytes(), &acl, &shift);
-        assert_eq!(le32(&got, 4 + 8 + 4), 200005);
-        assert_eq!(le32(&got, 4 + 24 + 4), 200007);
-        assert_eq!(le32(&got, 4 + 4), u32::MAX);
-        // Not an ID-bearing xattr, or malformed: as it was.
-        assert_eq!(shift_xattr(b"user.x", &acl, &shift), acl);
-        assert_eq!(
-            shift_xattr(ACL_ACCESS.as_bytes(), &acl[..9], &shift),
-            &acl[..9]
-        );
     }
 }

@@ -134,7 +134,7 @@ impl CreateRequest {
         Some(strata_idmap::Shift::new(
             from,
             &self.id_mappings,
-            chown::overflow_ids(),
+            strata_idmap::shift::kernel_overflow(),
         ))
     }
 }

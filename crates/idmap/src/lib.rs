@@ -124,9 +124,11 @@ impl fmt::Display for IdMap {
 /// is never a user.
 pub const MAX_ID: u32 = u32::MAX - 1;
 
-/// Parses `container:host:size[,container:host:size…]`.
+/// Parses `container:host:size[:container:host:size…]` (the reference's
+/// form: triples chained by colons) and, as well, triples separated by
+/// commas (`0:1000:1,1:100000:65536`).
 ///
-/// Whitespace around items is ignored; an empty string is an empty map.
+/// Whitespace around numbers is ignored; an empty string is an empty map.
 /// Ranges whose end would overflow `u32` are rejected; so are ranges past
 /// [`MAX_ID`] and ranges that overlap (see [`check_maps`], which names the
 /// range).
@@ -137,26 +139,24 @@ pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
     };
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let mut parts = item.split(':');
-        let mut next = || -> Result<u32> {
-            parts
-                .next()
-                .ok_or_else(|| err("expected container:host:size"))?
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| err("not a 32-bit unsigned number"))
-        };
-        let (c, h, s) = (next()?, next()?, next()?);
-        if parts.next().is_some() {
+        let nums = item
+            .split(':')
+            .map(|n| n.trim().parse::<u32>())
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|_| err("not a 32-bit unsigned number"))?;
+        if nums.len() % 3 != 0 {
             return Err(err("expected container:host:size"));
         }
-        if s == 0 {
-            return Err(err("a range of size 0"));
+        for t in nums.chunks_exact(3) {
+            let (c, h, s) = (t[0], t[1], t[2]);
+            if s == 0 {
+                return Err(err("a range of size 0"));
+            }
+            if c.checked_add(s - 1).is_none() || h.checked_add(s - 1).is_none() {
+                return Err(err("range overflows 32-bit IDs"));
+            }
+            out.push(IdMap::new(c, h, s));
         }
-        if c.checked_add(s - 1).is_none() || h.checked_add(s - 1).is_none() {
-            return Err(err("range overflows 32-bit IDs"));
-        }
-        out.push(IdMap::new(c, h, s));
     }
     check_maps(&out, "ID")?;
     Ok(out)
@@ -241,12 +241,18 @@ pub fn parse_subid_file(contents: &[u8]) -> Vec<SubIdRange> {
         .collect()
 }
 
-/// Builds the map a user namespace gets from subordinate ranges: container
-/// IDs start at 0 and follow each range of `name` in file order.
+/// Builds the map of `name`'s subordinate ranges as containers-storage's
+/// `--subuidmap` builds it: container IDs start at 0 and follow the
+/// ranges in the order of their first host ID (not file order).
 pub fn maps_from_subids(ranges: &[SubIdRange], name: &str) -> Vec<IdMap> {
     let mut next = 0u32;
     let mut out = Vec::new();
-    for r in ranges.iter().filter(|r| r.name == name && r.count > 0) {
+    let mut mine: Vec<&SubIdRange> = ranges
+        .iter()
+        .filter(|r| r.name == name && r.count > 0)
+        .collect();
+    mine.sort_by_key(|r| r.start);
+    for r in mine {
         out.push(IdMap::new(next, r.start, r.count));
         next = next.saturating_add(r.count);
     }
@@ -380,6 +386,19 @@ mod tests {
                 "0:1000:1, 1:100000:65536",
                 Ok(vec![IdMap::new(0, 1000, 1), IdMap::new(1, 100000, 65536)]),
             ),
+            // The reference's form of several ranges.
+            (
+                "0:100000:3:3:200000:3",
+                Ok(vec![IdMap::new(0, 100000, 3), IdMap::new(3, 200000, 3)]),
+            ),
+            (
+                "0:1:1:1:2:1, 2:3:1",
+                Ok(vec![
+                    IdMap::new(0, 1, 1),
+                    IdMap::new(1, 2, 1),
+                    IdMap::new(2, 3, 1),
+                ]),
+            ),
             ("0:1:2:3", Err("expected container:host:size")),
             ("0:1", Err("expected container:host:size")),
             ("a:1:2", Err("not a 32-bit unsigned number")),
@@ -490,9 +509,10 @@ mod tests {
 
     #[test]
     fn subid_files() {
-        let f = b"# comment\nalice:100000:65536\nbob:200000:10\nalice:300000:5\nbroken\n";
+        let f = b"# comment\nalice:300000:5\nbob:200000:10\nalice:100000:65536\nbroken\n";
         let r = parse_subid_file(f);
         assert_eq!(r.len(), 3);
+        // Ordered by host ID, as the reference orders them.
         assert_eq!(
             maps_from_subids(&r, "alice"),
             vec![IdMap::new(0, 100000, 65536), IdMap::new(65536, 300000, 5)]

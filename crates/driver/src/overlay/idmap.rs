@@ -168,7 +168,11 @@ impl Overlay {
                 "re-owning layer {id} of a read-only image store"
             )));
         }
-        let shift = Shift::new(to_container, to_host, crate::chown::overflow_ids());
+        let shift = Shift::new(
+            to_container,
+            to_host,
+            strata_idmap::shift::kernel_overflow(),
+        );
         self.shift_copy(id, &shift, to_host)
     }
 

@@ -418,7 +418,7 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
 /// An xattr value with the IDs it holds moved by `shift`, if any.
 fn shifted(name: &OsStr, v: Vec<u8>, shift: Option<&Shift>) -> Vec<u8> {
     match shift {
-        Some(s) => crate::chown::shift_xattr(name.as_bytes(), &v, s),
+        Some(s) => s.xattr(name.as_bytes(), &v),
         None => v,
     }
 }
