@@ -128,8 +128,8 @@ impl Drop for LoopGuard {
 
 fn suite() -> Suite {
     let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
-    s.empty_root_mode = 0o755;
     s.image_store_key = None;
+    s.maps_own_root = false;
     s.prepare = Some(prepare);
     s
 }

@@ -473,7 +473,8 @@ fn shifted(host: u32) -> IdMappings {
     )
 }
 
-/// A layer created with ID maps has its root owned by the mapped root;
+/// A layer created with ID maps has its root owned by the mapped root
+/// (where [`Suite::maps_own_root`]);
 /// update_layer_id_map re-owns every file below the root to the new maps
 /// (the root keeps its owner, as containers-storage 1.43's walk leaves
 /// it); children keep the owners.
@@ -486,11 +487,12 @@ pub fn id_mapped_layer(s: &Suite) {
             ..req("mapped", None, Access::ReadOnly)
         })
         .unwrap();
+        let root_owner = if s.maps_own_root { 100_000 } else { 0 };
         with_mounted(d, "mapped", |root| {
             let m = std::fs::metadata(root).unwrap();
             assert_eq!(
                 (m.uid(), m.gid()),
-                (100_000, 100_000),
+                (root_owner, root_owner),
                 "root of a mapped layer"
             );
             // Lay the fixture out as host IDs under the maps.
@@ -506,7 +508,7 @@ pub fn id_mapped_layer(s: &Suite) {
         with_mounted(d, "mapped", |root| {
             Fixture::base().verify(root, 200_000);
             let m = std::fs::metadata(root).unwrap();
-            assert_eq!((m.uid(), m.gid()), (100_000, 100_000));
+            assert_eq!((m.uid(), m.gid()), (root_owner, root_owner));
         });
         create(d, "child", Some("mapped"));
         with_mounted(d, "child", |root| Fixture::base().verify(root, 200_000));

@@ -43,18 +43,23 @@ pub struct Suite {
     /// Driver options given at every init.
     pub options: Vec<String>,
     /// Mode of an empty base layer's root (the reference makes 0555 for
-    /// vfs and overlay).
+    /// vfs, overlay and btrfs).
     pub empty_root_mode: u32,
     /// Option key naming additional image stores (`imagestore`), or `None`
     /// when the driver has none.
     pub image_store_key: Option<&'static str>,
     /// Per-case setup of the graph root.
     pub prepare: Option<Prepare>,
+    /// Whether a base layer created with ID maps has its root owned by
+    /// the maps' root, as the reference's vfs and overlay make it (its
+    /// btrfs leaves the subvolume's root to the driver's own maps).
+    pub maps_own_root: bool,
 }
 
 impl Suite {
     /// A suite for driver `name` with defaults: root mode 0555, image stores
-    /// under the `imagestore` key, no setup.
+    /// under the `imagestore` key, no setup, mapped roots owned by the
+    /// maps.
     pub fn new(name: &'static str, init: InitFn) -> Self {
         Self {
             name,
@@ -63,6 +68,7 @@ impl Suite {
             empty_root_mode: 0o555,
             image_store_key: Some("imagestore"),
             prepare: None,
+            maps_own_root: true,
         }
     }
 }
