@@ -3,174 +3,117 @@
 //! containers-storage 1.43's vfs shows them (its overlay drops the maps of
 //! such a layer when the kernel has idmapped mounts, so its vfs is the
 //! oracle for the observable tree); imports into mapped layers and their
-//! diffs map owners; bad maps and failed shifts leave nothing behind.
+//! diffs map owners; the map flags combine as the reference combines them;
+//! bad maps and failed shifts leave nothing behind; deleting mapped layers
+//! leaves nothing either.
 
 mod common;
+mod idmap_support;
+mod robust_support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::{first_line, have_reference, is_root, Env};
-
-/// A layer tar whose members have owners inside and outside the maps the
-/// tests use (0:100000:6 / 0:200000:6), set-ID bits, a hard link and
-/// symlinks.
-fn owners_tar() -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, kind: tar::EntryType, (uid, gid): (u64, u64), mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        h.set_mtime(1_600_000_000);
-        let data: &[u8] = if kind == tar::EntryType::Regular {
-            b"data\n"
-        } else {
-            b""
-        };
-        h.set_size(data.len() as u64);
-        match kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let (name, target) = path.split_once("->").unwrap();
-                b.append_link(&mut h, name, target).unwrap();
-            }
-            _ => b.append_data(&mut h, path, data).unwrap(),
-        }
-    };
-    use tar::EntryType::{Directory, Link, Regular, Symlink};
-    add("d/", Directory, (2, 3), 0o755);
-    add("d/h", Regular, (4, 4), 0o644);
-    add("d/h2->d/h", Link, (4, 4), 0o644);
-    add("f0", Regular, (0, 0), 0o644);
-    add("f1", Regular, (1, 1), 0o644);
-    add("f5", Regular, (5, 5), 0o640);
-    add("f7", Regular, (7, 1), 0o644);
-    add("big", Regular, (150000, 250000), 0o644);
-    add("suid", Regular, (2, 2), 0o6755);
-    add("sgid-dir/", Directory, (1, 5), 0o2775);
-    add("sl->f1", Symlink, (3, 3), 0o777);
-    add("abs->/etc/passwd", Symlink, (0, 0), 0o777);
-    b.into_inner().unwrap()
-}
-
-/// Every entry under a mount: path, owner, mode, type and (for
-/// non-directories: overlay does not keep directories' counts) link count.
-fn tree(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let rel = p.strip_prefix(root).unwrap().display().to_string();
-        let nlink = if m.is_dir() { 0 } else { m.nlink() };
-        out.push(format!(
-            "/{rel} {}:{} {:o} {nlink}",
-            m.uid(),
-            m.gid(),
-            m.mode()
-        ));
-        if m.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use idmap_support::{mounted_tree, must, owners_tar, sorted, tar_owners, Run, Store, KINDS, MAPS};
 
 /// What a tool shows of a child created with `maps` on a host-owned layer
-/// holding [`owners_tar`].
-fn mapped_child(
-    run: &dyn Fn(&[&str], &[u8]) -> std::process::Output,
-    maps: &[&str],
-) -> Vec<String> {
-    let ok = |args: &[&str], input: &[u8]| {
-        let o = run(args, input);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
-    let base = first_line(&ok(
+/// holding [`owners_tar`], and of a grandchild with `grand_maps` when
+/// given.
+fn mapped_child(run: Run<'_>, maps: &[&str], grand_maps: &[&str]) -> Vec<String> {
+    let base = first_line(&must(
+        run,
         &["import-layer", "--hostuidmap", "--hostgidmap"],
         &owners_tar(),
     ));
     let mut args = vec!["create-layer"];
     args.extend_from_slice(maps);
     args.push(&base);
-    let child = first_line(&ok(&args, b""));
-    let mnt = ok(&["mount", &child], b"");
-    let t = tree(Path::new(mnt.trim()));
-    ok(&["unmount", &child], b"");
+    let child = first_line(&must(run, &args, b""));
+    let mut t = mounted_tree(run, &child);
+    if !grand_maps.is_empty() {
+        let mut args = vec!["create-layer"];
+        args.extend_from_slice(grand_maps);
+        args.push(&child);
+        let grand = first_line(&must(run, &args, b""));
+        t.push("-- grandchild".into());
+        t.extend(mounted_tree(run, &grand));
+    }
     t
 }
 
-/// A driver, extra options and an environment variable to run it with.
-type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str)>);
+/// The reference store a kind's trees are compared with: btrfs on btrfs
+/// (its layer roots are subvolumes, mode 0755), else vfs (its overlay
+/// drops a mapped child's maps, so its vfs shows what a mapped layer
+/// holds).
+fn oracle(kind: &str) -> Option<Store> {
+    Store::new(if kind == "btrfs" { "btrfs" } else { "vfs" })
+}
 
-const MAPS: [&str; 4] = ["--uidmap", "0:100000:6", "--gidmap", "0:200000:6"];
+/// Checks every store kind against [`oracle`] for a child with `maps`
+/// (and a grandchild with `grand_maps`); returns what the reference's vfs
+/// shows.
+fn check_every_kind(maps: &[&str], grand_maps: &[&str]) -> Vec<String> {
+    let r = oracle("vfs").unwrap();
+    let want = mapped_child(&|a, i| r.reference(a, i), maps, grand_maps);
+    for kind in KINDS {
+        let Some(s) = Store::new(kind) else { continue };
+        let want = if kind == "btrfs" {
+            let r = oracle(kind).unwrap();
+            mapped_child(&|a, i| r.reference(a, i), maps, grand_maps)
+        } else {
+            want.clone()
+        };
+        let got = mapped_child(&|a, i| s.run(a, i), maps, grand_maps);
+        assert_eq!(got, want, "{kind} {maps:?} {grand_maps:?}");
+    }
+    want
+}
 
 #[test]
 fn privileged_mapped_child_matches_the_reference_on_every_driver() {
     if !is_root() || !have_reference() {
         return;
     }
-    let r = Env::new("vfs");
-    let want = mapped_child(&|a, i| r.reference_in(a, i), &MAPS);
+    let want = check_every_kind(&MAPS, &[]);
     // Spot checks of the facts the table rests on.
-    assert!(
-        want.contains(&"/f1 100001:200001 100644 1".to_string()),
-        "{want:#?}"
+    for line in [
+        "/f1 100001:200001 100644 1",
+        "/f7 65534:200001 100644 1",
+        "/suid 100002:200002 106755 1",
+        "/ 0:0 40555 0",
+    ] {
+        assert!(want.contains(&line.to_string()), "{line}: {want:#?}");
+    }
+}
+
+#[test]
+fn privileged_multi_range_maps_and_chains_match_the_reference() {
+    if !is_root() || !have_reference() {
+        return;
+    }
+    // The reference's form of several ranges (triples chained by colons);
+    // the child covers every owner of the tar, so its own child can be
+    // re-owned from it.
+    let want = check_every_kind(
+        &[
+            "--uidmap",
+            "0:1000000:3:3:1300000:150000",
+            "--gidmap",
+            "0:2000000:1:1:2100000:2:3:2400000:250000",
+        ],
+        &[
+            "--uidmap",
+            "0:3000000:2:2:3500000:200000",
+            "--gidmap",
+            "0:4000000:300000",
+        ],
     );
-    assert!(
-        want.iter().any(|l| l.starts_with("/f7 65534:200001 ")),
-        "{want:#?}"
-    );
-    assert!(
-        want.iter()
-            .any(|l| l.starts_with("/suid 100002:200002 106755 ")),
-        "{want:#?}"
-    );
-    assert!(
-        want.iter().any(|l| l.starts_with("/ 0:0 40555 ")),
-        "{want:#?}"
-    );
-    // (driver, extra options, environment): overlay with idmapped lowers,
-    // overlay with a shifted copy, fuse-overlayfs.
-    let cases: [Case; 4] = [
-        ("vfs", &[], None),
-        ("overlay", &[], None),
-        (
-            "overlay",
-            &[],
-            Some(("_CONTAINERS_OVERLAY_DISABLE_IDMAP", "yes")),
-        ),
-        (
-            "overlay",
-            &[
-                "--storage-opt",
-                "overlay.mount_program=/usr/bin/fuse-overlayfs",
-            ],
-            None,
-        ),
-    ];
-    for (driver, extra, env) in cases {
-        let e = Env::new(driver);
-        let run = |a: &[&str], i: &[u8]| {
-            let mut args: Vec<&str> = extra.to_vec();
-            args.extend_from_slice(a);
-            let mut c = e.strata_command(&args);
-            if let Some((k, v)) = env {
-                c.env(k, v);
-            }
-            common::run(c, i)
-        };
-        let got = mapped_child(&run, &MAPS);
-        assert_eq!(got, want, "{driver} {extra:?} {env:?}");
-        e.ok(&["shutdown", "-f"]);
+    for line in [
+        "/f5 1300002:2400002 100640 1",
+        "/f5 3500003:4000005 100640 1",
+    ] {
+        assert!(want.contains(&line.to_string()), "{line}: {want:#?}");
     }
 }
 
@@ -182,33 +125,39 @@ fn privileged_import_into_mapped_layer_maps_owners_and_diffs_back() {
     let tar = owners_tar();
     // Only IDs inside the maps: an import refuses an owner without a host ID.
     let maps = ["--uidmap", "0:100000:200000", "--gidmap", "0:300000:300000"];
-    let r = Env::new("vfs");
     let mut args = vec!["import-layer"];
     args.extend_from_slice(&maps);
-    let rid = first_line(&String::from_utf8(r.reference_in(&args, &tar).stdout).unwrap());
-    let rm = r.ref_ok(&["mount", &rid]);
-    let want = tree(Path::new(rm.trim()));
-    r.ref_ok(&["unmount", &rid]);
-    let sorted = |t: String| {
-        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
-        v.sort();
-        v
+    // What the reference shows on an oracle store: the tree, changes,
+    // and an edited child's changes and diff.
+    let expect = |r: &Store| {
+        let reference = |a: &[&str], i: &[u8]| r.reference(a, i);
+        let rid = first_line(&must(&reference, &args, &tar));
+        (
+            mounted_tree(&reference, &rid),
+            sorted(&must(&reference, &["changes", &rid], b"")),
+            edit_mapped_child(&reference, &rid),
+        )
     };
-    let want_changes = sorted(r.ref_ok(&["changes", &rid]));
-    for driver in ["vfs", "overlay"] {
-        let e = Env::new(driver);
-        let id = first_line(&e.ok_in(&args, &tar));
-        let m = e.ok(&["mount", &id]);
-        assert_eq!(tree(Path::new(m.trim())), want, "{driver}");
-        e.ok(&["unmount", &id]);
+    let on_vfs = expect(&oracle("vfs").unwrap());
+    for kind in KINDS {
+        let Some(s) = Store::new(kind) else { continue };
+        let on_btrfs;
+        let (want, want_changes, want_edit) = if kind == "btrfs" {
+            on_btrfs = expect(&oracle(kind).unwrap());
+            &on_btrfs
+        } else {
+            &on_vfs
+        };
+        let id = first_line(&s.ok_in(&args, &tar));
+        assert_eq!(&s.tree_of(&id), want, "{kind}");
         // The tar holds container IDs again: the same bytes as imported.
-        let diff = e.strata(&["diff", "-u", &id]);
-        assert!(diff.status.success());
-        assert!(diff.stdout == tar, "{driver}: diff differs from the import");
-        assert_eq!(sorted(e.ok(&["changes", &id])), want_changes, "{driver}");
+        let diff = s.run(&["diff", "-u", &id], b"");
+        assert!(diff.status.success(), "{kind}");
+        assert!(diff.stdout == tar, "{kind}: diff differs from the import");
+        assert_eq!(&sorted(&s.ok(&["changes", &id])), want_changes, "{kind}");
         // A child with other maps, diffed against its parent: nothing
         // changed, owners compare as container IDs.
-        let child = first_line(&e.ok(&[
+        let child = first_line(&s.ok(&[
             "create-layer",
             "--uidmap",
             "0:500000:200000",
@@ -216,12 +165,38 @@ fn privileged_import_into_mapped_layer_maps_owners_and_diffs_back() {
             "0:700000:300000",
             &id,
         ]));
-        assert_eq!(e.ok(&["changes", &child]), "", "{driver}");
-        assert_eq!(e.ok(&["diffsize", &child]).trim(), "0", "{driver}");
-        e.ok(&["delete-layer", &child]);
-        e.ok(&["delete-layer", &id]);
-        e.ok(&["shutdown", "-f"]);
+        assert_eq!(s.ok(&["changes", &child]), "", "{kind}");
+        assert_eq!(s.ok(&["diffsize", &child]).trim(), "0", "{kind}");
+        s.ok(&["delete-layer", &child]);
+        assert_eq!(
+            &edit_mapped_child(&|a, i| s.run(a, i), &id),
+            want_edit,
+            "{kind}"
+        );
     }
+}
+
+/// A child of `parent` with the parent's maps, edited through its mount
+/// (a file owned by container 3:4, a new directory owned by container
+/// root, a chowned parent file): its changes and the owners in its diff.
+fn edit_mapped_child(run: Run<'_>, parent: &str) -> Vec<String> {
+    let child = first_line(&must(run, &["create-layer", parent], b""));
+    let m = must(run, &["mount", &child], b"");
+    let m = Path::new(m.trim());
+    std::fs::write(m.join("new"), b"new\n").unwrap();
+    std::os::unix::fs::lchown(m.join("new"), Some(100003), Some(300004)).unwrap();
+    std::fs::create_dir(m.join("nd")).unwrap();
+    std::os::unix::fs::lchown(m.join("nd"), Some(100000), Some(300000)).unwrap();
+    std::os::unix::fs::lchown(m.join("f1"), Some(100005), Some(300001)).unwrap();
+    must(run, &["unmount", &child], b"");
+    let mut out = sorted(&must(run, &["changes", &child], b""));
+    let diff = run(&["diff", "-u", &child], b"");
+    assert!(diff.status.success());
+    let mut owners = tar_owners(&diff.stdout);
+    owners.sort();
+    out.extend(owners);
+    out.push(must(run, &["diffsize", &child], b""));
+    out
 }
 
 #[test]
@@ -229,7 +204,7 @@ fn bad_maps_are_refused_naming_the_range() {
     let e = Env::new("vfs");
     for (flag, maps, range) in [
         ("--uidmap", "0:100000:10,5:200000:10", "5:200000:10"),
-        ("--gidmap", "0:100000:10,20:100005:10", "20:100005:10"),
+        ("--gidmap", "0:100000:10:20:100005:10", "20:100005:10"),
         ("--uidmap", "0:4294967295:1", "0:4294967295:1"),
         ("--uidmap", "0:4294967290:10", "0:4294967290:10"),
     ] {
@@ -238,7 +213,116 @@ fn bad_maps_are_refused_naming_the_range() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(range), "{maps}: {err}");
     }
+    for maps in ["0:1:2:3", "0:1", "x:1:2"] {
+        let o = e.strata(&["create-layer", "--uidmap", maps]);
+        assert!(!o.status.success(), "{maps}");
+        if have_reference() {
+            let r = e.reference(&["create-layer", "--uidmap", maps]);
+            assert!(!r.status.success(), "reference {maps}");
+        }
+    }
     assert_eq!(e.ok(&["layers"]), "", "nothing was made");
+}
+
+/// The strata-test user with subordinate ranges that scripts/deps.sh
+/// makes; under CI its absence fails.
+fn have_test_user() -> bool {
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if subuid.lines().any(|l| l.starts_with("strata-test:")) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but /etc/subuid has no strata-test ranges (scripts/deps.sh makes them)"
+    );
+    eprintln!("skipping: no strata-test ranges in /etc/subuid (run scripts/deps.sh)");
+    false
+}
+
+#[test]
+fn privileged_map_flags_combine_as_the_reference() {
+    if !is_root() || !have_reference() || !have_test_user() {
+        return;
+    }
+    let cases: &[&[&str]] = &[
+        &["--subuidmap", "strata-test", "--subgidmap", "strata-test"],
+        &["--subuidmap", "strata-test"],
+        &["--subgidmap", "strata-test"],
+        &["--subuidmap", "strata-test", "--uidmap", "200000:5:5"],
+        &["--subgidmap", "strata-test", "--hostuidmap"],
+        &["--subuidmap", "strata-test", "--hostgidmap"],
+        &["--subuidmap", "strata-test", "--hostuidmap"],
+        &["--subgidmap", "strata-test", "--hostgidmap"],
+        &["--hostuidmap", "--uidmap", "0:5:5"],
+        &["--hostgidmap", "--gidmap", "0:5:5"],
+        &["--subuidmap", "no-such-user", "--subgidmap", "strata-test"],
+        &["--subuidmap", "strata-test", "--subgidmap", "no-such-group"],
+        &[
+            "--uidmap",
+            "0:100000:3:3:200000:3",
+            "--gidmap",
+            "0:300000:6",
+        ],
+    ];
+    let maps_of = |e: &Env| -> Vec<String> {
+        let l = e.layers_json();
+        l.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {}", l["uidmap"], l["gidmap"]))
+            .collect()
+    };
+    let ours = Env::new("vfs");
+    let theirs = Env::new("vfs");
+    for args in cases {
+        let mut a = vec!["create-layer"];
+        a.extend_from_slice(args);
+        let o = ours.strata(&a);
+        let r = theirs.reference(&a);
+        assert_eq!(o.status.success(), r.status.success(), "{args:?}");
+        assert_eq!(maps_of(&ours), maps_of(&theirs), "{args:?}");
+    }
+    // Ranges in host-ID order, whatever their order in /etc/subuid.
+    let first = &maps_of(&ours)[0];
+    assert!(
+        first.contains("\"container_id\":65536,\"host_id\":1100000"),
+        "{first}"
+    );
+}
+
+#[test]
+fn privileged_layer_parent_owners_of_mapped_layers() {
+    if !is_root() || !have_reference() {
+        return;
+    }
+    // The reference keeps a mapped layer's maps on these (its overlay
+    // drops them, with or without idmapped mounts, so it has no parent
+    // owners to show there).
+    for kind in ["vfs", "btrfs"] {
+        let Some(s) = Store::new(kind) else { continue };
+        let Some(r) = Store::new(kind) else { continue };
+        for (store, tool) in [(&s, "strata"), (&r, "reference")] {
+            let run = |a: &[&str], i: &[u8]| match tool {
+                "strata" => store.run(a, i),
+                _ => store.reference(a, i),
+            };
+            must(&run, &["create-layer", "--id", "p"], b"");
+            let mut a = vec!["create-layer", "--id", "c"];
+            a.extend_from_slice(&MAPS);
+            a.push("p");
+            must(&run, &a, b"");
+            must(&run, &["mount", "c"], b"");
+        }
+        for args in [
+            &["layer-parent-owners", "c"][..],
+            &["layer-parent-owners", "-j", "c"],
+        ] {
+            let want = must(&|a, i| r.reference(a, i), args, b"");
+            assert_eq!(s.ok(args), want, "{kind} {args:?}");
+            assert!(want.contains("UIDs"), "{kind}: {want}");
+        }
+        s.ok(&["unmount", "c"]);
+    }
 }
 
 #[test]
@@ -246,70 +330,108 @@ fn privileged_failed_shift_leaves_no_layer() {
     if !is_root() {
         return;
     }
-    for driver in ["vfs", "overlay"] {
-        let e = Env::new(driver);
+    for kind in KINDS {
+        let Some(s) = Store::new(kind) else { continue };
         // A mapped parent holding a file whose owner its maps do not
         // cover: a child with other maps cannot say who owns it.
-        let p = first_line(&e.ok(&[
-            "create-layer",
-            "--uidmap",
-            "0:100000:6",
-            "--gidmap",
-            "0:200000:6",
-        ]));
-        let m = e.ok(&["mount", &p]);
+        let mut a = vec!["create-layer"];
+        a.extend_from_slice(&MAPS);
+        let p = first_line(&s.ok(&a));
+        let m = s.ok(&["mount", &p]);
         let f = Path::new(m.trim()).join("stray");
         std::fs::write(&f, b"x").unwrap();
         std::os::unix::fs::chown(&f, Some(7), Some(7)).unwrap();
-        e.ok(&["unmount", &p]);
-        let o = e.strata_command(&[
-            "create-layer",
-            "--uidmap",
-            "0:300000:6",
-            "--gidmap",
-            "0:400000:6",
-            &p,
-        ]);
-        let o = common::run(o, b"");
+        s.ok(&["unmount", &p]);
+        let before = home_entries(&s);
+        let o = s.run(
+            &[
+                "create-layer",
+                "--uidmap",
+                "0:300000:6",
+                "--gidmap",
+                "0:400000:6",
+                &p,
+            ],
+            b"",
+        );
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        if driver == "overlay" && o.status.success() {
+        if kind == "overlay" && o.status.success() {
             // Idmapped lowers re-own nothing: the stray file shows as the
             // overflow ID, as any unmapped ID does through the mount.
             let id = first_line(&String::from_utf8_lossy(&o.stdout));
-            let m = e.ok(&["mount", &id]);
+            let m = s.ok(&["mount", &id]);
             let md = std::fs::symlink_metadata(Path::new(m.trim()).join("stray")).unwrap();
             assert_eq!((md.uid(), md.gid()), (65534, 65534));
-            e.ok(&["unmount", &id]);
-        } else {
-            assert!(!o.status.success(), "{driver}");
-            assert!(
-                err.contains("stray") && err.contains("uid 7"),
-                "{driver}: {err}"
-            );
-            assert_eq!(
-                e.ok(&["layers"]).lines().count(),
-                1,
-                "{driver}: only the parent"
-            );
-            let home = e.graph().join(driver);
-            let leftovers: Vec<_> = walkdir_names(&home)
-                .into_iter()
-                .filter(|n| n.contains(".tmp-") || n.contains(".diff-idmap"))
-                .collect();
-            assert!(leftovers.is_empty(), "{driver}: {leftovers:?}");
+            s.ok(&["unmount", &id]);
+            continue;
         }
-        e.ok(&["shutdown", "-f"]);
+        assert!(!o.status.success(), "{kind}");
+        assert!(
+            err.contains("stray") && err.contains("uid 7"),
+            "{kind}: {err}"
+        );
+        assert_eq!(s.ok(&["layers"]).lines().count(), 1, "{kind}: the parent");
+        assert_eq!(home_entries(&s), before, "{kind}: leftovers");
     }
 }
 
-/// Names of the entries two levels under `dir`.
-fn walkdir_names(dir: &Path) -> Vec<String> {
+/// Everything two levels under the driver's home and its run root.
+fn home_entries(s: &Store) -> Vec<String> {
+    let driver = s.env.driver.clone();
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        out.push(e.path().display().to_string());
-        for e2 in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-            out.push(e2.path().display().to_string());
+    for top in [s.env.graph().join(&driver), s.env.run_root().join(&driver)] {
+        for e in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+            // The directory overlay stages idmapped lowers in (its
+            // entries, if any, are listed).
+            if e.file_name() != "staging" {
+                out.push(e.path().display().to_string());
+            }
+            for e2 in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                out.push(e2.path().display().to_string());
+            }
         }
     }
+    out.sort();
     out
+}
+
+#[test]
+fn privileged_deleting_mapped_layers_leaves_nothing() {
+    if !is_root() || !have_reference() {
+        return;
+    }
+    for kind in KINDS {
+        let Some(s) = Store::new(kind) else { continue };
+        let base = first_line(&s.ok_in(&["import-layer"], &common::small_tar()));
+        let before = home_entries(&s);
+        let mut a = vec!["create-layer"];
+        a.extend_from_slice(&MAPS);
+        a.push(&base);
+        let child = first_line(&s.ok(&a));
+        let grand = first_line(&s.ok(&[
+            "create-layer",
+            "--uidmap",
+            "0:300000:65536",
+            "--gidmap",
+            "0:400000:65536",
+            &child,
+        ]));
+        s.ok(&["mount", &grand]);
+        s.ok(&["mount", &child]);
+        s.ok(&["delete-layer", &grand]);
+        s.ok(&["delete-layer", &child]);
+        assert_eq!(home_entries(&s), before, "{kind}");
+        // The reference deletes strata's mapped layers as its own.
+        let child = first_line(&s.ok(&a));
+        s.ok(&["mount", &child]);
+        s.ok(&["unmount", &child]);
+        let o = s.reference(&["delete-layer", &child], b"");
+        assert!(
+            o.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(home_entries(&s), before, "{kind}: after the reference");
+        assert_eq!(s.ok(&["layers"]).trim(), base, "{kind}");
+    }
 }

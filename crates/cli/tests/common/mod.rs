@@ -119,6 +119,12 @@ impl Env {
         ok(self.strata_in(args, input), args)
     }
 
+    /// A reference command on this store (to add environment before
+    /// running).
+    pub fn reference_command(&self, args: &[&str]) -> Command {
+        self.command(REFERENCE, args)
+    }
+
     /// Runs the reference with stdin from `input`.
     pub fn reference_in(&self, args: &[&str], input: &[u8]) -> Output {
         run(self.command(REFERENCE, args), input)
