@@ -18,6 +18,10 @@
 #   mapped-<file>     create-layer with --uidmap/--gidmap 0:100000:65536 on a host-owned layer
 #                     holding <file> (debian-minbase.tar, layer-npm.tar), then mount it
 #   unmapped-<file>   the same create + mount without maps (what a mapped one is compared to)
+#   image-<layout>    import-image of an OCI layout built from the corpus (scripts/bench-image.py:
+#                     minbase + layer2 in gzip and zstd, minbase cut into 8 layers), against
+#                     `skopeo copy oci:… containers-storage:[driver@graph+run]…`
+#   layers-<layout>   the same blobs as a plain import-layer sequence (vs containers-storage)
 # and measures each command's peak RSS once with /usr/bin/time.
 # Prints one markdown table per driver; ratios are of medians from the same run.
 set -euo pipefail
@@ -91,7 +95,17 @@ trap cleanup EXIT
 sub() {
   local t=$1 x=$2 d
   if [ "$t" = strata ]; then d=$W/s; x=${x//\$X/$BIN}; else d=$W/p; x=${x//\$X/$REF}; fi
+  # $I: import an image (strata import-image; skopeo copy into the same kind of store, in a
+  # private mount namespace so its blob-info cache stays out of /var/lib).
+  if [ "$t" = strata ]; then x=${x//\$I/$BIN -g \$G -R \$R -s \$D import-image -n bench}
+  else x=${x//\$I/skopeo_import \$D \$G \$R}; fi
+  x=${x//\$D/${DRV:-vfs}}
   x=${x//\$G/$d/root}; x=${x//\$R/$d/run}; printf '%s' "$x"
+}
+# skopeo_import DRIVER GRAPH RUN SOURCE
+skopeo_import() {
+  unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /var/lib && exec skopeo copy -q "$1" "containers-storage:[$2@$3+$4]bench"' \
+    sh "$4" "$1" "$2" "$3"
 }
 reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
 # settle [FILE]: write back and drop the caches, then read FILE (the input) back into the page
@@ -99,7 +113,12 @@ reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
 # the just-freed inodes (recently_deleted() scans inode tables that are still cached), which
 # penalises whichever tool happens to run next; the input is warm for every tool alike.
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; [ -z "${1:-}" ] || cat "$1" > /dev/null; }
-export -f reset_store reset_tar settle; export W
+# layer_seq "TOOL ARGS" LAYOUT: import-layer each layer blob of LAYOUT's image on the previous.
+layer_seq() {
+  local p="" b
+  for b in $(cat "$2/layers.txt"); do p=$($1 import-layer $p < "$2/blobs/sha256/$b" | tail -1); done
+}
+export -f reset_store reset_tar settle skopeo_import layer_seq; export W
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 # One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
@@ -183,6 +202,15 @@ $st unmount edited >/dev/null"
     time_one "mapped-$f" "$DRV" "$drop" "$st create-layer --id child --uidmap 0:100000:65536 --gidmap 0:100000:65536 base > /dev/null && $st mount child > /dev/null"
     time_one "unmapped-$f" "$DRV" "$drop" "$st create-layer --id child base > /dev/null && $st mount child > /dev/null"
   done
+  if echo "image-" | grep -Eq "$ONLY" || echo "layers-" | grep -Eq "$ONLY"; then
+    [ -d "$HOSTW/images/eight" ] || python3 scripts/bench-image.py "$CORPUS" "$HOSTW/images" >&2
+    for img in two-gzip two-zstd eight; do
+      L=$HOSTW/images/$img
+      time_one "image-$img" "$DRV" "$fresh; settle" "\$I oci:$L:bench > /dev/null"
+      seq="layer_seq \"$st\" $L"
+      time_one "layers-$img" "$DRV" "$fresh; settle" "$seq"
+    done
+  fi
   if [ "$DRV" = overlay ]; then
     SYNCED=1 time_one chain-1000 "$DRV" "$fresh; settle" "$(chain 1000)"
   fi

@@ -228,15 +228,11 @@ fn bad_maps_are_refused_naming_the_range() {
 /// makes; under CI its absence fails.
 fn have_test_user() -> bool {
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    if subuid.lines().any(|l| l.starts_with("strata-test:")) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but /etc/subuid has no strata-test ranges (scripts/deps.sh makes them)"
-    );
-    eprintln!("skipping: no strata-test ranges in /etc/subuid (run scripts/deps.sh)");
-    false
+    strata_testsupport::need(
+        &strata_testsupport::current_test(),
+        subuid.lines().any(|l| l.starts_with("strata-test:")),
+        "no strata-test ranges in /etc/subuid (scripts/deps.sh makes them)",
+    )
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -275,20 +275,24 @@ impl Driver for Btrfs {
             None => {
                 strata_sys::btrfs::subvol_create(svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs subvolume create", self.dir(&req.id), e))?;
-                // As the reference's btrfs makes a layer root: mode 0555,
-                // owned by the root of the driver's maps (a layer's own
-                // maps leave it alone, unlike vfs).
+                // As the reference's btrfs makes a base layer's root: mode
+                // 0555 (a new subvolume's is 0755), owned by the root of
+                // the driver's maps (a layer's own maps leave it alone,
+                // unlike vfs).
                 let d = self.dir(&req.id);
                 let root = self.id_mappings.root_pair()?;
-                let made = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555))
-                    .map_err(|e| Error::path("chmod", &d, e))
-                    .and_then(|()| {
-                        if (root.uid, root.gid) == (0, 0) {
-                            return Ok(());
-                        }
-                        std::os::unix::fs::lchown(&d, Some(root.uid), Some(root.gid))
-                            .map_err(|e| Error::path("chown", &d, e))
-                    });
+                let made = rustix::fs::chmod(
+                    &d,
+                    rustix::fs::Mode::from_raw_mode(crate::vfs::BASE_ROOT_MODE),
+                )
+                .map_err(|e| Error::path("chmod", &d, e.into()))
+                .and_then(|()| {
+                    if (root.uid, root.gid) == (0, 0) {
+                        return Ok(());
+                    }
+                    std::os::unix::fs::lchown(&d, Some(root.uid), Some(root.gid))
+                        .map_err(|e| Error::path("chown", &d, e))
+                });
                 if let Err(e) = made {
                     let _ = self.remove(&req.id);
                     return Err(e);

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use strata_archive::changes::{
-    changes_between_mapped, changes_size, export_changes, ExportOptions, TreeIdMaps,
+    changes_between_mapped, changes_size, export_changes, ExportOptions, ExportOrder, TreeIdMaps,
 };
 use strata_archive::{ApplyMode, ApplyOptions};
 use strata_idmap::IdMappings;
@@ -93,6 +93,12 @@ pub fn diff<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<Box<dyn Read
     with_changes(d, req, |root, changes| {
         let opts = ExportOptions {
             id_mappings: req.id_mappings.clone(),
+            // With no parent the reference tars the whole tree.
+            order: if req.parent.is_none() {
+                ExportOrder::Walk
+            } else {
+                ExportOrder::ByPath
+            },
             ..Default::default()
         };
         let mut w = std::io::BufWriter::new(&mut file);

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::{self, Env};
-use crate::robust_support::{have_btrfs, LoopFs};
+use crate::robust_support::loop_fs;
+use strata_testsupport::LoopFs;
 
 /// Maps of a mapped layer in most tests.
 pub const MAPS: [&str; 4] = ["--uidmap", "0:100000:6", "--gidmap", "0:200000:6"];
@@ -133,11 +134,8 @@ impl Store {
         };
         let env = Env::new(driver);
         let fs = if kind == "btrfs" {
-            if !have_btrfs() {
-                return None;
-            }
             let img = env.dir.path().join("btrfs.img");
-            Some(LoopFs::new(&img, &env.graph(), "btrfs", 300)?)
+            Some(loop_fs(&img, &env.graph(), "btrfs", 300)?)
         } else {
             None
         };

@@ -222,6 +222,11 @@ impl Store {
     /// as the reference computes them; empty for unmapped layers. A side
     /// without a map maps every ID.
     pub fn layer_parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        self.parent_owners(key, "LayerParentOwner")
+    }
+
+    /// [`Store::layer_parent_owners`], its errors prefixed with `who`.
+    pub(crate) fn parent_owners(&self, key: &str, who: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let r = self.layer_store.read()?;
         let l = r.layers.get(key)?;
         if l.uid_map.is_empty() && l.gid_map.is_empty() {
@@ -230,7 +235,7 @@ impl Store {
         let m = r
             .mount_of(&l.id)
             .filter(|m| m.count > 0)
-            .ok_or_else(|| Error::Invalid("LayerParentOwner: layer is not mounted".into()))?;
+            .ok_or_else(|| Error::Invalid(format!("{who}: layer is not mounted")))?;
         let unmapped = |maps: &[strata_idmap::IdMap], id: u32| {
             !maps.is_empty() && !maps.iter().any(|r| r.to_container(id).is_some())
         };
