@@ -394,7 +394,11 @@ impl Driver for Overlay {
         // A child's diff takes its parent's mode, and the owner of its own
         // maps' root, as the reference makes it: a root chowned in the
         // parent shows as the child's root again in the child (the
-        // reference's merged root does not inherit the owner).
+        // reference's merged root does not inherit the owner). A child
+        // with other maps than its parent's keeps the parent's root owner,
+        // as the reference's vfs (which re-owns all but the root) and its
+        // overlay (which drops such a child's maps) show it.
+        let shifted = req.shift().is_some();
         let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
@@ -403,13 +407,17 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
                 let d = pdir.join("diff");
                 let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
                 let mode = md.permissions().mode() & 0o7777;
                 (
                     mode,
-                    (root.uid, root.gid),
+                    if shifted {
+                        (md.uid(), md.gid())
+                    } else {
+                        (root.uid, root.gid)
+                    },
                     Some(layout::ParentLinks::read(&pdir)?),
                 )
             }
