@@ -3,14 +3,17 @@
 //! changes expect what the reference answers for each (kernel overlay
 //! reads changes from the upper directory, fuse-overlayfs compares trees).
 
-use strata_driver::conformance::Suite;
+use strata_driver::conformance::{ChildRoot, Suite};
 
 fn kernel() -> Suite {
-    Suite::new("overlay", strata_driver::overlay::init)
+    let mut s = Suite::new("overlay", strata_driver::overlay::init);
+    s.child_root = ChildRoot::Maps;
+    s
 }
 
 fn fuse() -> Suite {
     let mut s = Suite::new("overlay", strata_driver::overlay::init);
+    s.child_root = ChildRoot::Maps;
     s.options = vec!["overlay.mount_program=/usr/bin/fuse-overlayfs".into()];
     s
 }

@@ -51,11 +51,25 @@ pub struct Suite {
     /// the maps' root, as the reference's vfs and overlay make it (its
     /// btrfs leaves the subvolume's root to the driver's own maps).
     pub maps_own_root: bool,
+    /// Whose owner the root of a child made with its parent's maps has.
+    pub child_root: ChildRoot,
+}
+
+/// Whose owner a child layer's root has, as the reference makes it per
+/// driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRoot {
+    /// Its parent root's owner (vfs copies the root, btrfs snapshots it).
+    Parent,
+    /// The root of the child's own maps (overlay makes a new diff
+    /// directory).
+    Maps,
 }
 
 impl Suite {
     /// A suite for driver `name` with defaults: image stores under the
-    /// `imagestore` key, no setup, mapped roots owned by the maps.
+    /// `imagestore` key, no setup, mapped roots owned by the maps, a
+    /// child's root owned as its parent's.
     pub fn new(name: &'static str, init: InitFn) -> Self {
         Self {
             name,
@@ -64,6 +78,7 @@ impl Suite {
             image_store_key: Some("imagestore"),
             prepare: None,
             maps_own_root: true,
+            child_root: ChildRoot::Parent,
         }
     }
 }
