@@ -316,11 +316,7 @@ impl Driver for Btrfs {
     ) -> Result<()> {
         // A snapshot of the template, re-owned, as the reference's btrfs
         // makes it.
-        self.create(&CreateRequest {
-            parent: Some(template.to_string()),
-            parent_mappings: Some(template_mappings.clone()),
-            ..req.clone()
-        })
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn remove(&self, id: &str) -> Result<()> {

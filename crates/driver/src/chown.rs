@@ -126,11 +126,13 @@ impl Ctx<'_> {
     }
 }
 
-fn io(op: &'static str, p: &Path, e: Errno) -> Error {
+/// An error of `op` on `p` (shared with the vfs copy's walk).
+pub(crate) fn io(op: &'static str, p: &Path, e: Errno) -> Error {
     Error::path(op, p, e.into())
 }
 
-fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
+/// Opens directory `rel` under `at`, never following a symlink.
+pub(crate) fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         at,
         rel,

@@ -124,6 +124,17 @@ pub struct CreateRequest {
 }
 
 impl CreateRequest {
+    /// This request as a child of `template` whose files are owned under
+    /// `template_mappings`: a driver whose child holds (or shows) its
+    /// parent's tree makes a template's copy this way.
+    pub fn child_of_template(&self, template: &str, template_mappings: &IdMappings) -> Self {
+        Self {
+            parent: Some(template.to_string()),
+            parent_mappings: Some(template_mappings.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The re-owning the parent's files need in the new layer, if any.
     pub fn shift(&self) -> Option<strata_idmap::Shift> {
         let from = self.parent_mappings.as_ref()?;

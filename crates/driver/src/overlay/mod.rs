@@ -636,11 +636,7 @@ impl Driver for Overlay {
         // A child of the template (as the reference's overlay makes it),
         // shown under the new maps; diffs against the recorded parent then
         // take the generic path, since the first lower is not the parent.
-        self.create(&CreateRequest {
-            parent: Some(template.to_string()),
-            parent_mappings: Some(template_mappings.clone()),
-            ..req.clone()
-        })
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn update_layer_id_map(

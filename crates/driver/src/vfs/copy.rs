@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -47,18 +47,7 @@ struct Ctx<'a> {
     umask: Option<u32>,
 }
 
-fn io(op: &'static str, p: &Path, e: Errno) -> Error {
-    Error::path(op, p, e.into())
-}
-
-fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        at,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
+use crate::chown::{io, open_dir};
 
 /// Copies the content of directory `src` into the existing empty directory
 /// `dst`, and `src`'s own metadata onto `dst`; with a `shift`, every owner

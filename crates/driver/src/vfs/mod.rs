@@ -337,11 +337,7 @@ impl Driver for Vfs {
     ) -> Result<()> {
         // A (shifted) copy of the template, as the reference's vfs makes
         // it: the template's tree is what the new layer holds.
-        self.create(&CreateRequest {
-            parent: Some(template.to_string()),
-            parent_mappings: Some(template_mappings.clone()),
-            ..req.clone()
-        })
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn apply_diff(
