@@ -2,7 +2,8 @@
 # Side-by-side benchmarks: strata vs Debian's containers-storage (and GNU tar for
 # applies), on the real layers built by ../shared/bench/make-corpus.sh.
 #
-#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [--fs ext4|host] [CORPUSDIR]
+#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [--fs ext4|btrfs|host] [CORPUSDIR]
+#   (the btrfs driver needs --fs btrfs: a fresh btrfs on a loop device instead of ext4)
 #
 # Needs root. Builds strata in release mode, then for each driver times, with
 # hyperfine (median of N runs, each in a fresh store prepared outside the timing):
@@ -14,6 +15,9 @@
 #   child-copy        create-layer child of the minbase+layer2 stack (vfs: a full copy)
 #   chain-120         create a 120-layer chain and mount the deepest
 #   chain-1000        (overlay) create a 1000-layer chain and mount the deepest
+#   mapped-<file>     create-layer with --uidmap/--gidmap 0:100000:65536 on a host-owned layer
+#                     holding <file> (debian-minbase.tar, layer-npm.tar), then mount it
+#   unmapped-<file>   the same create + mount without maps (what a mapped one is compared to)
 #   image-<layout>    import-image of an OCI layout built from the corpus (scripts/bench-image.py:
 #                     minbase + layer2 in gzip and zstd, minbase cut into 8 layers), against
 #                     `skopeo copy oci:… containers-storage:[driver@graph+run]…`
@@ -57,9 +61,13 @@ LOOP=""
 # the kernel's ext4lazyinit thread, which works for some seconds after a fresh mount
 # (prefetching block bitmaps), before timing anything. `--fs host` uses the filesystem under
 # /var/tmp instead.
-if [ "$FS" = ext4 ]; then
+if [ "$FS" = ext4 ] || [ "$FS" = btrfs ]; then
   truncate -s 24G "$HOSTW/fs.img"
-  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$HOSTW/fs.img"
+  if [ "$FS" = btrfs ]; then
+    mkfs.btrfs -q -f "$HOSTW/fs.img"
+  else
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$HOSTW/fs.img"
+  fi
   LOOP=$(losetup --direct-io=on --show -f "$HOSTW/fs.img")
   mkdir "$HOSTW/fs"; mount "$LOOP" "$HOSTW/fs"
   for _ in $(seq 60); do pgrep -x ext4lazyinit >/dev/null || break; sleep 1; done
@@ -224,6 +232,17 @@ $st unmount edited >/dev/null"
   SYNCED=1 time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true; settle" "$st create-layer --id child layer2 > /dev/null"
   chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
   SYNCED=1 time_one chain-120 "$DRV" "$fresh; settle" "$(chain 120)"
+  # ID-mapped children (issue 12): the reference re-owns a copy (vfs) or a snapshot (btrfs)
+  # through a re-executed chown walk; on overlay with idmapped mounts it drops the maps.
+  for f in debian-minbase.tar layer-npm.tar; do
+    [ -s "$CORPUS/$f" ] || continue
+    echo "mapped-$f unmapped-$f" | grep -Eq "$ONLY" || continue
+    base="reset_store \$G/..; $st import-layer --id base --hostuidmap --hostgidmap < $CORPUS/$f > /dev/null"
+    for t in strata containers-storage; do bash -c "$(sub $t "$base")" >/dev/null; done
+    drop="$st unmount -f child >/dev/null 2>&1; $st delete-layer child >/dev/null 2>&1 || true; settle"
+    time_one "mapped-$f" "$DRV" "$drop" "$st create-layer --id child --uidmap 0:100000:65536 --gidmap 0:100000:65536 base > /dev/null && $st mount child > /dev/null"
+    time_one "unmapped-$f" "$DRV" "$drop" "$st create-layer --id child base > /dev/null && $st mount child > /dev/null"
+  done
   if echo "image-" | grep -Eq "$ONLY" || echo "layers-" | grep -Eq "$ONLY"; then
     [ -d "$HOSTW/images/eight" ] || python3 scripts/bench-image.py "$CORPUS" "$HOSTW/images" >&2
     for img in two-gzip two-zstd eight; do

@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   containers-storage skopeo podman fuse-overlayfs fuse3 btrfs-progs xfsprogs e2fsprogs attr \
-  util-linux mount kmod zstd xz-utils bzip2 gzip tar mmdebstrap \
+  acl libcap2-bin uidmap passwd util-linux mount kmod zstd xz-utils bzip2 gzip tar mmdebstrap \
   hyperfine time ca-certificates >/dev/null
 # The machine's Node.js (NodeSource) ships its own npm and conflicts with Debian's npm
 # package; take Debian's only where no npm is present.
@@ -17,3 +17,16 @@ if ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 for m in overlay btrfs fuse loop; do modprobe "$m" 2>/dev/null || true; done
+# The rootless tests (crates/cli/tests/idmap_rootless.rs) run strata as this unprivileged
+# user inside a user namespace made by newuidmap/newgidmap from its subordinate ranges.
+# Two ranges, listed out of order: `--subuidmap strata-test` must order them as the
+# reference does.
+TEST_USER=strata-test
+id "$TEST_USER" >/dev/null 2>&1 ||
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$TEST_USER"
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  if ! grep -q "^$TEST_USER:" "$f"; then
+    printf '%s:1100000:65536\n%s:1000000:65536\n' "$TEST_USER" "$TEST_USER" >> "$f"
+  fi
+done

@@ -500,6 +500,15 @@ fn privileged_vfs_mapped_layers() {
     }
 }
 
+/// On overlay with idmapped mounts neither tool makes a mapped layer: the
+/// container's mount shifts the image's layers.
+#[test]
+fn privileged_overlay_mapped_layers() {
+    if is_root() && have_reference() {
+        mapped_layers("overlay");
+    }
+}
+
 /// Stores written by later releases: unknown fields and volatile files are
 /// read, kept when strata rewrites the record, and the reference reads
 /// what strata wrote.

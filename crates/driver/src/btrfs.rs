@@ -7,6 +7,9 @@
 //!     └── <id>/           a subvolume: the layer's full tree
 //! ```
 //!
+//! A child whose ID maps differ from its parent's is a snapshot re-owned
+//! in place ([`crate::chown::shift_tree`]).
+//!
 //! `get` returns the subvolume's path (no mount is needed); a `size`
 //! storage option puts a qgroup limit on the subvolume (quotas are enabled
 //! on first use); `btrfs.min_space` is the smallest size accepted. Removal
@@ -233,28 +236,40 @@ impl Driver for Btrfs {
                 })?;
                 strata_sys::btrfs::snapshot(src.as_fd(), svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs snapshot", self.dir(&req.id), e))?;
+                // Other maps than the parent's: the snapshot is re-owned in
+                // place (parallel, one pass; shared extents stay shared).
+                if let Some(shift) = req.shift() {
+                    if let Err(e) = crate::chown::shift_tree(&self.dir(&req.id), &shift) {
+                        let _ = self.remove(&req.id);
+                        return Err(e);
+                    }
+                }
             }
             None => {
                 strata_sys::btrfs::subvol_create(svfd.as_fd(), name)
                     .map_err(|e| Error::path("btrfs subvolume create", self.dir(&req.id), e))?;
-                let maps = if req.id_mappings.is_identity() {
-                    &self.id_mappings
-                } else {
-                    &req.id_mappings
-                };
-                let root = maps.root_pair()?;
+                // As the reference's btrfs makes a base layer's root: mode
+                // 0555 (a new subvolume's is 0755), owned by the root of
+                // the driver's maps (a layer's own maps leave it alone,
+                // unlike vfs).
                 let d = self.dir(&req.id);
-                if (root.uid, root.gid) != (0, 0) {
-                    std::os::unix::fs::lchown(&d, Some(root.uid), Some(root.gid))
-                        .map_err(|e| Error::path("chown", &d, e))?;
-                }
-                // A new subvolume's root is 0755; a base layer's root is
-                // 0555, as the reference makes it (and vfs and overlay).
-                rustix::fs::chmod(
+                let root = self.id_mappings.root_pair()?;
+                let made = rustix::fs::chmod(
                     &d,
                     rustix::fs::Mode::from_raw_mode(crate::vfs::BASE_ROOT_MODE),
                 )
-                .map_err(|e| Error::path("chmod", &d, e.into()))?;
+                .map_err(|e| Error::path("chmod", &d, e.into()))
+                .and_then(|()| {
+                    if (root.uid, root.gid) == (0, 0) {
+                        return Ok(());
+                    }
+                    std::os::unix::fs::lchown(&d, Some(root.uid), Some(root.gid))
+                        .map_err(|e| Error::path("chown", &d, e))
+                });
+                if let Err(e) = made {
+                    let _ = self.remove(&req.id);
+                    return Err(e);
+                }
             }
         }
         if let Some(size) = size {
@@ -264,6 +279,17 @@ impl Driver for Btrfs {
             }
         }
         Ok(())
+    }
+
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        // A snapshot of the template, re-owned, as the reference's btrfs
+        // makes it.
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn remove(&self, id: &str) -> Result<()> {

@@ -1,25 +1,47 @@
 //! Re-owning a layer's files from one ID mapping to another (the seed's
 //! `ChownPathByMaps`).
 //!
-//! Each entry's on-disk owner is a host ID under the old maps
-//! (`to_container`); it is translated to the container ID, then to the host
-//! ID under the new maps (`to_host`). The walk is in-process and parallel
-//! (one rayon task per directory). `chown(2)` clears `security.capability`
-//! and, on regular files, the setuid/setgid bits; both are put back.
+//! Each entry's on-disk owner is a host ID under the old maps; it is taken
+//! to its container ID (an ID the old maps lack is an error naming the
+//! file), then to the host ID under the new maps (a container ID the new
+//! maps lack becomes the kernel's overflow ID), as containers-storage
+//! 1.43 does; see [`strata_idmap::Shift`]. The layer's root directory
+//! keeps its owner, as with the reference.
+//!
+//! What a plain `chown(2)` would lose or leave wrong is handled:
+//! - hard links: an inode with several names is re-owned once;
+//! - set-user-ID and set-group-ID bits, which `chown` clears on files, are
+//!   put back;
+//! - `security.capability`, which `chown` removes, is put back, with the
+//!   root ID of a version 3 (namespaced) capability moved to the new maps;
+//! - POSIX ACLs (`system.posix_acl_access`, `system.posix_acl_default`)
+//!   name users and groups by ID: those IDs are moved too.
+//!
+//! The walk is in-process and parallel (one task per directory) and goes
+//! through directory handles only: every entry is reached with `*at`
+//! calls relative to its directory, never by a path that could cross a
+//! symlink, and symlinks themselves are re-owned with
+//! `AT_SYMLINK_NOFOLLOW`.
 
 use std::collections::HashSet;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use rustix::fs::{AtFlags, Gid, Mode, Uid, CWD};
-use strata_idmap::{IdMappings, IdPair};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid, XattrFlags};
+use rustix::io::Errno;
+use strata_idmap::{IdMappings, IdPair, Shift};
 
 use crate::{Error, Result};
 
-const CAPABILITY: &str = "security.capability";
+pub use strata_idmap::shift::{ACL_ACCESS, ACL_DEFAULT, CAPABILITY};
 
-/// Re-owns every entry under `path` (including `path`) from `to_container`'s
-/// host IDs to `to_host`'s host IDs for the same container IDs.
+/// Re-owns every entry under `path` (but not `path` itself) from
+/// `to_container`'s host IDs to `to_host`'s host IDs for the same
+/// container IDs.
 pub fn chown_path_by_maps(
     path: &Path,
     to_container: &IdMappings,
@@ -28,192 +50,329 @@ pub fn chown_path_by_maps(
     if to_container == to_host {
         return Ok(());
     }
+    shift_tree(
+        path,
+        &Shift::new(
+            to_container,
+            to_host,
+            strata_idmap::shift::kernel_overflow(),
+        ),
+    )
+}
+
+/// Re-owns the entries under `root` (not `root` itself) by `shift`.
+pub fn shift_tree(root: &Path, shift: &Shift) -> Result<()> {
+    if shift.is_identity() {
+        return Ok(());
+    }
+    let fd = open_dir(rustix::fs::CWD, Path::new(root)).map_err(|e| io("open", root, e))?;
     let ctx = Ctx {
-        maps: (to_container, to_host),
-        err: Mutex::new(None),
+        shift,
+        root,
         seen: Mutex::new(HashSet::new()),
+        err: Mutex::new(None),
+        failed: AtomicBool::new(false),
     };
-    chown_one(path, &ctx)?;
-    rayon::scope(|s| walk(s, path.to_path_buf(), &ctx));
-    let first_err = ctx.err;
-    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    crate::vfs::copy::in_pool(|| rayon::scope(|s| walk(s, &ctx, fd, PathBuf::new())));
+    match ctx.err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-struct Ctx<'m> {
-    maps: (&'m IdMappings, &'m IdMappings),
-    err: Mutex<Option<Error>>,
+struct Ctx<'a> {
+    shift: &'a Shift,
+    root: &'a Path,
     /// Inodes with several names already re-owned: a second visit would
     /// see the new owner and translate it again.
     seen: Mutex<HashSet<(u64, u64)>>,
+    err: Mutex<Option<Error>>,
+    failed: AtomicBool,
 }
 
-fn record(slot: &Mutex<Option<Error>>, e: Error) {
-    let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if g.is_none() {
-        *g = Some(e);
+impl Ctx<'_> {
+    fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::Relaxed);
+        let mut g = self.err.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e);
+        }
+    }
+
+    fn path(&self, rel: &Path) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Whether this is the first visit of a multiply linked inode.
+    fn first_visit(&self, st: &Stat) -> bool {
+        st.st_nlink <= 1
+            || self
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((st.st_dev, st.st_ino))
+    }
+
+    fn new_owner(&self, st: &Stat, rel: &Path) -> Result<IdPair> {
+        self.shift
+            .owner(IdPair {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            })
+            .map_err(|source| Error::Owner {
+                path: self.path(rel),
+                source: Box::new(source),
+            })
     }
 }
 
-fn walk<'s>(s: &rayon::Scope<'s>, dir: PathBuf, ctx: &'s Ctx<'s>) {
-    let err = &ctx.err;
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(r) => r,
-        Err(e) => return record(err, Error::path("read directory", &dir, e)),
-    };
-    for ent in rd {
-        let ent = match ent {
-            Ok(e) => e,
-            Err(e) => return record(err, Error::path("read directory", &dir, e)),
-        };
-        let p = ent.path();
-        if let Err(e) = chown_one(&p, ctx) {
-            return record(err, e);
-        }
-        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            s.spawn(move |s| walk(s, p, ctx));
-        }
-    }
+/// An error of `op` on `p` (shared with the vfs copy's walk).
+pub(crate) fn io(op: &'static str, p: &Path, e: Errno) -> Error {
+    Error::path(op, p, e.into())
 }
 
-fn chown_one(p: &Path, ctx: &Ctx<'_>) -> Result<()> {
-    let (to_container, to_host) = ctx.maps;
-    let st = rustix::fs::statat(CWD, p, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::path("lstat", p, e.into()))?;
-    if st.st_nlink > 1 && st.st_mode & libc_s_ifmt() != 0o040000 {
-        let mut seen = ctx.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if !seen.insert((st.st_dev, st.st_ino)) {
-            return Ok(());
-        }
-    }
-    let old = IdPair {
-        uid: st.st_uid,
-        gid: st.st_gid,
-    };
-    let new = to_host.to_host(to_container.to_container(old)?)?;
-    if new == old {
-        return Ok(());
-    }
-    let mode = st.st_mode;
-    let is_link = mode & libc_s_ifmt() == 0o120000;
-    let is_reg = mode & libc_s_ifmt() == 0o100000;
-    let cap = if is_reg {
-        read_xattr(p, CAPABILITY)?
-    } else {
-        None
-    };
-    rustix::fs::chownat(
-        CWD,
-        p,
-        Some(Uid::from_raw(new.uid)),
-        Some(Gid::from_raw(new.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
+/// Opens directory `rel` under `at`, never following a symlink.
+pub(crate) fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        at,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
     )
-    .map_err(|e| Error::path("lchown", p, e.into()))?;
-    if let Some(v) = cap {
-        rustix::fs::lsetxattr(p, CAPABILITY, &v, rustix::fs::XattrFlags::empty())
-            .map_err(|e| Error::path("restore security.capability", p, e.into()))?;
+}
+
+fn walk<'s>(s: &rayon::Scope<'s>, ctx: &'s Ctx<'s>, dir: OwnedFd, rel: PathBuf) {
+    if ctx.failed.load(Ordering::Relaxed) {
+        return;
     }
-    if !is_link && mode & 0o6000 != 0 {
-        rustix::fs::chmod(p, Mode::from_raw_mode(mode & 0o7777))
-            .map_err(|e| Error::path("restore setuid/setgid", p, e.into()))?;
+    if let Err(e) = walk_entries(s, ctx, &dir, &rel) {
+        ctx.fail(e);
+    }
+}
+
+fn walk_entries<'s>(
+    s: &rayon::Scope<'s>,
+    ctx: &'s Ctx<'s>,
+    dir: &OwnedFd,
+    rel: &Path,
+) -> Result<()> {
+    let entries =
+        rustix::fs::Dir::read_from(dir).map_err(|e| io("read directory", &ctx.path(rel), e))?;
+    for ent in entries {
+        let ent = ent.map_err(|e| io("read directory", &ctx.path(rel), e))?;
+        let name = ent.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        let child = rel.join(OsStr::from_bytes(name.to_bytes()));
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io("lstat", &ctx.path(&child), e))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let sub = open_dir(dir.as_fd(), Path::new(OsStr::from_bytes(name.to_bytes())))
+                    .map_err(|e| io("open", &ctx.path(&child), e))?;
+                shift_dir(ctx, &sub, &st, &child)?;
+                s.spawn(move |s| walk(s, ctx, sub, child));
+            }
+            ft => {
+                if ctx.first_visit(&st) {
+                    shift_entry(ctx, (dir.as_fd(), name), (&st, ft), &child)?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
-const fn libc_s_ifmt() -> u32 {
-    0o170000
+/// A directory, through its own handle: owner, ACLs.
+fn shift_dir(ctx: &Ctx<'_>, fd: &OwnedFd, st: &Stat, rel: &Path) -> Result<()> {
+    let new = ctx.new_owner(st, rel)?;
+    let names = XattrNames::of(XattrAt::Fd(fd.as_fd()))
+        .map_err(|e| io("list xattrs", &ctx.path(rel), e))?;
+    if (new.uid, new.gid) != (st.st_uid, st.st_gid) {
+        rustix::fs::fchown(
+            fd,
+            Some(Uid::from_raw(new.uid)),
+            Some(Gid::from_raw(new.gid)),
+        )
+        .map_err(|e| io("chown", &ctx.path(rel), e))?;
+        // Set-ID bits survive a directory's chown on current kernels, but
+        // not on every one: put them back when there were any.
+        if st.st_mode & 0o6000 != 0 {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))
+                .map_err(|e| io("restore set-ID bits", &ctx.path(rel), e))?;
+        }
+    }
+    for acl in [ACL_ACCESS, ACL_DEFAULT] {
+        if names.has(acl) {
+            rewrite_xattr(XattrAt::Fd(fd.as_fd()), acl, ctx.shift)
+                .map_err(|e| io("rewrite ACL", &ctx.path(rel), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Anything but a directory, by name in its directory.
+fn shift_entry(
+    ctx: &Ctx<'_>,
+    (dir, name): (BorrowedFd<'_>, &CStr),
+    (st, ft): (&Stat, FileType),
+    rel: &Path,
+) -> Result<()> {
+    let new = ctx.new_owner(st, rel)?;
+    let changed = (new.uid, new.gid) != (st.st_uid, st.st_gid);
+    if ft == FileType::Symlink {
+        // Symlinks carry neither capabilities nor ACLs.
+        if changed {
+            chown_at(dir, name, new).map_err(|e| io("lchown", &ctx.path(rel), e))?;
+        }
+        return Ok(());
+    }
+    let at = XattrAt::proc(dir, name);
+    let names = XattrNames::of(at.borrow()).map_err(|e| io("list xattrs", &ctx.path(rel), e))?;
+    let cap = if changed && names.has(CAPABILITY) {
+        get_xattr(at.borrow(), CAPABILITY).map_err(|e| io("read capability", &ctx.path(rel), e))?
+    } else {
+        None
+    };
+    if changed {
+        chown_at(dir, name, new).map_err(|e| io("lchown", &ctx.path(rel), e))?;
+        if ft == FileType::RegularFile && st.st_mode & 0o6000 != 0 {
+            let f = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io("open", &ctx.path(rel), e))?;
+            rustix::fs::fchmod(&f, Mode::from_raw_mode(st.st_mode & 0o7777))
+                .map_err(|e| io("restore set-ID bits", &ctx.path(rel), e))?;
+        }
+    }
+    if let Some(v) = cap {
+        let v = ctx.shift.xattr(CAPABILITY.as_bytes(), &v);
+        set_xattr(at.borrow(), CAPABILITY, &v)
+            .map_err(|e| io("restore security.capability", &ctx.path(rel), e))?;
+    }
+    if names.has(ACL_ACCESS) {
+        rewrite_xattr(at.borrow(), ACL_ACCESS, ctx.shift)
+            .map_err(|e| io("rewrite ACL", &ctx.path(rel), e))?;
+    }
+    Ok(())
+}
+
+fn chown_at(dir: BorrowedFd<'_>, name: &CStr, to: IdPair) -> rustix::io::Result<()> {
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(to.uid)),
+        Some(Gid::from_raw(to.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+}
+
+/// Where xattrs are read and written: a handle, or a name in a directory
+/// reached through `/proc/self/fd/<dir>/<name>` with the `l*` calls, which
+/// never follow the last component (rustix has no `getxattrat`).
+enum XattrAt<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(CString),
+}
+
+impl XattrAt<'_> {
+    fn proc(dir: BorrowedFd<'_>, name: &CStr) -> XattrAt<'static> {
+        let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name.to_bytes());
+        // No NUL inside: `name` is a C string and the prefix is ASCII.
+        XattrAt::Path(CString::new(p).unwrap_or_default())
+    }
+
+    fn borrow(&self) -> XattrAt<'_> {
+        match self {
+            XattrAt::Fd(fd) => XattrAt::Fd(*fd),
+            XattrAt::Path(p) => XattrAt::Path(p.clone()),
+        }
+    }
+}
+
+/// The xattr names an entry has (only whether a few are present matters).
+struct XattrNames(Vec<u8>);
+
+impl XattrNames {
+    fn of(at: XattrAt<'_>) -> rustix::io::Result<Self> {
+        let mut buf = vec![0u8; 256];
+        loop {
+            let r = match &at {
+                XattrAt::Fd(fd) => rustix::fs::flistxattr(fd, &mut buf[..]),
+                XattrAt::Path(p) => rustix::fs::llistxattr(p.as_c_str(), &mut buf[..]),
+            };
+            match r {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Self(buf));
+                }
+                Err(Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+                Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => return Ok(Self(Vec::new())),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.split(|&b| b == 0).any(|n| n == name.as_bytes())
+    }
+}
+
+fn get_xattr(at: XattrAt<'_>, name: &str) -> rustix::io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let r = match &at {
+            XattrAt::Fd(fd) => rustix::fs::fgetxattr(fd, name, &mut buf[..]),
+            XattrAt::Path(p) => rustix::fs::lgetxattr(p.as_c_str(), name, &mut buf[..]),
+        };
+        match r {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn set_xattr(at: XattrAt<'_>, name: &str, v: &[u8]) -> rustix::io::Result<()> {
+    match &at {
+        XattrAt::Fd(fd) => rustix::fs::fsetxattr(fd, name, v, XattrFlags::empty()),
+        XattrAt::Path(p) => rustix::fs::lsetxattr(p.as_c_str(), name, v, XattrFlags::empty()),
+    }
+}
+
+/// Reads an ID-bearing xattr and writes it back moved, when it changes.
+fn rewrite_xattr(at: XattrAt<'_>, name: &str, shift: &Shift) -> rustix::io::Result<()> {
+    let Some(v) = get_xattr(at.borrow(), name)? else {
+        return Ok(());
+    };
+    let new = shift.xattr(name.as_bytes(), &v);
+    if new != v {
+        set_xattr(at, name, &new)?;
+    }
+    Ok(())
 }
 
 /// Reads an xattr of `p` (not following symlinks); `None` when absent or
 /// when the filesystem has no xattrs.
 pub(crate) fn read_xattr(p: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match rustix::fs::lgetxattr(p, name, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::OPNOTSUPP) => return Ok(None),
-            Err(rustix::io::Errno::RANGE) => {
-                let n = rustix::fs::lgetxattr_query(p, name)
-                    .map_err(|e| Error::path("getxattr", p, e.into()))?;
-                buf = vec![0u8; n.max(buf.len() * 2)];
-            }
-            Err(e) => return Err(Error::path("getxattr", p, e.into())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use strata_idmap::IdMap;
-
-    fn maps(host: u32) -> IdMappings {
-        IdMappings::new(
-            vec![IdMap::new(0, host, 65536)],
-            vec![IdMap::new(0, host, 65536)],
-        )
-    }
-
-    #[test]
-    fn privileged_chown_keeps_caps_and_setuid() {
-        if !strata_testsupport::need_root("privileged_chown_keeps_caps_and_setuid") {
-            return;
-        }
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let root = dir.path().join("layer");
-        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
-        std::fs::write(root.join("a/b/c/f"), b"x").unwrap();
-        std::fs::write(root.join("suid"), b"x").unwrap();
-        std::os::unix::fs::symlink("nowhere", root.join("a/link")).unwrap();
-        let old = maps(100000);
-        // Lay the tree out as host IDs under the old maps: container 0 and 5.
-        for p in ["", "a", "a/b", "a/b/c", "a/b/c/f", "a/link"] {
-            std::os::unix::fs::lchown(root.join(p), Some(100000), Some(100000)).unwrap();
-        }
-        std::os::unix::fs::lchown(root.join("suid"), Some(100005), Some(100007)).unwrap();
-        std::fs::set_permissions(root.join("suid"), std::fs::Permissions::from_mode(0o6755))
-            .unwrap();
-        // A file capability (cap_net_raw, v2 format).
-        let cap: [u8; 20] = [
-            0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        let have_caps = rustix::fs::lsetxattr(
-            root.join("suid").as_path(),
-            CAPABILITY,
-            &cap,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .is_ok();
-        chown_path_by_maps(&root, &old, &maps(200000)).unwrap();
-        for p in ["", "a", "a/b", "a/b/c", "a/b/c/f", "a/link"] {
-            let m = std::fs::symlink_metadata(root.join(p)).unwrap();
-            assert_eq!((m.uid(), m.gid()), (200000, 200000), "{p}");
-        }
-        let m = std::fs::symlink_metadata(root.join("suid")).unwrap();
-        assert_eq!((m.uid(), m.gid()), (200005, 200007));
-        assert_eq!(m.mode() & 0o7777, 0o6755);
-        if have_caps {
-            assert_eq!(
-                read_xattr(&root.join("suid"), CAPABILITY)
-                    .unwrap()
-                    .as_deref(),
-                Some(&cap[..])
-            );
-        }
-        // Back to identity (maps → container IDs as host IDs).
-        chown_path_by_maps(&root, &maps(200000), &IdMappings::identity()).unwrap();
-        let m = std::fs::symlink_metadata(root.join("suid")).unwrap();
-        assert_eq!((m.uid(), m.gid()), (5, 7));
-        // An ID outside the old maps is an error naming it.
-        std::os::unix::fs::lchown(root.join("a/b/c/f"), Some(7), Some(7)).unwrap();
-        let e = chown_path_by_maps(&root, &maps(300000), &IdMappings::identity()).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{e}");
+    let c = CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::path("getxattr", p, std::io::ErrorKind::InvalidInput.into()))?;
+    match get_xattr(XattrAt::Path(c), name) {
+        Ok(v) => Ok(v),
+        Err(Errno::OPNOTSUPP) => Ok(None),
+        Err(e) => Err(io("getxattr", p, e)),
     }
 }

@@ -93,6 +93,15 @@ pub enum Error {
     /// An ID map error.
     #[error(transparent)]
     IdMap(#[from] strata_idmap::Error),
+    /// A file's owner cannot be moved to other ID maps.
+    #[error("mapping the owner of {path:?}: {source}")]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Which ID has no counterpart.
+        #[source]
+        source: Box<strata_idmap::Error>,
+    },
 }
 
 impl Error {
@@ -104,7 +113,9 @@ impl Error {
             Error::IncompatibleFs(_) => ErrorKind::IncompatibleFs,
             Error::LayerUnknown(_) => ErrorKind::NotFound,
             Error::LayerExists(_) => ErrorKind::AlreadyExists,
-            Error::InvalidOption { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
+            Error::InvalidOption { .. } | Error::IdMap(_) | Error::Owner { .. } => {
+                ErrorKind::InvalidInput
+            }
             Error::Command { .. } => ErrorKind::Io,
             Error::Archive(e) => match e.kind() {
                 strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,

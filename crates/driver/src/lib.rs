@@ -153,6 +153,40 @@ pub struct CreateRequest {
     pub storage_opt: BTreeMap<String, String>,
     /// ID maps of the new layer (its files are owned by host IDs under them).
     pub id_mappings: IdMappings,
+    /// ID maps the parent's (or template's) files are owned under, when
+    /// they may differ from `id_mappings`. The new layer then shows the
+    /// parent's files owned as [`chown::chown_path_by_maps`] would re-own
+    /// them: the seed's `Create` followed by `UpdateLayerIDMap`, done by the
+    /// driver in one step (a shifted copy, a snapshot re-owned in place,
+    /// or idmapped lower mounts). `None`: the parent's files stay as they
+    /// are.
+    pub parent_mappings: Option<IdMappings>,
+}
+
+impl CreateRequest {
+    /// This request as a child of `template` whose files are owned under
+    /// `template_mappings`: a driver whose child holds (or shows) its
+    /// parent's tree makes a template's copy this way.
+    pub fn child_of_template(&self, template: &str, template_mappings: &IdMappings) -> Self {
+        Self {
+            parent: Some(template.to_string()),
+            parent_mappings: Some(template_mappings.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The re-owning the parent's files need in the new layer, if any.
+    pub fn shift(&self) -> Option<strata_idmap::Shift> {
+        let from = self.parent_mappings.as_ref()?;
+        if self.parent.is_none() || *from == self.id_mappings {
+            return None;
+        }
+        Some(strata_idmap::Shift::new(
+            from,
+            &self.id_mappings,
+            strata_idmap::shift::kernel_overflow(),
+        ))
+    }
 }
 
 /// A layer and its parent, as named to [`Driver::apply_diff`].
@@ -487,9 +521,10 @@ pub trait Driver: Send + Sync {
         false
     }
 
-    /// Creates `req.id` with the same content as `template`. A missing
-    /// template fails with [`ErrorKind::NotFound`], leaving no layer
-    /// behind.
+    /// Creates `req.id` with the same content as `template` (whose files
+    /// are owned under `template_mappings`), owned under `req.id_mappings`.
+    /// A missing template fails with [`ErrorKind::NotFound`], leaving no
+    /// layer behind.
     fn create_from_template(
         &self,
         req: &CreateRequest,

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use strata_archive::changes::{
-    changes_between, changes_size, export_changes, ExportOptions, ExportOrder,
+    changes_between_mapped, changes_size, export_changes, ExportOptions, ExportOrder, TreeIdMaps,
 };
 use strata_archive::{ApplyMode, ApplyOptions};
 use strata_idmap::IdMappings;
@@ -72,7 +72,13 @@ fn with_changes<D: Driver + ?Sized, T>(
         Some(p) => Some(Mounted::new(d, p, &opts)?),
         None => None,
     };
-    let changes = changes_between(layer.path(), parent.as_ref().map(|p| p.path()))?;
+    // Owners compare as container IDs: a child re-owned to other maps
+    // has not changed its files.
+    let maps = TreeIdMaps {
+        layer: req.id_mappings.clone(),
+        parent: req.parent_mappings.clone(),
+    };
+    let changes = changes_between_mapped(layer.path(), parent.as_ref().map(|p| p.path()), &maps)?;
     f(layer.path(), changes)
 }
 

@@ -54,6 +54,7 @@ fn prepare(case: &str, graph: &Path) -> Option<Box<dyn std::any::Any>> {
 fn suite() -> Suite {
     let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
     s.image_store_key = None;
+    s.maps_own_root = false;
     s.prepare = Some(prepare);
     s
 }

@@ -3,21 +3,17 @@
 //! changes expect what the reference answers for each (kernel overlay
 //! reads changes from the upper directory, fuse-overlayfs compares trees).
 
-use strata_driver::conformance::Suite;
+use strata_driver::conformance::{ChildRoot, Suite};
 
 fn kernel() -> Suite {
     let mut s = Suite::new("overlay", strata_driver::overlay::init);
-    s.left_out = vec![
-        ("changes_after_edits", NATIVE_DIFF),
-        ("recreate_at_depths", NATIVE_DIFF),
-    ];
+    s.child_root = ChildRoot::Maps;
     s
 }
 
-const NATIVE_DIFF: &str = "full-tree diff semantics; the native diff reads the upper directory";
-
 fn fuse() -> Suite {
     let mut s = Suite::new("overlay", strata_driver::overlay::init);
+    s.child_root = ChildRoot::Maps;
     s.options = vec!["overlay.mount_program=/usr/bin/fuse-overlayfs".into()];
     s
 }

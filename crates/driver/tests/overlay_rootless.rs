@@ -11,12 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_driver::conformance::{Suite, CASES};
+use strata_driver::conformance::{ChildRoot, Suite, CASES};
 
 const CHILD_ENV: &str = "STRATA_OVERLAY_ROOTLESS_SUITE";
 
 fn suite(fuse: bool) -> Suite {
     let mut s = Suite::new("overlay", strata_driver::overlay::init);
+    s.child_root = ChildRoot::Maps;
     if fuse {
         s.options = vec!["overlay.mount_program=/usr/bin/fuse-overlayfs".into()];
     }

@@ -28,6 +28,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod shift;
+pub use shift::{compose, Shift};
+
 /// Errors from parsing or translating ID maps.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,6 +59,16 @@ pub enum Error {
         user: String,
         /// The file read.
         file: String,
+    },
+    /// A map's ranges overlap, or one ends past the last valid ID.
+    #[error("invalid {kind} map range {range}: {reason}")]
+    BadRange {
+        /// `"uid"` or `"gid"`.
+        kind: &'static str,
+        /// The range.
+        range: IdMap,
+        /// Why.
+        reason: Box<str>,
     },
     /// Reading a subordinate ID file failed.
     #[error("reading {file}: {source}")]
@@ -118,10 +131,18 @@ impl fmt::Display for IdMap {
     }
 }
 
-/// Parses `container:host:size[,container:host:size…]`.
+/// The largest valid ID: `u32::MAX` means "no change" to `chown(2)` and
+/// is never a user.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// Parses `container:host:size[:container:host:size…]` (the reference's
+/// form: triples chained by colons) and, as well, triples separated by
+/// commas (`0:1000:1,1:100000:65536`).
 ///
-/// Whitespace around items is ignored; an empty string is an empty map.
-/// Ranges whose end would overflow `u32` are rejected.
+/// Whitespace around numbers is ignored; an empty string is an empty map.
+/// Ranges whose end would overflow `u32` are rejected; so are ranges past
+/// [`MAX_ID`] and ranges that overlap (see [`check_maps`], which names the
+/// range).
 pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
     let err = |reason| Error::Parse {
         text: text.to_string(),
@@ -129,28 +150,70 @@ pub fn parse_maps(text: &str) -> Result<Vec<IdMap>> {
     };
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let mut parts = item.split(':');
-        let mut next = || -> Result<u32> {
-            parts
-                .next()
-                .ok_or_else(|| err("expected container:host:size"))?
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| err("not a 32-bit unsigned number"))
-        };
-        let (c, h, s) = (next()?, next()?, next()?);
-        if parts.next().is_some() {
+        let nums = item
+            .split(':')
+            .map(|n| n.trim().parse::<u32>())
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|_| err("not a 32-bit unsigned number"))?;
+        if nums.len() % 3 != 0 {
             return Err(err("expected container:host:size"));
         }
-        if s == 0 {
-            return Err(err("a range of size 0"));
+        for t in nums.chunks_exact(3) {
+            let (c, h, s) = (t[0], t[1], t[2]);
+            if s == 0 {
+                return Err(err("a range of size 0"));
+            }
+            if c.checked_add(s - 1).is_none() || h.checked_add(s - 1).is_none() {
+                return Err(err("range overflows 32-bit IDs"));
+            }
+            out.push(IdMap::new(c, h, s));
         }
-        if c.checked_add(s - 1).is_none() || h.checked_add(s - 1).is_none() {
-            return Err(err("range overflows 32-bit IDs"));
-        }
-        out.push(IdMap::new(c, h, s));
     }
+    check_maps(&out, "ID")?;
     Ok(out)
+}
+
+/// Checks one side of a mapping: every range ends at or before
+/// [`MAX_ID`] on both sides, and no two ranges share a container ID or a
+/// host ID (the kernel refuses such user namespace maps, and a translation
+/// through them would be ambiguous). `kind` (`"uid"`, `"gid"`) names the
+/// side in the error.
+pub fn check_maps(maps: &[IdMap], kind: &'static str) -> Result<()> {
+    let bad = |m: &IdMap, reason: String| Error::BadRange {
+        kind,
+        range: *m,
+        reason: reason.into(),
+    };
+    for (i, m) in maps.iter().enumerate() {
+        if m.size == 0 {
+            return Err(bad(m, "a range of size 0".into()));
+        }
+        let last = |start: u32| u64::from(start) + u64::from(m.size) - 1;
+        for (side, start) in [("container", m.container_id), ("host", m.host_id)] {
+            if last(start) > u64::from(MAX_ID) {
+                return Err(bad(
+                    m,
+                    format!(
+                        "{side} IDs end at {}, past the last valid ID {MAX_ID}",
+                        last(start)
+                    ),
+                ));
+            }
+        }
+        for o in &maps[..i] {
+            let overlap = |a: u32, b: u32| {
+                let (a, b) = (u64::from(a), u64::from(b));
+                a < b + u64::from(o.size) && b < a + u64::from(m.size)
+            };
+            if overlap(m.container_id, o.container_id) {
+                return Err(bad(m, format!("container IDs overlap those of {o}")));
+            }
+            if overlap(m.host_id, o.host_id) {
+                return Err(bad(m, format!("host IDs overlap those of {o}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Formats maps as `container:host:size,…` (the inverse of [`parse_maps`]).
@@ -189,12 +252,18 @@ pub fn parse_subid_file(contents: &[u8]) -> Vec<SubIdRange> {
         .collect()
 }
 
-/// Builds the map a user namespace gets from subordinate ranges: container
-/// IDs start at 0 and follow each range of `name` in file order.
+/// Builds the map of `name`'s subordinate ranges as containers-storage's
+/// `--subuidmap` builds it: container IDs start at 0 and follow the
+/// ranges in the order of their first host ID (not file order).
 pub fn maps_from_subids(ranges: &[SubIdRange], name: &str) -> Vec<IdMap> {
     let mut next = 0u32;
     let mut out = Vec::new();
-    for r in ranges.iter().filter(|r| r.name == name && r.count > 0) {
+    let mut mine: Vec<&SubIdRange> = ranges
+        .iter()
+        .filter(|r| r.name == name && r.count > 0)
+        .collect();
+    mine.sort_by_key(|r| r.start);
+    for r in mine {
         out.push(IdMap::new(next, r.start, r.count));
         next = next.saturating_add(r.count);
     }
@@ -264,6 +333,14 @@ impl IdMappings {
         Self { uids, gids }
     }
 
+    /// Mappings from user and group ranges, refused (naming the range)
+    /// when ranges overlap or pass the last valid ID ([`check_maps`]).
+    pub fn checked(uids: Vec<IdMap>, gids: Vec<IdMap>) -> Result<Self> {
+        check_maps(&uids, "uid")?;
+        check_maps(&gids, "gid")?;
+        Ok(Self { uids, gids })
+    }
+
     /// The identity mapping.
     pub fn identity() -> Self {
         Self::default()
@@ -320,6 +397,19 @@ mod tests {
                 "0:1000:1, 1:100000:65536",
                 Ok(vec![IdMap::new(0, 1000, 1), IdMap::new(1, 100000, 65536)]),
             ),
+            // The reference's form of several ranges.
+            (
+                "0:100000:3:3:200000:3",
+                Ok(vec![IdMap::new(0, 100000, 3), IdMap::new(3, 200000, 3)]),
+            ),
+            (
+                "0:1:1:1:2:1, 2:3:1",
+                Ok(vec![
+                    IdMap::new(0, 1, 1),
+                    IdMap::new(1, 2, 1),
+                    IdMap::new(2, 3, 1),
+                ]),
+            ),
             ("0:1:2:3", Err("expected container:host:size")),
             ("0:1", Err("expected container:host:size")),
             ("a:1:2", Err("not a 32-bit unsigned number")),
@@ -337,6 +427,37 @@ mod tests {
                 },
             }
         }
+    }
+
+    #[test]
+    fn bad_ranges_are_named() {
+        let cases = [
+            (
+                "0:100000:10,5:200000:10",
+                "5:200000:10",
+                "container IDs overlap",
+            ),
+            (
+                "0:100000:10,20:100005:10",
+                "20:100005:10",
+                "host IDs overlap",
+            ),
+            ("0:4294967290:10", "0:4294967290:10", "overflows 32-bit IDs"),
+            ("0:4294967295:1", "0:4294967295:1", "past the last valid ID"),
+            ("4294967295:0:1", "4294967295:0:1", "past the last valid ID"),
+        ];
+        for (text, range, why) in cases {
+            let e = parse_maps(text).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(range) && msg.contains(why), "{text}: {msg}");
+        }
+        assert!(parse_maps("0:4294967294:1,1:0:4294967294").is_ok());
+        let e = IdMappings::checked(vec![], vec![IdMap::new(0, 1, 5), IdMap::new(3, 10, 1)])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid gid map range 3:10:1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -399,9 +520,10 @@ mod tests {
 
     #[test]
     fn subid_files() {
-        let f = b"# comment\nalice:100000:65536\nbob:200000:10\nalice:300000:5\nbroken\n";
+        let f = b"# comment\nalice:300000:5\nbob:200000:10\nalice:100000:65536\nbroken\n";
         let r = parse_subid_file(f);
         assert_eq!(r.len(), 3);
+        // Ordered by host ID, as the reference orders them.
         assert_eq!(
             maps_from_subids(&r, "alice"),
             vec![IdMap::new(0, 100000, 65536), IdMap::new(65536, 300000, 5)]

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use strata_archive::copy::{copy_tree, dest_name, CopyRequest as TreeCopy};
+use strata_idmap::IdMappings;
 
 use crate::{Error, Force, MountRequest, Result, Store};
 
@@ -56,7 +57,8 @@ pub struct CopyRequest {
     pub sources: Vec<CopyPath>,
     /// Where to: a path inside a layer.
     pub dest: CopyPath,
-    /// Owner given to everything copied (`--chown`).
+    /// Owner given to everything copied (`--chown`), container IDs of the
+    /// destination layer.
     pub owner: Option<(u32, u32)>,
 }
 
@@ -69,10 +71,26 @@ fn open_root(p: &Path) -> Result<OwnedFd> {
 }
 
 impl Store {
+    /// The maps the files of what `key` mounts are owned under: a
+    /// container's own maps where it has them (a driver that shifts at
+    /// mount shows its image's layers under them), else its layer's.
+    fn mounted_maps(&self, key: &str) -> Result<IdMappings> {
+        let container = self.container_store.read()?.lookup(key).cloned();
+        Ok(match container {
+            Some(c) => {
+                let l = self.layer(&c.layer)?;
+                let pick = |own: Vec<_>, layer: Vec<_>| if own.is_empty() { layer } else { own };
+                IdMappings::new(pick(c.uid_map, l.uid_map), pick(c.gid_map, l.gid_map))
+            }
+            None => self.layer(key)?.id_mappings(),
+        })
+    }
+
     /// Copies each source into the destination layer, mounting the layers
     /// involved for the time of the copy. As the reference: a directory's
     /// contents merge into the destination, a non-directory replaces what
-    /// is there unless that is a directory.
+    /// is there unless that is a directory; owners go from the source's
+    /// maps through container IDs to the destination's.
     pub fn copy(&self, req: &CopyRequest) -> Result<()> {
         let Some(dlayer) = &req.dest.layer else {
             return Err(Error::Invalid(
@@ -82,16 +100,18 @@ impl Store {
         let dname = dest_name(req.dest.path.as_bytes());
         let mut mounted: Vec<String> = Vec::new();
         let res = (|| -> Result<()> {
+            let dest_maps = self.mounted_maps(dlayer)?;
             let droot = open_root(&self.mount(dlayer, &MountRequest::default())?)?;
             mounted.push(dlayer.clone());
             for src in &req.sources {
-                let sroot = match &src.layer {
+                let (sroot, source_maps) = match &src.layer {
                     Some(l) => {
+                        let maps = self.mounted_maps(l)?;
                         let r = self.mount(l, &MountRequest::default())?;
                         mounted.push(l.clone());
-                        open_root(&r)?
+                        (open_root(&r)?, maps)
                     }
-                    None => open_root(Path::new("/"))?,
+                    None => (open_root(Path::new("/"))?, IdMappings::identity()),
                 };
                 // Host paths are relative to the working directory; layer
                 // paths to the layer root.
@@ -108,6 +128,8 @@ impl Store {
                     dest_root: droot.as_fd(),
                     dest: &dname,
                     owner: req.owner,
+                    source_maps: &source_maps,
+                    dest_maps: &dest_maps,
                 })
                 .map_err(|e| Error::Copy {
                     from: src.to_string(),

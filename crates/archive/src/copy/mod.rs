@@ -15,6 +15,17 @@
 //! files, modification times, `user.*` xattrs and file capabilities are
 //! kept. Unlike the reference, a source that is itself a symlink is copied
 //! as a symlink, not as its target.
+//!
+//! Owners cross ID maps as through a tar: a source file's owner (a host ID
+//! under the source's maps) is taken to its container ID, and the
+//! destination writes that container ID as its host ID under its own maps.
+//! An ID either side cannot map is an error naming the file, raised before
+//! the file is made (the reference refuses such a file too, but leaves it
+//! out of a directory's copy with only a logged error). A `--chown` owner
+//! is a container ID of the destination, for the destination directory
+//! too (the reference writes it there unmapped), and makes the source's
+//! owners irrelevant.
+//! The root ID of a version 3 file capability moves with the owners.
 
 mod source;
 
@@ -24,6 +35,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{AtFlags, FileType};
+use strata_idmap::{IdMappings, Shift};
 
 use crate::apply::path::{normalize, split_parent};
 use crate::{Applier, ApplierOptions, ApplyMode, Error, Result};
@@ -41,9 +53,13 @@ pub struct CopyRequest<'a> {
     /// Where the source lands inside `dest_root`, as [`dest_name`] gives it
     /// (empty for the root itself).
     pub dest: &'a [u8],
-    /// Owner given to everything copied (`--chown UID:GID`), else each
-    /// object keeps its own.
+    /// Owner given to everything copied (`--chown UID:GID`, container IDs
+    /// of the destination), else each object keeps its own.
     pub owner: Option<(u32, u32)>,
+    /// Maps the source's files are owned under (identity for host files).
+    pub source_maps: &'a IdMappings,
+    /// Maps the destination's files are owned under.
+    pub dest_maps: &'a IdMappings,
 }
 
 /// The entry name of a destination path inside its root: no leading `/`,
@@ -61,12 +77,22 @@ pub fn copy_tree(req: &CopyRequest<'_>) -> Result<()> {
         req.dest_root,
         ApplierOptions {
             mode: ApplyMode::FullTree,
+            id_mappings: req.dest_maps.clone(),
             ..Default::default()
         },
     )?;
     let mut walk = source::Walk {
         applier,
         owner: req.owner,
+        source_maps: req.source_maps,
+        dest_maps: req.dest_maps,
+        xattr_shift: (req.source_maps != req.dest_maps).then(|| {
+            Shift::new(
+                req.source_maps,
+                req.dest_maps,
+                strata_idmap::shift::kernel_overflow(),
+            )
+        }),
         dest: req.dest.to_vec(),
         top,
         links: HashMap::new(),

@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
+use strata_idmap::{IdMappings, IdPair, Shift};
 
 use super::TopDir;
 use crate::changes::meta::XattrSet;
@@ -86,8 +87,15 @@ pub(super) fn lookup(root: BorrowedFd<'_>, path: &[u8]) -> Result<Node> {
 pub(super) struct Walk<'a> {
     /// Receives the entries.
     pub applier: Applier<'a>,
-    /// Owner forced by `--chown`.
+    /// Owner forced by `--chown` (container IDs).
     pub owner: Option<(u32, u32)>,
+    /// Maps the source's owners are host IDs under.
+    pub source_maps: &'a IdMappings,
+    /// Maps the destination's owners are host IDs under.
+    pub dest_maps: &'a IdMappings,
+    /// Moves the IDs in xattrs (a v3 capability's root ID) from the
+    /// source's maps to the destination's, when they differ.
+    pub xattr_shift: Option<Shift>,
     /// Entry name of the source itself (empty for the layer root).
     pub dest: Vec<u8>,
     /// Whether a directory source makes its destination directory (which
@@ -120,6 +128,18 @@ fn same(a: &Stat, b: &Stat) -> bool {
 }
 
 impl Walk<'_> {
+    /// The xattrs copied with an object, IDs in them moved to the
+    /// destination's maps.
+    fn xattrs(&self, fd: BorrowedFd<'_>) -> std::io::Result<Vec<Xattr>> {
+        let mut x = layer_xattrs(fd)?;
+        if let Some(s) = &self.xattr_shift {
+            for a in &mut x {
+                a.value = s.xattr(&a.name, &a.value);
+            }
+        }
+        Ok(x)
+    }
+
     /// Copies `node` and everything below it.
     pub(super) fn run(&mut self, node: &Node) -> Result<()> {
         let dest = self.dest.clone();
@@ -158,7 +178,24 @@ impl Walk<'_> {
         };
         let mut h = Header::new(path.to_vec(), kind);
         h.mode = st.st_mode & 0o7777;
-        (h.uid, h.gid) = self.owner.unwrap_or((st.st_uid, st.st_gid));
+        // The container's view of the owner. Under --chown the source's
+        // owner does not matter; else one the source's maps cannot show
+        // is refused (the reference refuses it for a file, and leaves the
+        // file out of a directory's copy with a logged error).
+        let ids = match self.owner {
+            Some(o) => o,
+            None => {
+                let c = self
+                    .source_maps
+                    .to_container(IdPair {
+                        uid: st.st_uid,
+                        gid: st.st_gid,
+                    })
+                    .map_err(|e| Error::Copy(format!("{}: {e}", shown())))?;
+                (c.uid, c.gid)
+            }
+        };
+        (h.uid, h.gid) = ids;
         h.mtime = Timestamp {
             sec: st.st_mtime,
             nsec: st.st_mtime_nsec as u32,
@@ -171,8 +208,24 @@ impl Walk<'_> {
     }
 
     fn member(&mut self, h: Header) -> Result<()> {
-        self.applier.push(Item::Header(Box::new(h)))?;
+        self.push_header(h)?;
         self.applier.push(Item::End)
+    }
+
+    /// Hands a header on once the destination's maps can give its owner
+    /// a host ID: refused before anything of the object is made.
+    fn push_header(&mut self, h: Header) -> Result<()> {
+        let pair = IdPair {
+            uid: h.uid,
+            gid: h.gid,
+        };
+        if let Err(e) = self.dest_maps.to_host(pair) {
+            return Err(Error::Copy(format!(
+                "{}: {e}",
+                String::from_utf8_lossy(&h.path)
+            )));
+        }
+        self.applier.push(Item::Header(Box::new(h)))
     }
 
     fn file(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &Stat, mut h: Header) -> Result<()> {
@@ -200,10 +253,11 @@ impl Walk<'_> {
             return Err(changed(&shown()));
         }
         h.size = now.st_size as u64;
-        h.xattrs =
-            layer_xattrs(fd.as_fd()).map_err(|e| Error::io(format!("xattrs of {}", shown()), e))?;
+        h.xattrs = self
+            .xattrs(fd.as_fd())
+            .map_err(|e| Error::io(format!("xattrs of {}", shown()), e))?;
         let size = h.size;
-        self.applier.push(Item::Header(Box::new(h)))?;
+        self.push_header(h)?;
         let mut f = std::fs::File::from(fd).take(size);
         let mut offset = 0u64;
         loop {
@@ -253,9 +307,10 @@ impl Walk<'_> {
             true
         };
         if emit {
-            h.xattrs = layer_xattrs(fd.as_fd())
+            h.xattrs = self
+                .xattrs(fd.as_fd())
                 .map_err(|e| Error::io(format!("xattrs of {}", shown()), e))?;
-            self.applier.push(Item::Header(Box::new(h)))?;
+            self.push_header(h)?;
             self.applier.push(Item::End)?;
         }
         if path == self.dest {

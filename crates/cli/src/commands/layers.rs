@@ -53,37 +53,43 @@ fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The ID maps asked for: `--host*map`, else `--*map`, else `--sub*map`
-/// (read from /etc/sub[ug]id), else inherited.
+/// The ID maps asked for, as the reference combines its flags: a host
+/// flag refuses a map or subordinate name for its side; a subordinate
+/// name given for one side names the other too; its ranges (from
+/// /etc/subuid and /etc/subgid) come first, `--uidmap`/`--gidmap` ranges
+/// after them; a host flag leaves its side unmapped; nothing given
+/// inherits.
 pub(super) fn layer_maps(o: &MapOpts) -> Result<LayerMaps> {
-    let side = |host: bool, explicit: Option<&String>, sub: Option<&String>, file: &str| {
-        if host {
-            return Ok::<_, anyhow::Error>(MapChoice::Host);
-        }
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+    if o.hostuidmap && (given(&o.uidmap).is_some() || given(&o.subuidmap).is_some()) {
+        anyhow::bail!("host uid map specified along with UID mapping");
+    }
+    if o.hostgidmap && (given(&o.gidmap).is_some() || given(&o.subgidmap).is_some()) {
+        anyhow::bail!("host gid map specified along with GID mapping");
+    }
+    let sub_user = given(&o.subuidmap).or(given(&o.subgidmap));
+    let sub_group = given(&o.subgidmap).or(given(&o.subuidmap));
+    let side = |host: bool, sub: Option<&str>, file: &str, explicit: Option<&str>| {
+        let mut maps = match sub {
+            Some(name) => strata_store::read_subid_maps(Path::new(file), name)?,
+            None => Vec::new(),
+        };
         if let Some(m) = explicit {
-            return Ok(MapChoice::Explicit(strata_store::parse_maps(m)?));
+            maps.extend(strata_store::parse_maps(m)?);
         }
-        if let Some(name) = sub {
-            return Ok(MapChoice::Explicit(strata_store::read_subid_maps(
-                Path::new(file),
-                name,
-            )?));
-        }
-        Ok(MapChoice::Inherit)
+        Ok::<_, anyhow::Error>(if host {
+            MapChoice::Host
+        } else if maps.is_empty() {
+            MapChoice::Inherit
+        } else {
+            MapChoice::Explicit(maps)
+        })
     };
     Ok(LayerMaps {
-        uids: side(
-            o.hostuidmap,
-            o.uidmap.as_ref(),
-            o.subuidmap.as_ref(),
-            "/etc/subuid",
-        )?,
-        gids: side(
-            o.hostgidmap,
-            o.gidmap.as_ref(),
-            o.subgidmap.as_ref(),
-            "/etc/subgid",
-        )?,
+        uids: side(o.hostuidmap, sub_user, "/etc/subuid", given(&o.uidmap))?,
+        gids: side(o.hostgidmap, sub_group, "/etc/subgid", given(&o.gidmap))?,
     })
 }
 

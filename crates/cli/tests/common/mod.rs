@@ -108,6 +108,11 @@ impl Env {
             .args(args);
     }
 
+    /// A strata command on this store (to add environment before running).
+    pub fn strata_command(&self, args: &[&str]) -> Command {
+        self.command(env!("CARGO_BIN_EXE_strata"), args)
+    }
+
     /// Runs strata with stdin from `input`.
     pub fn strata_in(&self, args: &[&str], input: &[u8]) -> Output {
         run(self.command(env!("CARGO_BIN_EXE_strata"), args), input)
@@ -126,6 +131,12 @@ impl Env {
     /// Like [`Env::ok`] with stdin.
     pub fn ok_in(&self, args: &[&str], input: &[u8]) -> String {
         ok(self.strata_in(args, input), args)
+    }
+
+    /// A reference command on this store (to add environment before
+    /// running).
+    pub fn reference_command(&self, args: &[&str]) -> Command {
+        self.command(REFERENCE, args)
     }
 
     /// Runs the reference with stdin from `input`.
@@ -158,7 +169,7 @@ impl Env {
     }
 }
 
-fn run(mut c: Command, input: &[u8]) -> Output {
+pub fn run(mut c: Command, input: &[u8]) -> Output {
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -61,11 +61,29 @@ pub struct Suite {
     /// Cases this driver leaves out, each with the reason, which the case
     /// prints instead of running.
     pub left_out: Vec<(&'static str, &'static str)>,
+    /// Whether a base layer created with ID maps has its root owned by
+    /// the maps' root, as the reference's vfs and overlay make it (its
+    /// btrfs leaves the subvolume's root to the driver's own maps).
+    pub maps_own_root: bool,
+    /// Whose owner the root of a child made with its parent's maps has.
+    pub child_root: ChildRoot,
+}
+
+/// Whose owner a child layer's root has, as the reference makes it per
+/// driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildRoot {
+    /// Its parent root's owner (vfs copies the root, btrfs snapshots it).
+    Parent,
+    /// The root of the child's own maps (overlay makes a new diff
+    /// directory).
+    Maps,
 }
 
 impl Suite {
     /// A suite for driver `name` with defaults: image stores under the
-    /// `imagestore` key, no setup, every case.
+    /// `imagestore` key, no setup, every case, mapped roots owned by the
+    /// maps, a child's root owned as its parent's.
     pub fn new(name: &'static str, init: InitFn) -> Self {
         Self {
             name,
@@ -74,6 +92,8 @@ impl Suite {
             image_store_key: Some("imagestore"),
             prepare: None,
             left_out: Vec::new(),
+            maps_own_root: true,
+            child_root: ChildRoot::Parent,
         }
     }
 }

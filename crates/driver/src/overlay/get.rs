@@ -51,10 +51,21 @@ impl Overlay {
             );
         }
         let mut staging = mounting::Staging::new(self.run_root.join("staging").join(id));
+        // A layer whose lowers are owned under other maps (see `idmap`)
+        // shows them through idmapped clones.
+        let idmaps = self.lower_idmaps(&dir)?;
         // Without idmapped lowers the layers were chowned when created
         // (chown-based shifting by the caller); the maps go unused, as
         // with the reference.
-        m.lowers = if shift && self.features.idmapped_lower {
+        m.lowers = if !idmaps.is_empty() {
+            if lowers.len() > mounting::MAX_STACK {
+                return Err(Error::Unsupported(format!(
+                    "idmapped mounts of more than {} layers",
+                    mounting::MAX_STACK
+                )));
+            }
+            staging.idmap_each(&lowers, &idmaps)?
+        } else if shift && self.features.idmapped_lower {
             if lowers.len() > mounting::MAX_STACK {
                 return Err(Error::Unsupported(format!(
                     "idmapped mounts of more than {} layers",

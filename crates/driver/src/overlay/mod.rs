@@ -302,15 +302,43 @@ impl Overlay {
     }
 
     /// Lower directories of the layer at `dir`, nearest first: its rotated
-    /// `diff1`, `diff2`, … (left by the reference's ID-map updates), then
-    /// the layers its `lower` file names.
+    /// `diff1`, `diff2`, … (left by ID-map updates, the reference's and
+    /// strata's), then each layer its `lower` file names followed by that
+    /// layer's own rotated directories (as the reference stacks them).
     fn lower_dirs_of(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let mut v = rotated_diffs(dir);
+        Ok(self
+            .lower_entries_of(dir)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// [`Overlay::lower_dirs_of`], each with the layer it belongs to
+    /// (`None` for the layer's own rotated directories).
+    fn lower_entries_of(&self, dir: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let mut v: Vec<(PathBuf, Option<String>)> =
+            rotated_diffs(dir).into_iter().map(|p| (p, None)).collect();
         let p = dir.join("lower");
         match fs::read_to_string(&p) {
             Ok(s) => {
                 for l in s.trim().split(':').filter(|s| !s.is_empty()) {
-                    v.push(self.resolve_lower(l)?);
+                    let path = self.resolve_lower(l)?;
+                    // `l/LINK` → `../<id>/diff`: the layer's directory.
+                    let target = fs::read_link(&path).unwrap_or_else(|_| path.clone());
+                    let layer_dir = if target.is_relative() {
+                        path.parent().unwrap_or(Path::new("/")).join(&target)
+                    } else {
+                        target
+                    };
+                    let layer_dir = layer_dir.parent().map(Path::to_path_buf);
+                    let id = layer_dir
+                        .as_deref()
+                        .and_then(Path::file_name)
+                        .map(|n| n.to_string_lossy().into_owned());
+                    v.push((path, id.clone()));
+                    if let Some(ld) = layer_dir {
+                        v.extend(rotated_diffs(&ld).into_iter().map(|d| (d, id.clone())));
+                    }
                 }
                 Ok(v)
             }
@@ -384,7 +412,11 @@ impl Driver for Overlay {
         // A child's diff takes its parent's mode, and the owner of its own
         // maps' root, as the reference makes it: a root chowned in the
         // parent shows as the child's root again in the child (the
-        // reference's merged root does not inherit the owner).
+        // reference's merged root does not inherit the owner). A child
+        // with other maps than its parent's keeps the parent's root owner,
+        // as the reference's vfs (which re-owns all but the root) and its
+        // overlay (which drops such a child's maps) show it.
+        let shifted = req.shift().is_some();
         let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
@@ -393,9 +425,17 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
+                let owner = if shifted {
+                    use std::os::unix::fs::MetadataExt;
+                    let d = pdir.join("diff");
+                    let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
+                    (md.uid(), md.gid())
+                } else {
+                    (root.uid, root.gid)
+                };
                 (
                     inherited_mode(&pdir)?,
-                    (root.uid, root.gid),
+                    owner,
                     Some(layout::ParentLinks::read(&pdir)?),
                 )
             }
@@ -404,6 +444,13 @@ impl Driver for Overlay {
         // Image and container layers share one layout (`req.access` only
         // matters to callers that mount them).
         self.layout.create(&req.id, parent.as_ref(), owner, mode)?;
+        if let Some(p) = &req.parent {
+            let pdir = self.find_layer(p)?.map(|(d, _)| d).unwrap_or_default();
+            if let Err(e) = self.shift_new_layer(req, &pdir) {
+                let _ = self.remove(&req.id);
+                return Err(e);
+            }
+        }
         if let Some(q) = quota {
             if let Err(e) = q.apply(&self.layout.dir(&req.id), limits) {
                 let _ = self.remove(&req.id);
@@ -600,6 +647,18 @@ impl Driver for Overlay {
             return self.native_diff_size(&req.id);
         }
         naive::diff_size(self, req)
+    }
+
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        // A child of the template (as the reference's overlay makes it),
+        // shown under the new maps; diffs against the recorded parent then
+        // take the generic path, since the first lower is not the parent.
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn update_layer_id_map(

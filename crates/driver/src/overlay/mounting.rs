@@ -11,6 +11,7 @@
 //!
 //! FUSE: the mount program gets the whole list in one `-o lowerdir=`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,9 @@ use crate::{Error, IdMap, Result};
 
 /// The kernel's limit on lower layers in one overlay (`OVL_MAX_STACK`).
 pub const MAX_STACK: usize = 500;
+
+/// The user and group map lines of an idmapped mount.
+pub type IdmapLines = (Vec<IdMap>, Vec<IdMap>);
 
 /// Helper mounts made for one final mount; detached and removed on drop.
 pub struct Staging {
@@ -69,36 +73,69 @@ impl Staging {
         uids: &[IdMap],
         gids: &[IdMap],
     ) -> Result<Vec<PathBuf>> {
-        let fmt = |maps: &[IdMap]| {
-            maps.iter()
-                .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-                .collect::<String>()
-        };
-        let ns =
-            strata_sys::mount::UserNs::new(&fmt(uids), &fmt(gids)).map_err(|e| Error::Mount {
-                op: "create user namespace",
-                path: PathBuf::new(),
-                source: e,
-            })?;
+        let ns = user_ns(uids, gids)?;
+        lowers
+            .iter()
+            .map(|l| self.attach_idmapped(l, &ns))
+            .collect()
+    }
+
+    /// `lowers` with each one that `idmaps` names replaced by an idmapped
+    /// clone through its maps (one user namespace per distinct maps).
+    pub fn idmap_each(
+        &mut self,
+        lowers: &[PathBuf],
+        idmaps: &HashMap<PathBuf, IdmapLines>,
+    ) -> Result<Vec<PathBuf>> {
+        let mut spaces: Vec<(&IdmapLines, strata_sys::mount::UserNs)> = Vec::new();
         let mut out = Vec::with_capacity(lowers.len());
         for l in lowers {
-            let fd = strata_sys::mount::idmapped_clone(l, ns.fd()).map_err(|e| Error::Mount {
-                op: "idmapped mount",
-                path: l.clone(),
-                source: e,
-            })?;
-            let at = self.next()?;
-            strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| {
-                Error::Mount {
-                    op: "move_mount",
-                    path: at.clone(),
-                    source: e,
+            let Some(maps) = idmaps.get(l) else {
+                out.push(l.clone());
+                continue;
+            };
+            let i = match spaces.iter().position(|(m, _)| *m == maps) {
+                Some(i) => i,
+                None => {
+                    spaces.push((maps, user_ns(&maps.0, &maps.1)?));
+                    spaces.len() - 1
                 }
-            })?;
-            out.push(at);
+            };
+            out.push(self.attach_idmapped(l, &spaces[i].1)?);
         }
         Ok(out)
     }
+
+    fn attach_idmapped(&mut self, l: &Path, ns: &strata_sys::mount::UserNs) -> Result<PathBuf> {
+        let fd = strata_sys::mount::idmapped_clone(l, ns.fd()).map_err(|e| Error::Mount {
+            op: "idmapped mount",
+            path: l.to_path_buf(),
+            source: e,
+        })?;
+        let at = self.next()?;
+        strata_sys::mount::attach(std::os::fd::AsFd::as_fd(&fd), &at).map_err(|e| {
+            Error::Mount {
+                op: "move_mount",
+                path: at.clone(),
+                source: e,
+            }
+        })?;
+        Ok(at)
+    }
+}
+
+/// A user namespace whose maps are `uids` and `gids` (for idmapped mounts).
+fn user_ns(uids: &[IdMap], gids: &[IdMap]) -> Result<strata_sys::mount::UserNs> {
+    let fmt = |maps: &[IdMap]| {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+            .collect::<String>()
+    };
+    strata_sys::mount::UserNs::new(&fmt(uids), &fmt(gids)).map_err(|e| Error::Mount {
+        op: "create user namespace",
+        path: PathBuf::new(),
+        source: e,
+    })
 }
 
 impl Drop for Staging {

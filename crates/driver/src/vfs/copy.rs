@@ -3,6 +3,11 @@
 //! where the filesystem can, else copied in-kernel with holes kept
 //! (`strata_sys::clone`).
 //!
+//! With a [`Shift`], owners are moved to other ID maps on the way (the
+//! root directory keeps its owner, as the reference's re-owning walk
+//! leaves it), and so are the IDs inside `security.capability` and POSIX
+//! ACL xattrs ([`crate::chown`]): a shifted child costs one pass.
+//!
 //! The walk is parallel: one rayon task per directory, each opening its
 //! directories relative to the two root handles. Directory metadata (owner,
 //! mode, xattrs, times) is applied after every task is done, so a read-only
@@ -11,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -19,6 +24,7 @@ use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
+use strata_idmap::{IdPair, Shift};
 use strata_sys::clone::{CopyMethod, Extent};
 
 use crate::{Error, Result};
@@ -35,27 +41,19 @@ struct Ctx<'a> {
     failed: AtomicBool,
     euid: u32,
     egid: u32,
+    shift: Option<&'a Shift>,
     /// The process umask, when known: files whose mode survives it are
     /// created with their final mode, saving a chmod each.
     umask: Option<u32>,
 }
 
-fn io(op: &'static str, p: &Path, e: Errno) -> Error {
-    Error::path(op, p, e.into())
-}
-
-fn open_dir(at: BorrowedFd<'_>, rel: &Path) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        at,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
+use crate::chown::{io, open_dir};
 
 /// Copies the content of directory `src` into the existing empty directory
-/// `dst`, and `src`'s own metadata onto `dst`.
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+/// `dst`, and `src`'s own metadata onto `dst`; with a `shift`, every owner
+/// below the root is moved by it.
+pub(crate) fn copy_tree(src: &Path, dst: &Path, shift: Option<&Shift>) -> Result<()> {
+    let shift = shift.filter(|s| !s.is_identity());
     let src_fd = open_dir(rustix::fs::CWD, src).map_err(|e| io("open", src, e))?;
     let dst_fd = open_dir(rustix::fs::CWD, dst).map_err(|e| io("open", dst, e))?;
     let root_st = rustix::fs::fstat(&src_fd).map_err(|e| io("stat", src, e))?;
@@ -71,6 +69,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         failed: AtomicBool::new(false),
         euid: rustix::process::geteuid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
+        shift,
         umask: read_umask(),
     };
     // The top directory is copied on this thread; a pool is made only when
@@ -81,19 +80,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         fail(&ctx, e);
     }
     if !subdirs.is_empty() && !ctx.failed.load(Ordering::Relaxed) {
-        // Copying is mostly waiting for the disk (reads of a cold parent,
-        // allocation, journal), so more tasks than cores keep more I/O in
-        // flight. A private pool, so the global one keeps its size.
-        match rayon::ThreadPoolBuilder::new()
-            .num_threads(copy_threads())
-            .build()
-        {
-            Ok(pool) => pool.install(|| rayon::scope(|s| copy_dirs(s, &ctx, subdirs))),
-            Err(e) => {
-                tracing::debug!("copy pool: {e}; using the global pool");
-                rayon::scope(|s| copy_dirs(s, &ctx, subdirs))
-            }
-        }
+        in_pool(|| rayon::scope(|s| copy_dirs(s, &ctx, subdirs)));
     }
     if let Some(e) = ctx.err.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
@@ -103,6 +90,23 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         finish_dir(&ctx, &rel, &st)?;
     }
     Ok(())
+}
+
+/// Runs `f` in a private thread pool of [`copy_threads`] threads (the
+/// global pool keeps its size). Copying and re-owning trees is mostly
+/// waiting for the disk and the journal, so more tasks than cores keep
+/// more I/O in flight.
+pub(crate) fn in_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(copy_threads())
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(e) => {
+            tracing::debug!("copy pool: {e}; using the global pool");
+            f()
+        }
+    }
 }
 
 /// Threads of the copy pool: `STRATA_COPY_THREADS` if set, else four per
@@ -163,7 +167,9 @@ fn copy_dir_entries(ctx: &Ctx<'_>, rel: &Path, subdir: &mut dyn FnMut(PathBuf)) 
         .map_err(|e| io("open", &ctx.src_root.join(rel), e))?;
     let dst_dir = open_dir(ctx.dst_fd.as_fd(), rel_or_dot(rel))
         .map_err(|e| io("open", &ctx.dst_root.join(rel), e))?;
-    copy_xattrs_fd(&src_dir, &dst_dir)
+    // The root's ACLs stay as they are, as its owner does.
+    let shift = ctx.shift.filter(|_| !rel.as_os_str().is_empty());
+    copy_xattrs_fd(&src_dir, &dst_dir, shift)
         .map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
     let entries = rustix::fs::Dir::read_from(&src_dir)
         .map_err(|e| io("read directory", &ctx.src_root.join(rel), e))?;
@@ -292,15 +298,17 @@ fn copy_file(
     if used != start {
         ctx.method.fetch_max(method_code(used), Ordering::Relaxed);
     }
-    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+    let owner = ctx.owner(st, rel)?;
+    if (owner.uid, owner.gid) != (ctx.euid, ctx.egid) {
         rustix::fs::fchown(
             &dst,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
         )
         .map_err(|e| io("chown", &ctx.dst_root.join(rel), e))?;
     }
-    copy_xattrs_fd(&src, &dst).map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
+    copy_xattrs_fd(&src, &dst, ctx.shift)
+        .map_err(|e| io("copy xattrs", &ctx.dst_root.join(rel), e))?;
     if !direct && mode != 0o600 {
         rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
             .map_err(|e| io("chmod", &ctx.dst_root.join(rel), e))?;
@@ -333,17 +341,18 @@ fn finish_special(
     st: &Stat,
 ) -> Result<()> {
     let dst_path = ctx.dst_root.join(rel);
-    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+    let owner = ctx.owner(st, rel)?;
+    if (owner.uid, owner.gid) != (ctx.euid, ctx.egid) {
         rustix::fs::chownat(
             dst_dir,
             name,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| io("lchown", &dst_path, e))?;
     }
-    copy_xattrs_path(&ctx.src_root.join(rel), &dst_path)
+    copy_xattrs_path(&ctx.src_root.join(rel), &dst_path, ctx.shift)
         .map_err(|e| io("copy xattrs", &dst_path, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
         rustix::fs::chmodat(
@@ -364,12 +373,21 @@ fn finish_special(
 fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
     let dst_path = ctx.dst_root.join(rel);
     let dst = ctx.dst_fd.as_fd();
-    if (st.st_uid, st.st_gid) != (ctx.euid, ctx.egid) {
+    // The root keeps its owner: the reference's re-owning walk skips it.
+    let owner = if rel == Path::new(".") {
+        IdPair {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    } else {
+        ctx.owner(st, rel)?
+    };
+    if (owner.uid, owner.gid) != (ctx.euid, ctx.egid) {
         rustix::fs::chownat(
             dst,
             rel,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| io("chown", &dst_path, e))?;
@@ -386,11 +404,36 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, st: &Stat) -> Result<()> {
     Ok(())
 }
 
+/// An xattr value with the IDs it holds moved by `shift`, if any.
+fn shifted(name: &OsStr, v: Vec<u8>, shift: Option<&Shift>) -> Vec<u8> {
+    match shift {
+        Some(s) => s.xattr(name.as_bytes(), &v),
+        None => v,
+    }
+}
+
+impl Ctx<'_> {
+    /// The owner an entry gets in the copy.
+    fn owner(&self, st: &Stat, rel: &Path) -> Result<IdPair> {
+        let old = IdPair {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        };
+        match self.shift {
+            None => Ok(old),
+            Some(s) => s.owner(old).map_err(|source| Error::Owner {
+                path: self.src_root.join(rel),
+                source: Box::new(source),
+            }),
+        }
+    }
+}
+
 fn xattr_unsupported(e: Errno) -> bool {
     e == Errno::OPNOTSUPP || e == Errno::NOSYS
 }
 
-fn copy_xattrs_fd(src: &OwnedFd, dst: &OwnedFd) -> rustix::io::Result<()> {
+fn copy_xattrs_fd(src: &OwnedFd, dst: &OwnedFd, shift: Option<&Shift>) -> rustix::io::Result<()> {
     let mut names = vec![0u8; 1024];
     let n = loop {
         match rustix::fs::flistxattr(src, &mut names[..]) {
@@ -413,12 +456,13 @@ fn copy_xattrs_fd(src: &OwnedFd, dst: &OwnedFd) -> rustix::io::Result<()> {
         let mut v = vec![0u8; len];
         let got = rustix::fs::fgetxattr(src, name, &mut v[..])?;
         v.truncate(got);
+        let v = shifted(name, v, shift);
         rustix::fs::fsetxattr(dst, name, &v, rustix::fs::XattrFlags::empty())?;
     }
     Ok(())
 }
 
-fn copy_xattrs_path(src: &Path, dst: &Path) -> rustix::io::Result<()> {
+fn copy_xattrs_path(src: &Path, dst: &Path, shift: Option<&Shift>) -> rustix::io::Result<()> {
     let n = match rustix::fs::llistxattr_query(src) {
         Ok(0) => return Ok(()),
         Ok(n) => n,
@@ -437,6 +481,7 @@ fn copy_xattrs_path(src: &Path, dst: &Path) -> rustix::io::Result<()> {
         let mut v = vec![0u8; len];
         let got = rustix::fs::lgetxattr(src, name, &mut v[..])?;
         v.truncate(got);
+        let v = shifted(name, v, shift);
         rustix::fs::lsetxattr(dst, name, &v, rustix::fs::XattrFlags::empty())?;
     }
     Ok(())

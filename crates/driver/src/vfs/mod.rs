@@ -17,7 +17,9 @@
 //! The run root is not used. `get` returns `dir/<id>`; `put` has nothing to
 //! release. Options: `ignore_chown_errors`, `imagestore` (read-only stores
 //! whose `vfs/dir/<id>` layers can be parents); `mountopt` is refused and
-//! the only mount option accepted is `ro`.
+//! the only mount option accepted is `ro`. A child whose ID maps differ
+//! from its parent's is a copy with every owner below the root moved to
+//! the new maps in the same pass ([`copy`]).
 
 pub(crate) mod copy;
 
@@ -177,7 +179,7 @@ impl Vfs {
         match &req.parent {
             Some(parent) => {
                 let src = self.layer_dir(parent)?;
-                copy::copy_tree(&src, tmp)?;
+                copy::copy_tree(&src, tmp, req.shift().as_ref())?;
             }
             None => {
                 rustix::fs::chown(
@@ -329,6 +331,17 @@ impl Driver for Vfs {
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
         self.options.image_stores.clone()
+    }
+
+    fn create_from_template(
+        &self,
+        req: &CreateRequest,
+        template: &str,
+        template_mappings: &IdMappings,
+    ) -> Result<()> {
+        // A (shifted) copy of the template, as the reference's vfs makes
+        // it: the template's tree is what the new layer holds.
+        self.create(&req.child_of_template(template, template_mappings))
     }
 
     fn apply_diff(

@@ -109,7 +109,7 @@ impl Store {
         let layer = self.new_record(tx, &l.req, parent.as_ref())?;
         tx.layers.records_mut().push(layer.clone());
         tx.save()?;
-        let creq = self.create_request(&layer, &l.req);
+        let creq = self.create_request(&layer, &l.req, parent.as_ref());
         let made =
             crate::flush::while_applying(self.sync, &self.graph_root, || self.driver.create(&creq))
                 .map_err(|e| Error::driver("creating layer", &layer.id, e));

@@ -218,8 +218,9 @@ impl Store {
     }
 
     /// Owners (host IDs) that a mapped layer's maps cannot represent, of
-    /// its mount point and the directories above it inside the driver's
-    /// home (as the reference computes them); empty for unmapped layers.
+    /// the directories above its mount point up to (not including) `/`,
+    /// as the reference computes them; empty for unmapped layers. A side
+    /// without a map maps every ID.
     pub fn layer_parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         self.parent_owners(key, "LayerParentOwner")
     }
@@ -235,17 +236,19 @@ impl Store {
             .mount_of(&l.id)
             .filter(|m| m.count > 0)
             .ok_or_else(|| Error::Invalid(format!("{who}: layer is not mounted")))?;
+        let unmapped = |maps: &[strata_idmap::IdMap], id: u32| {
+            !maps.is_empty() && !maps.iter().any(|r| r.to_container(id).is_some())
+        };
         let mut uids = Vec::new();
         let mut gids = Vec::new();
-        let home = self.graph_root.join(self.driver.name());
-        let mut dir = Some(Path::new(&m.path));
-        while let Some(d) = dir.filter(|d| d.starts_with(&home) && *d != home) {
+        let mut dir = Path::new(&m.path).parent();
+        while let Some(d) = dir.filter(|d| d.parent().is_some()) {
             let st = rustix::fs::stat(d).map_err(|e| Error::io("stat", d, e.into()))?;
             let (u, g) = (st.st_uid, st.st_gid);
-            if !l.uid_map.iter().any(|r| r.to_container(u).is_some()) && !uids.contains(&u) {
+            if unmapped(&l.uid_map, u) && !uids.contains(&u) {
                 uids.push(u);
             }
-            if !l.gid_map.iter().any(|r| r.to_container(g).is_some()) && !gids.contains(&g) {
+            if unmapped(&l.gid_map, g) && !gids.contains(&g) {
                 gids.push(g);
             }
             dir = d.parent();

@@ -268,10 +268,10 @@ impl Store {
         tx.save()?;
         let pending = matches!(fill, Fill::ForContainer);
         let filled = match fill {
-            Fill::Template(t) => self.fill_from_template(&mut layer, req, t),
-            Fill::Diff(d) => self.fill_layer(&mut layer, req, Some((d, None))),
-            Fill::Checked(d, c) => self.fill_layer(&mut layer, req, Some((d, Some(c)))),
-            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, None),
+            Fill::Template(t) => self.fill_from_template(&mut layer, req, parent, t),
+            Fill::Diff(d) => self.fill_layer(&mut layer, req, parent, Some((d, None))),
+            Fill::Checked(d, c) => self.fill_layer(&mut layer, req, parent, Some((d, Some(c)))),
+            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, parent, None),
         };
         match filled {
             Ok(()) if pending => Ok(layer),
@@ -323,6 +323,7 @@ impl Store {
             }
         }
         let (uid_map, gid_map) = self.choose_maps(&req.maps, parent);
+        strata_idmap::IdMappings::checked(uid_map.clone(), gid_map.clone())?;
         let mut layer = Layer {
             id,
             names,
@@ -354,9 +355,10 @@ impl Store {
         &self,
         layer: &mut Layer,
         req: &NewLayer,
+        parent: Option<&Layer>,
         diff: Option<(&mut (dyn Read + Send), Option<&LayerCheck<'_>>)>,
     ) -> Result<()> {
-        let creq = self.create_request(layer, req);
+        let creq = self.create_request(layer, req, parent);
         // A vfs child is a full copy of its parent: its writeback overlaps
         // the copy as an apply's does.
         crate::flush::while_applying(self.sync, &self.graph_root, || self.driver.create(&creq))
@@ -374,9 +376,10 @@ impl Store {
         &self,
         layer: &mut Layer,
         req: &NewLayer,
+        parent: Option<&Layer>,
         template: &Layer,
     ) -> Result<()> {
-        let creq = self.create_request(layer, req);
+        let creq = self.create_request(layer, req, parent);
         crate::flush::while_applying(self.sync, &self.graph_root, || {
             self.driver
                 .create_from_template(&creq, &template.id, &template.id_mappings())
@@ -397,7 +400,12 @@ impl Store {
         self.sync.sync(&self.graph_root)
     }
 
-    pub(crate) fn create_request(&self, layer: &Layer, req: &NewLayer) -> CreateRequest {
+    pub(crate) fn create_request(
+        &self,
+        layer: &Layer,
+        req: &NewLayer,
+        parent: Option<&Layer>,
+    ) -> CreateRequest {
         CreateRequest {
             id: layer.id.clone(),
             parent: layer.parent().map(str::to_string),
@@ -405,6 +413,9 @@ impl Store {
             mount_label: req.mount_label.clone(),
             storage_opt: req.storage_opt.clone(),
             id_mappings: layer.id_mappings(),
+            // Maps other than the parent's: the driver re-owns the parent's
+            // files (the reference's Create + UpdateLayerIDMap).
+            parent_mappings: parent.map(Layer::id_mappings),
         }
     }
 

@@ -1,0 +1,239 @@
+//! Shared helpers of the ID-map tests (issue 12): a layer tar whose owners
+//! lie inside and outside the maps used, a tree listing with owners, and
+//! strata stores on every way a driver can show a mapped layer (vfs,
+//! overlay with idmapped lowers, overlay with a re-owned copy,
+//! fuse-overlayfs, btrfs on a loop device).
+#![allow(dead_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{self, Env};
+use crate::robust_support::loop_fs;
+use strata_testsupport::LoopFs;
+
+/// Maps of a mapped layer in most tests.
+pub const MAPS: [&str; 4] = ["--uidmap", "0:100000:6", "--gidmap", "0:200000:6"];
+
+/// Every store kind that shows mapped layers its own way.
+pub const KINDS: [&str; 5] = ["vfs", "overlay", "overlay-copy", "fuse-overlayfs", "btrfs"];
+
+/// A layer tar whose members have owners inside and outside the maps the
+/// tests use (0:100000:6 / 0:200000:6), set-ID bits, a hard link and
+/// symlinks.
+pub fn owners_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, (uid, gid): (u64, u64), mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(1_600_000_000);
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"data\n"
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        match kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let (name, target) = path.split_once("->").unwrap();
+                b.append_link(&mut h, name, target).unwrap();
+            }
+            _ => b.append_data(&mut h, path, data).unwrap(),
+        }
+    };
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    add("d/", Directory, (2, 3), 0o755);
+    add("d/h", Regular, (4, 4), 0o644);
+    add("d/h2->d/h", Link, (4, 4), 0o644);
+    add("f0", Regular, (0, 0), 0o644);
+    add("f1", Regular, (1, 1), 0o644);
+    add("f5", Regular, (5, 5), 0o640);
+    add("f7", Regular, (7, 1), 0o644);
+    add("big", Regular, (150000, 250000), 0o644);
+    add("suid", Regular, (2, 2), 0o6755);
+    add("sgid-dir/", Directory, (1, 5), 0o2775);
+    add("sl->f1", Symlink, (3, 3), 0o777);
+    add("abs->/etc/passwd", Symlink, (0, 0), 0o777);
+    b.into_inner().unwrap()
+}
+
+/// Every entry under a mount: path, owner, mode, type and (for
+/// non-directories: overlay does not keep directories' counts) link count.
+pub fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let nlink = if m.is_dir() { 0 } else { m.nlink() };
+        out.push(format!(
+            "/{rel} {}:{} {:o} {nlink}",
+            m.uid(),
+            m.gid(),
+            m.mode()
+        ));
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Members of a tar as `path uid:gid mode type`, in stream order.
+pub fn tar_owners(data: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(data);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            format!(
+                "{} {}:{} {:o} {:?}",
+                e.path().unwrap().display(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mode().unwrap(),
+                h.entry_type()
+            )
+        })
+        .collect()
+}
+
+/// Lines of `s`, sorted.
+pub fn sorted(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// A strata store of one [`KINDS`] kind.
+pub struct Store {
+    /// Which of [`KINDS`].
+    pub kind: &'static str,
+    // Dropped before the store's directory goes.
+    _fs: Option<LoopFs>,
+    pub env: Env,
+    extra: Vec<&'static str>,
+    var: Option<(&'static str, &'static str)>,
+}
+
+impl Store {
+    /// A fresh store of `kind`; `None` (having said why) when btrfs cannot
+    /// be used here and CI is unset.
+    pub fn new(kind: &'static str) -> Option<Self> {
+        let driver = match kind {
+            "vfs" | "btrfs" => kind,
+            _ => "overlay",
+        };
+        let env = Env::new(driver);
+        let fs = if kind == "btrfs" {
+            let img = env.dir.path().join("btrfs.img");
+            Some(loop_fs(&img, &env.graph(), "btrfs", 300)?)
+        } else {
+            None
+        };
+        let (extra, var) = match kind {
+            "overlay-copy" => (
+                Vec::new(),
+                Some(("_CONTAINERS_OVERLAY_DISABLE_IDMAP", "yes")),
+            ),
+            "fuse-overlayfs" => (
+                vec![
+                    "--storage-opt",
+                    "overlay.mount_program=/usr/bin/fuse-overlayfs",
+                ],
+                None,
+            ),
+            _ => (Vec::new(), None),
+        };
+        Some(Self {
+            kind,
+            _fs: fs,
+            env,
+            extra,
+            var,
+        })
+    }
+
+    /// The strata command for `args` on this store.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut all = self.extra.clone();
+        all.extend_from_slice(args);
+        let mut c = self.env.strata_command(&all);
+        if let Some((k, v)) = self.var {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs the reference on this store, with the same options and
+    /// environment.
+    pub fn reference(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut all = self.extra.clone();
+        all.extend_from_slice(args);
+        let mut c = self.env.reference_command(&all);
+        if let Some((k, v)) = self.var {
+            c.env(k, v);
+        }
+        common::run(c, input)
+    }
+
+    /// Runs strata with `input` on stdin.
+    pub fn run(&self, args: &[&str], input: &[u8]) -> Output {
+        common::run(self.command(args), input)
+    }
+
+    /// Runs strata, asserting success; returns stdout.
+    pub fn ok_in(&self, args: &[&str], input: &[u8]) -> String {
+        let o = self.run(args, input);
+        assert!(
+            o.status.success(),
+            "{}: strata {args:?}: {}",
+            self.kind,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// [`Store::ok_in`] with no input.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, b"")
+    }
+
+    /// The tree of layer `id` through its mount.
+    pub fn tree_of(&self, id: &str) -> Vec<String> {
+        let m = self.ok(&["mount", id]);
+        let t = tree(Path::new(m.trim()));
+        self.ok(&["unmount", id]);
+        t
+    }
+}
+
+/// A tool run on a store: `(args, stdin) -> output`.
+pub type Run<'a> = &'a dyn Fn(&[&str], &[u8]) -> Output;
+
+/// Runs a tool, asserting success; returns stdout.
+pub fn must(run: Run<'_>, args: &[&str], input: &[u8]) -> String {
+    let o = run(args, input);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The tree of layer `id` as a tool mounts it.
+pub fn mounted_tree(run: Run<'_>, id: &str) -> Vec<String> {
+    let m = must(run, &["mount", id], b"");
+    let t = tree(Path::new(m.trim()));
+    must(run, &["unmount", id], b"");
+    t
+}
