@@ -12,6 +12,7 @@ use strata_store::{
 use crate::args::{Cli, Cmd, DiffOpts, ExistsOpts, LayerOpts};
 use crate::output::{self, print};
 
+mod check;
 mod copy;
 
 fn open(cli: &Cli) -> Result<Store> {
@@ -27,6 +28,10 @@ fn open(cli: &Cli) -> Result<Store> {
     }
     if !cli.storage_opt.is_empty() {
         opts.driver_options = cli.storage_opt.clone();
+    }
+    if matches!(cli.cmd, Cmd::Check(_)) {
+        // A store left damaged must open for check to report it.
+        return Store::open_for_check(&opts).context("error initializing");
     }
     Store::open(&opts).context("error initializing")
 }
@@ -398,6 +403,7 @@ fn dispatch(s: &mut Store, cmd: Cmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Check(o) => check::run(s, &o),
         Cmd::Version { .. } | Cmd::Completion { .. } | Cmd::Other(_) => {
             Err(anyhow!("internal error: command handled earlier"))
         }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use crate::state::{Gate, Machine};
@@ -48,7 +48,11 @@ impl Inner {
         }
     }
 
-    fn open_handle(&mut self, ino: u64, listing: Option<Vec<(u64, FileType, std::ffi::OsString)>>) -> u64 {
+    fn open_handle(
+        &mut self,
+        ino: u64,
+        listing: Option<Vec<(u64, FileType, std::ffi::OsString)>>,
+    ) -> u64 {
         let fh = self.next_fh;
         self.next_fh += 1;
         self.handles.insert(fh, Handle { ino, listing });
@@ -68,7 +72,13 @@ impl Inner {
         if left == Some(0) {
             self.open_count.remove(&h.ino);
             self.m.open.remove(&h.ino);
-            if self.m.current.nodes.get(&h.ino).is_some_and(|n| n.links == 0) {
+            if self
+                .m
+                .current
+                .nodes
+                .get(&h.ino)
+                .is_some_and(|n| n.links == 0)
+            {
                 self.m.current.remove_tree(h.ino);
             }
         }
@@ -151,7 +161,13 @@ impl Inner {
         Ok(())
     }
 
-    fn make(&mut self, req: &Request, parent: u64, name: &OsStr, node: Node) -> Result<FileAttr, Errno> {
+    fn make(
+        &mut self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        node: Node,
+    ) -> Result<FileAttr, Errno> {
         self.begin()?;
         let p = self.node(parent)?;
         let Some(e) = p.entries() else {
@@ -161,7 +177,11 @@ impl Inner {
             return Err(Errno::EEXIST);
         }
         // New inodes take the group of a set-group-ID directory.
-        let gid = if p.mode & 0o2000 != 0 { p.gid } else { req.gid() };
+        let gid = if p.mode & 0o2000 != 0 {
+            p.gid
+        } else {
+            req.gid()
+        };
         let mut node = node;
         node.uid = req.uid();
         node.gid = gid;
@@ -197,7 +217,12 @@ impl Inner {
         self.change(op, &[parent])
     }
 
-    fn rename(&mut self, from: (u64, &OsStr), to: (u64, &OsStr), flags: RenameFlags) -> Result<(), Errno> {
+    fn rename(
+        &mut self,
+        from: (u64, &OsStr),
+        to: (u64, &OsStr),
+        flags: RenameFlags,
+    ) -> Result<(), Errno> {
         self.begin()?;
         let src = self.m.current.child(from.0, from.1).ok_or(Errno::ENOENT)?;
         let dst = self.m.current.child(to.0, to.1);
@@ -396,7 +421,9 @@ impl Filesystem for Fs {
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let g = self.lock();
         match g.alive().and_then(|()| g.node(ino.0)).map(|n| &n.content) {
-            Ok(Content::Symlink(t)) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
+            Ok(Content::Symlink(t)) => {
+                reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()))
+            }
             Ok(_) => reply.error(Errno::EINVAL),
             Err(e) => reply.error(e),
         }
@@ -421,8 +448,21 @@ impl Filesystem for Fs {
         entry(reply, self.lock().make(req, parent.0, name, node));
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let node = Node::new(S_IFDIR | (mode & 0o7777), 0, 0, Content::Dir(Default::default()));
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let node = Node::new(
+            S_IFDIR | (mode & 0o7777),
+            0,
+            0,
+            Content::Dir(Default::default()),
+        );
         entry(reply, self.lock().make(req, parent.0, name, node));
     }
 
@@ -434,8 +474,20 @@ impl Filesystem for Fs {
         empty(reply, self.lock().remove(parent.0, name, true));
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        let node = Node::new(S_IFLNK | 0o777, 0, 0, Content::Symlink(target.as_os_str().to_owned()));
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let node = Node::new(
+            S_IFLNK | 0o777,
+            0,
+            0,
+            Content::Symlink(target.as_os_str().to_owned()),
+        );
         entry(reply, self.lock().make(req, parent.0, link_name, node));
     }
 
@@ -449,11 +501,20 @@ impl Filesystem for Fs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.lock().rename((parent.0, name), (newparent.0, newname), flags);
+        let r = self
+            .lock()
+            .rename((parent.0, name), (newparent.0, newname), flags);
         empty(reply, r);
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let mut g = self.lock();
         let r = g.begin().and_then(|()| {
             if g.node(ino.0)?.is_dir() {
@@ -524,7 +585,14 @@ impl Filesystem for Fs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -542,7 +610,14 @@ impl Filesystem for Fs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         empty(reply, self.lock().sync(ino.0));
     }
 
@@ -552,18 +627,32 @@ impl Filesystem for Fs {
             let e = g.node(ino.0)?.entries().ok_or(Errno::ENOTDIR)?;
             Ok(e.iter()
                 .map(|(name, c)| {
-                    let k = g.m.current.nodes.get(c).map_or(FileType::RegularFile, |n| kind(n.mode));
+                    let k =
+                        g.m.current
+                            .nodes
+                            .get(c)
+                            .map_or(FileType::RegularFile, |n| kind(n.mode));
                     (*c, k, name.clone())
                 })
                 .collect::<Vec<_>>())
         });
         match listing {
-            Ok(l) => reply.opened(FileHandle(g.open_handle(ino.0, Some(l))), FopenFlags::empty()),
+            Ok(l) => reply.opened(
+                FileHandle(g.open_handle(ino.0, Some(l))),
+                FopenFlags::empty(),
+            ),
             Err(e) => reply.error(e),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let g = self.lock();
         if let Err(e) = g.alive() {
             return reply.error(e);
@@ -586,12 +675,26 @@ impl Filesystem for Fs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.lock().close_handle(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         empty(reply, self.lock().sync(ino.0));
     }
 
@@ -629,7 +732,11 @@ impl Filesystem for Fs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let g = self.lock();
-        match g.alive().and_then(|()| g.node(ino.0)).map(|n| n.xattrs.get(name)) {
+        match g
+            .alive()
+            .and_then(|()| g.node(ino.0))
+            .map(|n| n.xattrs.get(name))
+        {
             Ok(Some(v)) => xattr_reply(reply, size, v),
             Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(e),
@@ -702,17 +809,19 @@ impl Filesystem for Fs {
             return reply.error(Errno::EOPNOTSUPP);
         }
         let mut g = self.lock();
-        let r = g.begin().and_then(|()| match &mut g.node_mut(ino.0)?.content {
-            Content::File(d) => {
-                let end = (offset + length) as usize;
-                if d.len() < end {
-                    d.resize(end, 0);
+        let r = g
+            .begin()
+            .and_then(|()| match &mut g.node_mut(ino.0)?.content {
+                Content::File(d) => {
+                    let end = (offset + length) as usize;
+                    if d.len() < end {
+                        d.resize(end, 0);
+                    }
+                    g.m.touch(ino.0);
+                    Ok(())
                 }
-                g.m.touch(ino.0);
-                Ok(())
-            }
-            _ => Err(Errno::EISDIR),
-        });
+                _ => Err(Errno::EISDIR),
+            });
         empty(reply, r);
     }
 
@@ -730,7 +839,11 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let mut g = self.lock();
-        let data = match g.alive().and_then(|()| g.node(ino_in.0)).map(|n| &n.content) {
+        let data = match g
+            .alive()
+            .and_then(|()| g.node(ino_in.0))
+            .map(|n| &n.content)
+        {
             Ok(Content::File(d)) => {
                 let start = (offset_in as usize).min(d.len());
                 let end = (start + len.min(u32::MAX as u64) as usize).min(d.len());

@@ -200,7 +200,8 @@ impl Watchdog {
     fn start(main: Pid, deadline: Duration) -> Self {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(deadline) {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(deadline)
+            {
                 tracing::warn!("crashfs: traced program {main} ran past {deadline:?}; killing it");
                 let _ = kill(main, Signal::SIGKILL);
             }

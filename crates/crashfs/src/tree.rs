@@ -213,11 +213,7 @@ impl Tree {
                     None => false,
                 }
             }
-            NsOp::Rename {
-                from,
-                to,
-                exchange,
-            } => self.rename(from, to, *exchange, open),
+            NsOp::Rename { from, to, exchange } => self.rename(from, to, *exchange, open),
         }
     }
 

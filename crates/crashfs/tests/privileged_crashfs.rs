@@ -52,7 +52,10 @@ fn privileged_unsynced_writes_are_lost_synced_ones_kept() {
     // Atomic replace without a directory sync: the rename is not durable
     // until something is synced after it.
     std::fs::write(m.join("d/.tmp"), b"new").unwrap();
-    std::fs::File::open(m.join("d/.tmp")).unwrap().sync_all().unwrap();
+    std::fs::File::open(m.join("d/.tmp"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
     std::fs::rename(m.join("d/.tmp"), m.join("d/a")).unwrap();
     std::os::unix::fs::symlink("a", m.join("d/l")).unwrap();
     assert_eq!(std::fs::read(m.join("d/a")).unwrap(), b"new");
@@ -60,8 +63,16 @@ fn privileged_unsynced_writes_are_lost_synced_ones_kept() {
     drop(a);
     let t = fs.power_cut().unwrap();
     assert_eq!(file(&t, "d/a").as_deref(), Some(&b"synced"[..]));
-    assert_eq!(file(&t, "d/b").as_deref(), Some(&b""[..]), "name durable, data not");
-    assert_eq!(file(&t, "d/.tmp").as_deref(), Some(&b"new"[..]), "rename lost");
+    assert_eq!(
+        file(&t, "d/b").as_deref(),
+        Some(&b""[..]),
+        "name durable, data not"
+    );
+    assert_eq!(
+        file(&t, "d/.tmp").as_deref(),
+        Some(&b"new"[..]),
+        "rename lost"
+    );
     assert!(t.resolve("d/l".as_ref()).is_none());
 
     // The survivor mounts again and reads back.

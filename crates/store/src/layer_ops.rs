@@ -305,8 +305,12 @@ impl Store {
             );
             let _ = std::fs::remove_file(&tmp);
             remove_file_if_exists(&final_path)?;
+            layer
+                .flags
+                .insert(crate::record::FLAG_NO_TAR_SPLIT.into(), Value::Bool(true));
         } else {
             std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
+            layer.flags.remove(crate::record::FLAG_NO_TAR_SPLIT);
         }
         layer.compressed_digest = report.compressed_digest;
         layer.compressed_size = report.compressed_size as i64;

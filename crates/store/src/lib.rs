@@ -35,6 +35,7 @@
 //! # Ok::<(), strata_store::Error>(())
 //! ```
 
+pub mod check;
 mod config;
 mod diff;
 mod error;
@@ -47,6 +48,7 @@ pub mod record;
 mod state;
 mod store;
 
+pub use check::{CheckMode, RepairScope, Report};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, ErrorKind, Result};
 pub use flush::{SyncMode, FLUSH_PERIOD};

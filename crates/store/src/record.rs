@@ -12,6 +12,16 @@ use strata_idmap::IdMap;
 /// Flag set while a layer is being made.
 pub const FLAG_INCOMPLETE: &str = "incomplete";
 
+/// Flag strata sets on an imported layer for which it deliberately keeps
+/// no tar-split record (the tar replaced one of its own members), so that
+/// `check` tells that from a record lost to damage.
+pub const FLAG_NO_TAR_SPLIT: &str = "strata-no-tar-split";
+
+/// Whether the layer was imported without a tar-split record on purpose.
+pub fn has_no_tar_split(l: &Layer) -> bool {
+    matches!(l.flags.get(FLAG_NO_TAR_SPLIT), Some(Value::Bool(true)))
+}
+
 fn is_zero(n: &i64) -> bool {
     *n == 0
 }

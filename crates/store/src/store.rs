@@ -18,6 +18,13 @@ pub(crate) struct Locks {
     pub(crate) mounts: LockFile,
 }
 
+/// Whether opening cleans what interrupted writers left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    Remove,
+    Keep,
+}
+
 /// An open layer store.
 pub struct Store {
     pub(crate) graph_root: PathBuf,
@@ -52,16 +59,28 @@ impl Store {
     /// Opens (creating when missing) the store described by `opts`, and
     /// removes layers left incomplete by an interrupted writer.
     pub fn open(opts: &StoreOptions) -> Result<Self> {
-        Self::open_inner(opts, None)
+        Self::open_inner(opts, None, Leftovers::Remove)
+    }
+
+    /// Opens the store as it is, for [`Store::check`] and
+    /// [`Store::repair`]: incomplete layers and temporary files are left
+    /// for the check to report, and record files are not read yet (a
+    /// damaged one is a finding, not an error).
+    pub fn open_for_check(opts: &StoreOptions) -> Result<Self> {
+        Self::open_inner(opts, None, Leftovers::Keep)
     }
 
     /// Opens the store with a driver the caller made (its name decides the
     /// `<driver>-layers` directories).
     pub fn open_with_driver(opts: &StoreOptions, driver: Box<dyn Driver>) -> Result<Self> {
-        Self::open_inner(opts, Some(driver))
+        Self::open_inner(opts, Some(driver), Leftovers::Remove)
     }
 
-    fn open_inner(opts: &StoreOptions, given: Option<Box<dyn Driver>>) -> Result<Self> {
+    fn open_inner(
+        opts: &StoreOptions,
+        given: Option<Box<dyn Driver>>,
+        leftovers: Leftovers,
+    ) -> Result<Self> {
         if opts.graph_root.as_os_str().is_empty() || opts.run_root.as_os_str().is_empty() {
             return Err(Error::Invalid(
                 "no storage runroot or graphroot specified".into(),
@@ -127,7 +146,9 @@ impl Store {
             default_maps: ids,
             sync,
         };
-        store.remove_incomplete()?;
+        if leftovers == Leftovers::Remove {
+            store.remove_incomplete()?;
+        }
         Ok(store)
     }
 

@@ -1,0 +1,474 @@
+//! The layer half of a check: records, data, tar-split, overlay links,
+//! unnamed data and mount counts.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Deserialize;
+use sha2::Digest;
+use strata_driver::overlay::layout::{is_link_id, Layout};
+
+use super::{salvage, CheckMode, Problem, Report};
+use crate::lockfile::LockMode;
+use crate::record::Layer;
+use crate::state::MountRecord;
+use crate::{Result, Store};
+
+/// The layer files as they were read for a check.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) layers_damage: Option<String>,
+    pub(crate) mounts: Vec<MountRecord>,
+    pub(crate) mounts_damage: Option<String>,
+}
+
+fn read_salvaged<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<String>)> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let s = salvage::<T>(&b);
+            Ok((s.records, s.damage))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), None)),
+        Err(e) => Err(crate::Error::io("read", path, e)),
+    }
+}
+
+/// One line of a tar-split record, as far as a check needs it.
+#[derive(Deserialize)]
+struct Line {
+    #[serde(rename = "type")]
+    kind: u8,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    name_raw: Option<String>,
+    #[serde(default)]
+    size: Option<i64>,
+}
+
+/// The regular files (archive name, size) a tar-split record names.
+fn record_files(path: &Path) -> std::result::Result<Vec<(Vec<u8>, u64)>, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let r = BufReader::new(flate2::read::GzDecoder::new(f));
+    let mut files = Vec::new();
+    for (n, line) in r.split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let l: Line = serde_json::from_slice(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if l.kind != 1 || l.size.unwrap_or(0) <= 0 {
+            continue;
+        }
+        let name = match (&l.name_raw, &l.name) {
+            (Some(raw), _) => base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .map_err(|e| format!("line {}: name_raw: {e}", n + 1))?,
+            (None, Some(n)) => n.as_bytes().to_vec(),
+            (None, None) => return Err(format!("line {}: file entry without a name", n + 1)),
+        };
+        files.push((name, l.size.unwrap_or(0) as u64));
+    }
+    Ok(files)
+}
+
+/// Counts and hashes what a replay writes.
+struct Hasher {
+    sha: sha2::Sha256,
+    len: u64,
+}
+
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sha.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Size of a regular file named inside `root`, resolved as in a chroot;
+/// None when it is missing or not a regular file.
+fn confined_size(root: &Path, name: &[u8]) -> Option<u64> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).ok()?;
+    let mut rel: &[u8] = name;
+    while let Some(r) = rel.strip_prefix(b"./").or_else(|| rel.strip_prefix(b"/")) {
+        rel = r;
+    }
+    let rel: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(rel);
+    let fd = rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::PATH | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then_some(st.st_size as u64)
+}
+
+impl Store {
+    /// Checks the layer store (see the module docs); takes the layer locks
+    /// shared. A store whose records do not parse is reported, not refused.
+    pub fn check(&mut self, mode: CheckMode) -> Result<Report> {
+        let locks = self.locks.clone();
+        let _l = locks.layers.lock(LockMode::Shared)?;
+        let _m = locks.mounts.lock(LockMode::Shared)?;
+        Ok(self.check_locked(mode)?.0)
+    }
+
+    pub(crate) fn check_locked(&self, mode: CheckMode) -> Result<(Report, Loaded)> {
+        let (layers, layers_damage) = read_salvaged::<Layer>(&self.paths.layers_json())?;
+        let (mounts, mounts_damage) = read_salvaged::<MountRecord>(&self.paths.mounts_json())?;
+        let loaded = Loaded {
+            layers,
+            layers_damage,
+            mounts,
+            mounts_damage,
+        };
+        let mut report = Report::default();
+        if let Some(d) = &loaded.layers_damage {
+            let p = self.paths.layers_json().display().to_string();
+            report.push(p, Problem::RecordsDamaged(d.clone()));
+        }
+        if let Some(d) = &loaded.mounts_damage {
+            let p = self.paths.mounts_json().display().to_string();
+            report.push(p, Problem::MountsDamaged(d.clone()));
+        }
+        for l in &loaded.layers {
+            self.check_layer(l, &loaded.layers, mode, &mut report);
+        }
+        mark_dependents(&loaded.layers, &mut report);
+        let ids: BTreeSet<&str> = loaded.layers.iter().map(|l| l.id.as_str()).collect();
+        self.check_unnamed(&ids, &mut report);
+        self.check_mounts(&loaded.mounts, &ids, &mut report);
+        Ok((report, loaded))
+    }
+
+    fn check_layer(&self, l: &Layer, all: &[Layer], mode: CheckMode, report: &mut Report) {
+        let id = l.id.as_str();
+        if l.is_incomplete() {
+            report.push(id, Problem::Incomplete);
+            return;
+        }
+        if let Some(p) = l.parent() {
+            if !all.iter().any(|o| o.id == p) {
+                report.push(id, Problem::ParentMissing(p.to_string()));
+            }
+        }
+        match self.driver.exists(id) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.push(id, Problem::DataMissing);
+                return;
+            }
+            Err(e) => report.push(id, Problem::ContentAltered(e.to_string())),
+        }
+        for name in &l.big_data_names {
+            let p = self
+                .paths
+                .data_dir(id)
+                .join(crate::files::big_data_file_name(name));
+            if !p.is_file() {
+                report.push(id, Problem::BigDataMissing(name.clone()));
+            }
+        }
+        if self.driver.name() == "overlay" {
+            if let Some(why) = self.links_problem(l, all) {
+                report.push(id, Problem::Links(why));
+            }
+        }
+        self.check_content(l, mode, report);
+    }
+
+    fn check_content(&self, l: &Layer, mode: CheckMode, report: &mut Report) {
+        let id = l.id.as_str();
+        let ts = self.paths.tar_split(id);
+        if !ts.exists() {
+            if !l.uncompressed_digest.is_empty() && !crate::record::has_no_tar_split(l) {
+                report.push(id, Problem::TarSplitMissing);
+            }
+            return;
+        }
+        let files = match record_files(&ts) {
+            Ok(f) => f,
+            Err(e) => {
+                report.push(id, Problem::TarSplitDamaged(e));
+                return;
+            }
+        };
+        match mode {
+            CheckMode::Quick => {
+                let Some(root) = self.files_dir(id) else {
+                    return;
+                };
+                for (name, size) in files {
+                    let shown = String::from_utf8_lossy(&name).into_owned();
+                    match confined_size(&root, &name) {
+                        None => report.push(id, Problem::FileMissing(shown)),
+                        Some(found) if found != size => report.push(
+                            id,
+                            Problem::FileSize {
+                                name: shown,
+                                expected: size,
+                                found,
+                            },
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+            CheckMode::Full => self.replay_and_compare(l, &ts, report),
+        }
+    }
+
+    fn replay_and_compare(&self, l: &Layer, ts: &Path, report: &mut Report) {
+        let id = l.id.as_str();
+        let source = match self.driver.diff_getter(id) {
+            Ok(s) => s,
+            Err(e) => return report.push(id, Problem::ContentAltered(e.to_string())),
+        };
+        let f = match std::fs::File::open(ts) {
+            Ok(f) => f,
+            Err(e) => return report.push(id, Problem::TarSplitDamaged(e.to_string())),
+        };
+        let record = BufReader::new(flate2::read::GzDecoder::new(f));
+        let mut h = Hasher {
+            sha: sha2::Sha256::new(),
+            len: 0,
+        };
+        if let Err(e) = strata_archive::tarsplit::replay(record, &*source, &mut h) {
+            return report.push(id, Problem::ContentAltered(e.to_string()));
+        }
+        if l.uncompressed_digest.is_empty() {
+            return;
+        }
+        let found = format!("sha256:{}", hex::encode(h.sha.finalize()));
+        if found != l.uncompressed_digest {
+            report.push(
+                id,
+                Problem::DigestMismatch {
+                    expected: l.uncompressed_digest.clone(),
+                    found,
+                },
+            );
+        } else if l.uncompressed_size > 0 && h.len != l.uncompressed_size as u64 {
+            report.push(
+                id,
+                Problem::SizeMismatch {
+                    expected: l.uncompressed_size as u64,
+                    found: h.len,
+                },
+            );
+        }
+    }
+
+    /// Where a layer's own files are, for drivers whose layout is known.
+    fn files_dir(&self, id: &str) -> Option<PathBuf> {
+        let g = &self.graph_root;
+        match self.driver.name() {
+            "vfs" => Some(g.join("vfs").join("dir").join(id)),
+            "overlay" => Some(g.join("overlay").join(id).join("diff")),
+            "btrfs" => Some(g.join("btrfs").join("subvolumes").join(id)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn overlay_layout(&self) -> Layout {
+        Layout {
+            home: self.graph_root.join("overlay"),
+        }
+    }
+
+    /// What the `lower` file of `l` should say, when its parents' links are
+    /// all readable.
+    pub(crate) fn expected_lower(&self, l: &Layer, all: &[Layer]) -> Option<String> {
+        let layout = self.overlay_layout();
+        let mut parts = Vec::new();
+        let mut next = l.parent().map(str::to_string);
+        while let Some(p) = next {
+            let link = layout
+                .read_link(&p)
+                .ok()
+                .flatten()
+                .filter(|s| is_link_id(s))?;
+            parts.push(format!("l/{link}"));
+            next = all.iter().find(|o| o.id == p)?.parent().map(str::to_string);
+            if parts.len() > all.len() {
+                return None; // a parent cycle
+            }
+        }
+        Some(parts.join(":"))
+    }
+
+    fn links_problem(&self, l: &Layer, all: &[Layer]) -> Option<String> {
+        let layout = self.overlay_layout();
+        let id = l.id.as_str();
+        match layout.read_link(id) {
+            Ok(Some(link)) if is_link_id(&link) => {
+                let target = Path::new("..").join(id).join("diff");
+                let lpath = layout.links().join(&link);
+                if std::fs::read_link(&lpath).ok().as_deref() != Some(target.as_path()) {
+                    return Some(format!("l/{link} is missing or points elsewhere"));
+                }
+            }
+            Ok(Some(_)) => return Some("link file is empty or malformed".into()),
+            Ok(None) => return Some("link file is missing".into()),
+            Err(e) => return Some(e.to_string()),
+        }
+        let lower_path = layout.dir(id).join("lower");
+        let actual = match std::fs::read_to_string(&lower_path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Some(format!("lower file: {e}")),
+        };
+        let expected = self.expected_lower(l, all)?;
+        match (l.parent(), actual) {
+            (None, None) => None,
+            (None, Some(_)) => Some("base layer has a lower file".into()),
+            (Some(_), None) => Some("lower file is missing".into()),
+            (Some(_), Some(a)) if a.trim().is_empty() => Some("lower file is empty".into()),
+            (Some(_), Some(a)) if a.trim() != expected => Some(format!(
+                "lower file says {:?}, expected {expected:?}",
+                a.trim()
+            )),
+            _ => None,
+        }
+    }
+
+    fn check_unnamed(&self, ids: &BTreeSet<&str>, report: &mut Report) {
+        let g = &self.graph_root;
+        let home = match self.driver.name() {
+            "vfs" => Some(g.join("vfs").join("dir")),
+            "overlay" => Some(g.join("overlay")),
+            "btrfs" => Some(g.join("btrfs").join("subvolumes")),
+            _ => None,
+        };
+        for (name, path, is_dir) in home.iter().flat_map(|h| list(h)) {
+            if is_dir && name != "l" && !name.starts_with('.') && !ids.contains(name.as_str()) {
+                report.push(name, Problem::Unnamed(path));
+            }
+        }
+        if self.driver.name() == "overlay" {
+            for (name, path, _) in list(&g.join("overlay").join("l")) {
+                let target = std::fs::read_link(&path).ok();
+                let layer = target.as_deref().and_then(link_target_layer);
+                let named = layer.as_deref().is_some_and(|id| {
+                    ids.contains(id)
+                        && self
+                            .overlay_layout()
+                            .read_link(id)
+                            .ok()
+                            .flatten()
+                            .as_deref()
+                            == Some(name.as_str())
+                });
+                if !named {
+                    report.push(format!("l/{name}"), Problem::Unnamed(path));
+                }
+            }
+        }
+        for (name, path, is_dir) in list(&self.paths.layers_dir) {
+            let id = if is_dir {
+                Some(name.as_str())
+            } else {
+                name.strip_suffix(".tar-split.gz")
+            };
+            let stale_tmp = name.starts_with(".tmp-");
+            if stale_tmp || id.is_some_and(|i| !ids.contains(i)) {
+                report.push(name.clone(), Problem::Unnamed(path));
+            }
+        }
+    }
+
+    fn check_mounts(&self, mounts: &[MountRecord], ids: &BTreeSet<&str>, report: &mut Report) {
+        // vfs hands out plain directories: nothing to compare a count with.
+        if self.driver.name() == "vfs" {
+            return;
+        }
+        for m in mounts {
+            if m.count > 0
+                && ids.contains(m.id.as_str())
+                && !crate::is_mount_root(Path::new(&m.path))
+            {
+                report.push(
+                    m.id.clone(),
+                    Problem::StaleMount {
+                        path: m.path.clone(),
+                        count: m.count,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// `../<id>/diff` → `<id>`.
+fn link_target_layer(t: &Path) -> Option<String> {
+    let mut c = t.components();
+    match (c.next(), c.next(), c.next(), c.next()) {
+        (
+            Some(std::path::Component::ParentDir),
+            Some(std::path::Component::Normal(id)),
+            Some(std::path::Component::Normal(d)),
+            None,
+        ) if d == "diff" => Some(id.to_string_lossy().into_owned()),
+        _ => None,
+    }
+}
+
+/// Entries of a directory: (name, path, is a directory); none when missing.
+fn list(dir: &Path) -> Vec<(String, PathBuf, bool)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path(),
+                is_dir,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Marks every layer below a damaged or missing one as damaged.
+fn mark_dependents(all: &[Layer], report: &mut Report) {
+    let damaged: BTreeSet<String> = report.damaged_layers().into_iter().collect();
+    let mut extra = Vec::new();
+    for l in all {
+        if damaged.contains(&l.id) {
+            continue;
+        }
+        let mut next = l.parent().map(str::to_string);
+        let mut steps = 0;
+        while let Some(p) = next {
+            if damaged.contains(&p) {
+                extra.push((l.id.clone(), p));
+                break;
+            }
+            next = all
+                .iter()
+                .find(|o| o.id == p)
+                .and_then(|o| o.parent().map(str::to_string));
+            steps += 1;
+            if steps > all.len() {
+                break;
+            }
+        }
+    }
+    for (id, p) in extra {
+        report.push(id, Problem::ParentDamaged(p));
+    }
+}
