@@ -360,15 +360,15 @@ impl Store {
             for (name, path, _) in list(&g.join("overlay").join("l")) {
                 let target = std::fs::read_link(&path).ok();
                 let layer = target.as_deref().and_then(link_target_layer);
+                // A layer whose own link file is gone gets it back from
+                // this entry on repair, so the entry is still its.
                 let named = layer.as_deref().is_some_and(|id| {
                     ids.contains(id)
-                        && self
-                            .overlay_layout()
-                            .read_link(id)
-                            .ok()
-                            .flatten()
-                            .as_deref()
-                            == Some(name.as_str())
+                        && self.overlay_layout().diff(id).is_dir()
+                        && match self.overlay_layout().read_link(id).ok().flatten() {
+                            Some(l) if is_link_id(&l) => l == name,
+                            _ => true,
+                        }
                 });
                 if !named {
                     report.push(format!("l/{name}"), Problem::Unnamed(path));

@@ -31,6 +31,27 @@ impl Store {
         let locks = self.locks.clone();
         let _l = locks.layers.lock(LockMode::Exclusive)?;
         let _m = locks.mounts.lock(LockMode::Exclusive)?;
+        let mut outcome = self.repair_pass(mode)?;
+        // Removing a layer can leave what only a second look sees (an l/
+        // entry of a layer whose directory was already gone): a few more
+        // passes, while each still changes something.
+        for _ in 0..3 {
+            if outcome.after.is_clean() {
+                break;
+            }
+            let next = self.repair_pass(mode)?;
+            let progressed = next.after != outcome.after;
+            merge(&mut outcome.repaired, next.repaired);
+            outcome.after = next.after;
+            if !progressed {
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn repair_pass(&mut self, mode: CheckMode) -> Result<RepairOutcome> {
+        let locks = self.locks.clone();
         let (found, loaded) = self.check_locked(mode)?;
         let mut done = Repaired::default();
         self.rewrite_damaged_files(&loaded, &mut done)?;
@@ -141,6 +162,14 @@ impl Store {
             Err(_) => Ok(()),
         }
     }
+}
+
+fn merge(into: &mut Repaired, more: Repaired) {
+    into.removed_layers.extend(more.removed_layers);
+    into.rebuilt.extend(more.rebuilt);
+    into.removed_unnamed.extend(more.removed_unnamed);
+    into.moved_aside.extend(more.moved_aside);
+    into.mounts_dropped.extend(more.mounts_dropped);
 }
 
 /// Renames `p` to `<p>.damaged-<ns>`, a name not in use.
