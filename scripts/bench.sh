@@ -14,6 +14,10 @@
 #   child-copy        create-layer child of the minbase+layer2 stack (vfs: a full copy)
 #   chain-120         create a 120-layer chain and mount the deepest
 #   chain-1000        (overlay) create a 1000-layer chain and mount the deepest
+#   check-full        check of a store holding minbase and layer2 (replays both tar-split
+#                     records), against reading those layers' files once (find | xargs cat),
+#                     caches dropped before every run; containers-storage 1.43 has no check
+#   check-quick       check --quick of the same store (no content read)
 # and measures each command's peak RSS once with /usr/bin/time.
 # Prints one markdown table per driver; ratios are of medians from the same run.
 set -euo pipefail
@@ -162,6 +166,13 @@ $st unmount edited >/dev/null"
   time_one changes-layer2 "$DRV" "" "$st changes layer2 > /dev/null"
   time_one diffsize-layer2 "$DRV" "" "$st diffsize layer2 > /dev/null"
   SYNCED=1 time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true; settle" "$st create-layer --id child layer2 > /dev/null"
+  if echo "check-full check-quick" | grep -Eq "$ONLY"; then
+    bash -c "$(sub strata "reset_store \$G/..; $st import-layer --id base < $CORPUS/debian-minbase.tar >/dev/null && $st import-layer --id layer2 base < $CORPUS/layer2.tar >/dev/null")"
+    case $DRV in overlay) own="overlay/base/diff overlay/layer2/diff" ;; *) own="$DRV/dir/base $DRV/dir/layer2" ;; esac
+    read_once="cd $W/s/root && find $own -type f -print0 | xargs -0 cat > /dev/null"
+    SETTLE="" time_one check-full "$DRV" "settle" "$st check" "$read_once"
+    SETTLE="" time_one check-quick "$DRV" "settle" "$st check --quick" "$read_once"
+  fi
   chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
   SYNCED=1 time_one chain-120 "$DRV" "$fresh; settle" "$(chain 120)"
   if [ "$DRV" = overlay ]; then

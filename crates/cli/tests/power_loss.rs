@@ -54,7 +54,8 @@ enum Effect {
 struct Op {
     name: &'static str,
     setup: Vec<Step>,
-    step: Step,
+    /// Run one after the other; the operation succeeded when all did.
+    steps: Vec<Step>,
     effect: Effect,
 }
 
@@ -66,39 +67,56 @@ fn ops(lab: &Lab) -> Vec<Op> {
     let base = || Step::new(&["import-layer", "-i", BASE]).stdin(&base_tar);
     vec![
         Op {
+            // The classic loss: a later operation's fsync commits the
+            // import's record while the layer's files were never synced.
+            name: "import, set-names",
+            setup: vec![base()],
+            steps: vec![
+                Step::new(&["import-layer", "-i", NEW]).stdin(&new_tar),
+                Step::new(&["set-names", "-n", "named", BASE]),
+            ],
+            effect: Effect::Imported(layer_tar(5)),
+        },
+        Op {
             name: "import-layer",
             setup: vec![],
-            step: Step::new(&["import-layer", "-i", NEW]).stdin(&new_tar),
+            steps: vec![Step::new(&["import-layer", "-i", NEW]).stdin(&new_tar)],
             effect: Effect::Imported(new_bytes.clone()),
         },
         Op {
             name: "import-layer (child)",
             setup: vec![base()],
-            step: Step::new(&["import-layer", "-i", NEW, BASE]).stdin(&new_tar),
+            steps: vec![Step::new(&["import-layer", "-i", NEW, BASE]).stdin(&new_tar)],
             effect: Effect::Imported(new_bytes),
         },
         Op {
             name: "create-layer",
             setup: vec![base()],
-            step: Step::new(&["create-layer", "-i", NEW, BASE]),
+            steps: vec![Step::new(&["create-layer", "-i", NEW, BASE])],
             effect: Effect::Created,
         },
         Op {
             name: "delete-layer",
             setup: vec![base(), Step::new(&["create-layer", "-i", NEW, BASE])],
-            step: Step::new(&["delete-layer", NEW]),
+            steps: vec![Step::new(&["delete-layer", NEW])],
             effect: Effect::Deleted,
         },
         Op {
             name: "set-metadata",
             setup: vec![base()],
-            step: Step::new(&["set-metadata", "-m", "meta two", BASE]),
+            steps: vec![Step::new(&["set-metadata", "-m", "meta two", BASE])],
             effect: Effect::Metadata("meta two".into()),
         },
         Op {
             name: "set-layer-data",
             setup: vec![base()],
-            step: Step::new(&["set-layer-data", "-f", data.to_str().unwrap(), BASE, "key"]),
+            steps: vec![Step::new(&[
+                "set-layer-data",
+                "-f",
+                data.to_str().unwrap(),
+                BASE,
+                "key",
+            ])],
             effect: Effect::Data(b"big data item\n".to_vec()),
         },
     ]
@@ -131,7 +149,27 @@ struct Tally {
     completed: usize,
     lost_after_success: usize,
     reference_unreadable: usize,
+    /// What check found, IDs and paths left out.
+    kinds: std::collections::BTreeSet<String>,
     failures: Vec<String>,
+}
+
+/// A finding with IDs and paths taken out, to count kinds.
+fn kind_of(problem: &str) -> String {
+    problem
+        .split(' ')
+        .map(|w| {
+            let w = w.trim_matches(|c| c == '"' || c == ',');
+            if w.starts_with('/') || w.starts_with("l/") {
+                "<path>"
+            } else if w.len() >= 12 && w.bytes().all(|b| b.is_ascii_hexdigit()) {
+                "<id>"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Run {
@@ -147,7 +185,7 @@ fn exercise(run: &Run) -> Vec<String> {
     for op in ops(&lab) {
         let base: Tree = lab.prepare(run.writer, &op.setup);
         let fs = lab.mount(base.clone(), run.model);
-        let (ended, _) = lab.run_traced(&fs, run.writer, run.sync, &op.step);
+        let ended = run_steps(&lab, &fs, run, &op.steps);
         let counts = fs.counts();
         drop(fs.shut_down());
         lab.reboot();
@@ -157,7 +195,7 @@ fn exercise(run: &Run) -> Vec<String> {
             t.cuts += 1;
             let fs = lab.mount(base.clone(), run.model);
             fs.set_cut(cut);
-            let (ended, _) = lab.run_traced(&fs, run.writer, run.sync, &op.step);
+            let ended = run_steps(&lab, &fs, run, &op.steps);
             let durable = fs.power_cut().unwrap();
             lab.reboot();
             let fs = lab.mount(durable, run.model);
@@ -168,7 +206,7 @@ fn exercise(run: &Run) -> Vec<String> {
         }
         report_line(&format!(
             "power-loss writer={:?} sync={:?} model={:?} op={:<22} syncs={:>3} changes={:>4} cuts={:>3} \
-             clean={:>3} repaired={:>3} completed={:>3} lost-after-success={:>3} reference-unreadable={:>3} failures={}",
+             clean={:>3} repaired={:>3} completed={:>3} lost-after-success={:>3} reference-unreadable={:>3} failures={} found={:?}",
             run.writer,
             run.sync,
             run.model,
@@ -181,11 +219,24 @@ fn exercise(run: &Run) -> Vec<String> {
             t.completed,
             t.lost_after_success,
             t.reference_unreadable,
-            t.failures.len()
+            t.failures.len(),
+            t.kinds
         ));
         failures.append(&mut t.failures);
     }
     failures
+}
+
+/// Runs the steps traced until one fails or the power is cut.
+fn run_steps(lab: &Lab, fs: &strata_crashfs::CrashFs, run: &Run, steps: &[Step]) -> Ended {
+    let mut ended = Ended::Exited(0);
+    for step in steps {
+        ended = lab.run_traced(fs, run.writer, run.sync, step).0;
+        if ended != Ended::Exited(0) || fs.is_dead() {
+            break;
+        }
+    }
+    ended
 }
 
 fn after_cut(
@@ -209,14 +260,6 @@ fn after_cut(
     if succeeded {
         t.completed += 1;
     }
-    if run.writer == Tool::Reference
-        && !lab
-            .run(Tool::Reference, Sync::None, &Step::new(&["layers"]))
-            .status
-            .success()
-    {
-        t.reference_unreadable += 1;
-    }
     if run.sync == Sync::Filesystem {
         // A normal open finishes what an interrupted writer left.
         let o = st(&["layers"]);
@@ -238,11 +281,19 @@ fn after_cut(
                 .push(format!("{what}: reported success but its effect is gone"));
         }
     } else {
-        let present = effect_present(lab, &op.effect);
-        if succeeded && !present {
-            t.lost_after_success += 1;
-        }
+        // Look first, before any normal open cleans up.
         let before = st(&["check"]);
+        for line in String::from_utf8_lossy(&before.stdout).lines() {
+            if let Some(p) = line.strip_prefix(' ') {
+                t.kinds.insert(kind_of(p));
+            }
+        }
+        if run.writer == Tool::Reference {
+            let o = lab.run(Tool::Reference, Sync::None, &Step::new(&["layers"]));
+            if !o.status.success() {
+                t.reference_unreadable += 1;
+            }
+        }
         if before.status.success() {
             t.clean += 1;
         } else {
@@ -259,6 +310,9 @@ fn after_cut(
             t.failures
                 .push(format!("{what}: not clean after repair: {}", text(&o)));
             return;
+        }
+        if succeeded && !effect_present(lab, &op.effect) {
+            t.lost_after_success += 1;
         }
         if run.writer == Tool::Reference {
             let o = lab.run(Tool::Reference, Sync::None, &Step::new(&["layers"]));

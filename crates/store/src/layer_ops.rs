@@ -398,6 +398,9 @@ impl Store {
             .map_err(|e| Error::driver("removing layer", id, e))?;
         remove_file_if_exists(&self.paths.tar_split(id))?;
         remove_dir_if_exists(&self.paths.data_dir(id))?;
+        // With sync=filesystem the removals are made durable before the
+        // record goes: a power cut must not leave data no record names.
+        self.sync.sync(&self.graph_root)?;
         self.state.layers.retain(|l| l.id != id);
         self.state.mounts.retain(|m| m.id != id);
         self.save()

@@ -103,7 +103,7 @@ impl Lab {
         let _ = std::fs::remove_dir_all(self.run_root());
     }
 
-    fn argv(&self, tool: Tool, sync: Sync, args: &[String]) -> Vec<OsString> {
+    fn argv(&self, sync: Sync, args: &[String]) -> Vec<OsString> {
         let mut v: Vec<OsString> = vec![
             "-g".into(),
             self.graph().into(),
@@ -132,7 +132,7 @@ impl Lab {
     /// Runs a step untraced (on whatever is mounted).
     pub fn run(&self, tool: Tool, sync: Sync, step: &Step) -> Output {
         let mut c = Command::new(tool.program());
-        c.args(self.argv(tool, sync, &step.args));
+        c.args(self.argv(sync, &step.args));
         self.env(&mut c);
         c.stdin(match &step.stdin {
             Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
@@ -143,7 +143,7 @@ impl Lab {
 
     /// Runs a step traced on `fs`; returns how it ended and its stdout.
     pub fn run_traced(&self, fs: &CrashFs, tool: Tool, sync: Sync, step: &Step) -> (Ended, String) {
-        let argv = self.argv(tool, sync, &step.args);
+        let argv = self.argv(sync, &step.args);
         let args: Vec<&OsStr> = argv.iter().map(OsString::as_os_str).collect();
         let out_path = self.dir.path().join("traced.out");
         let err_path = self.dir.path().join("traced.err");
