@@ -2,11 +2,9 @@
 //! unnamed data and mount counts.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use serde::Deserialize;
 use sha2::Digest;
 use strata_driver::overlay::layout::{is_link_id, Layout};
 
@@ -36,43 +34,11 @@ fn read_salvaged<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>,
     }
 }
 
-/// One line of a tar-split record, as far as a check needs it.
-#[derive(Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: u8,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    name_raw: Option<String>,
-    #[serde(default)]
-    size: Option<i64>,
-}
-
 /// The regular files (archive name, size) a tar-split record names.
 fn record_files(path: &Path) -> std::result::Result<Vec<(Vec<u8>, u64)>, String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let r = BufReader::new(flate2::read::GzDecoder::new(f));
-    let mut files = Vec::new();
-    for (n, line) in r.split(b'\n').enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let l: Line = serde_json::from_slice(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        if l.kind != 1 || l.size.unwrap_or(0) <= 0 {
-            continue;
-        }
-        let name = match (&l.name_raw, &l.name) {
-            (Some(raw), _) => base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .map_err(|e| format!("line {}: name_raw: {e}", n + 1))?,
-            (None, Some(n)) => n.as_bytes().to_vec(),
-            (None, None) => return Err(format!("line {}: file entry without a name", n + 1)),
-        };
-        files.push((name, l.size.unwrap_or(0) as u64));
-    }
-    Ok(files)
+    strata_archive::tarsplit::files(r).map_err(|e| e.to_string())
 }
 
 /// Counts and hashes what a replay writes.

@@ -48,13 +48,11 @@ pub fn salvage<T: DeserializeOwned>(bytes: &[u8]) -> Salvage<T> {
             }
             Some(Err(e)) => {
                 problems.push(format!("unreadable after record {index}: {e}"));
-                out.damage = Some(problems.join("; "));
-                return out;
+                return ended(out, problems);
             }
             None => {
                 problems.push(format!("truncated after record {index}"));
-                out.damage = Some(problems.join("; "));
-                return out;
+                return ended(out, problems);
             }
         }
         index += 1;
@@ -64,26 +62,30 @@ pub fn salvage<T: DeserializeOwned>(bytes: &[u8]) -> Salvage<T> {
             Some(b']') => return tail(out, bytes, pos + 1, problems),
             Some(_) => {
                 problems.push(format!("unexpected text after record {index}"));
-                out.damage = Some(problems.join("; "));
-                return out;
+                return ended(out, problems);
             }
             None => {
                 problems.push(format!("truncated after record {index}"));
-                out.damage = Some(problems.join("; "));
-                return out;
+                return ended(out, problems);
             }
         }
     }
 }
 
-fn tail<T>(mut out: Salvage<T>, bytes: &[u8], pos: usize, mut problems: Vec<String>) -> Salvage<T> {
+/// The salvage so far, with what went wrong.
+fn ended<T>(mut out: Salvage<T>, problems: Vec<String>) -> Salvage<T> {
+    out.damage = Some(problems.join("; "));
+    out
+}
+
+fn tail<T>(out: Salvage<T>, bytes: &[u8], pos: usize, mut problems: Vec<String>) -> Salvage<T> {
     if skip_ws(bytes, pos) != bytes.len() {
         problems.push("text after the end of the array".into());
     }
-    if !problems.is_empty() {
-        out.damage = Some(problems.join("; "));
+    if problems.is_empty() {
+        return out;
     }
-    out
+    ended(out, problems)
 }
 
 fn skip_ws(b: &[u8], mut pos: usize) -> usize {
