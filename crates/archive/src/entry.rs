@@ -17,6 +17,19 @@ pub struct Timestamp {
     pub nsec: u32,
 }
 
+impl Timestamp {
+    /// The current time (the epoch if the clock is before it).
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
+    }
+}
+
 /// What a tar member is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {

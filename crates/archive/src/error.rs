@@ -78,6 +78,10 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// A copy that cannot be done as asked (a directory onto a file, a
+    /// directory into itself, a source that changed while it was read).
+    #[error("{0}")]
+    Copy(String),
     /// A feature that is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -104,6 +108,7 @@ impl Error {
             | Error::HeaderTooLarge { .. }
             | Error::Decompress { .. }
             | Error::Refused { .. }
+            | Error::Copy(_)
             | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Unsupported(_) => ErrorKind::Unsupported,

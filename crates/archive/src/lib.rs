@@ -15,7 +15,9 @@
 //! - [`tarsplit`]: the `<id>.tar-split.gz` record and its byte-exact replay;
 //! - [`writer`]: a tar writer shaped like the reference's `diff` output;
 //! - [`changes`]: changes between trees or in an overlay upper directory,
-//!   their export as a tar, and their size.
+//!   their export as a tar, and their size;
+//! - [`copy`]: a tree copied from one root into another, confined on both
+//!   sides.
 //!
 //! The top-level [`apply_layer`] runs the whole import pipeline in one pass:
 //!
@@ -31,6 +33,7 @@
 pub mod apply;
 pub mod changes;
 pub mod compression;
+pub mod copy;
 pub mod entry;
 mod error;
 mod pipeline;

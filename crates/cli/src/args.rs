@@ -141,173 +141,53 @@ pub enum Cmd {
     CreateLayer(LayerOpts),
     /// Import a new layer
     #[command(name = "import-layer")]
-    ImportLayer {
-        /// Read from file instead of stdin
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        #[command(flatten)]
-        opts: LayerOpts,
-    },
+    ImportLayer(ImportOpts),
     /// Apply a diff to a layer
     #[command(name = "applydiff", alias = "apply-diff")]
-    ApplyDiff {
-        /// Read from file instead of stdin
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        /// The layer.
-        layer: String,
-        /// Reference layer (accepted, unused, as by the reference).
-        reference: Option<String>,
-    },
+    ApplyDiff(ApplyDiffOpts),
     /// Mount a layer or container
-    Mount {
-        /// Mount Label
-        #[arg(short = 'l', long = "label")]
-        label: Option<String>,
-        /// Mount Options
-        #[arg(short = 'o', long = "opt")]
-        opt: Option<String>,
-        /// Mount image readonly
-        #[arg(short = 'r', long = "ro", num_args = 0..=1, require_equals = true,
-              default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
-              value_parser = clap::builder::BoolishValueParser::new())]
-        ro: bool,
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    Mount(MountOpts),
     /// Unmount an image, layer or container
     #[command(alias = "umount")]
-    Unmount {
-        #[command(flatten)]
-        force: Force,
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    Unmount(UnmountOpts),
     /// Check if a file system is mounted
-    Mounted {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    Mounted(Items),
     /// Compare two layers
-    Changes {
-        #[command(flatten)]
-        json: Json,
-        /// The layer.
-        layer: String,
-        /// Layer to compare with (default: the parent).
-        reference: Option<String>,
-    },
+    Changes(ChangesOpts),
     /// Compare two layers
     Diff(DiffOpts),
     /// Compare two layers
     #[command(alias = "diff-size")]
-    Diffsize {
-        /// The layer.
-        layer: String,
-        /// Layer to compare with (default: the parent).
-        reference: Option<String>,
-    },
+    Diffsize(Pair),
     /// Delete a layer, with safety checks
     #[command(name = "delete-layer")]
-    DeleteLayer {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        layers: Vec<String>,
-    },
+    DeleteLayer(DeleteOpts),
     /// Delete a layer or image or container, with no safety checks
-    Delete {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        layers: Vec<String>,
-    },
+    Delete(DeleteOpts),
     /// List layers
-    Layers {
-        #[command(flatten)]
-        json: Json,
-        /// Use a tree
-        #[arg(short = 't', long = "tree", num_args = 0..=1, require_equals = true,
-              default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
-              value_parser = clap::builder::BoolishValueParser::new())]
-        tree: bool,
-    },
+    Layers(ListOpts),
     /// Examine a layer
-    Layer {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    Layer(Items),
     /// Check if a layer or image or container exists
     Exists(ExistsOpts),
     /// Check storage consistency (and repair it)
     Check(CheckOpts),
     /// Check on graph driver status
-    Status {
-        #[command(flatten)]
-        json: Json,
-    },
+    Status(Json),
     /// Wipe all layers, images, and containers
-    Wipe {
-        #[command(flatten)]
-        json: Json,
-    },
+    Wipe(Json),
     /// Shut down layer storage
-    Shutdown {
-        #[command(flatten)]
-        force: Force,
-        #[command(flatten)]
-        json: Json,
-    },
+    Shutdown(ShutdownOpts),
     /// Return strata version information
-    Version {
-        #[command(flatten)]
-        json: Json,
-    },
+    Version(Json),
     /// Retrieve layer, image, or container metadata
-    Metadata {
-        /// Omit names and IDs
-        #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
-              default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
-              value_parser = clap::builder::BoolishValueParser::new())]
-        quiet: bool,
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        layers: Vec<String>,
-    },
+    Metadata(MetadataOpts),
     /// Set layer, image, or container metadata
     #[command(name = "set-metadata")]
-    SetMetadata {
-        /// Metadata
-        #[arg(short = 'm', long = "metadata")]
-        metadata: Option<String>,
-        /// Metadata File
-        #[arg(short = 'f', long = "metadata-file")]
-        file: Option<PathBuf>,
-        /// The layer.
-        layer: String,
-    },
+    SetMetadata(SetMetadataOpts),
     /// Get layer, image, or container name or names
     #[command(name = "get-names")]
-    GetNames {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    GetNames(Items),
     /// Add layer, image, or container name or names
     #[command(name = "add-names")]
     AddNames(NamesOpts),
@@ -316,52 +196,18 @@ pub enum Cmd {
     SetNames(NamesOpts),
     /// List data items that are attached to a layer
     #[command(name = "list-layer-data")]
-    ListLayerData {
-        #[command(flatten)]
-        json: Json,
-        /// The layer.
-        layer: String,
-    },
+    ListLayerData(ListDataOpts),
     /// Get data that is attached to a layer
     #[command(name = "get-layer-data")]
-    GetLayerData {
-        /// Write data to file
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        /// The layer.
-        layer: String,
-        /// The item.
-        name: String,
-    },
+    GetLayerData(DataOpts),
     /// Set data that is attached to a layer
     #[command(name = "set-layer-data")]
-    SetLayerData {
-        /// Read data from file
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        /// The layer.
-        layer: String,
-        /// The item.
-        name: String,
-    },
+    SetLayerData(SetDataOpts),
     /// Copy files or directories into a layer, possibly from another layer
-    Copy {
-        /// Set owner on copied files (UID[:GID])
-        #[arg(long = "chown")]
-        chown: Option<String>,
-        /// `[LAYER:]/path` sources, then the `LAYER:/path` destination.
-        #[arg(required = true, num_args = 2..)]
-        paths: Vec<String>,
-    },
+    Copy(CopyOpts),
     /// Compute the set of unmapped parent UIDs and GIDs of the layer
     #[command(name = "layer-parent-owners")]
-    LayerParentOwners {
-        #[command(flatten)]
-        json: Json,
-        /// Layers.
-        #[arg(required = true)]
-        layers: Vec<String>,
-    },
+    LayerParentOwners(Items),
     /// Print a shell completion script
     #[command(hide = true)]
     Completion {
@@ -371,6 +217,191 @@ pub enum Cmd {
     /// Image and container commands (not yet supported).
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+/// Options of `import-layer`.
+#[derive(Debug, Args)]
+pub struct ImportOpts {
+    /// Read from file instead of stdin
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: LayerOpts,
+}
+
+/// Options of `applydiff`.
+#[derive(Debug, Args)]
+pub struct ApplyDiffOpts {
+    /// Read from file instead of stdin
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The layer.
+    pub layer: String,
+    /// Reference layer (accepted, unused, as by the reference).
+    pub reference: Option<String>,
+}
+
+/// Options of `mount`.
+#[derive(Debug, Args)]
+pub struct MountOpts {
+    /// Mount Label
+    #[arg(short = 'l', long = "label")]
+    pub label: Option<String>,
+    /// Mount Options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Option<String>,
+    /// Mount image readonly
+    #[arg(short = 'r', long = "ro", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub ro: bool,
+    #[command(flatten)]
+    pub json: Json,
+    /// Layers.
+    #[arg(required = true)]
+    pub layers: Vec<String>,
+}
+
+/// Options of `unmount`.
+#[derive(Debug, Args)]
+pub struct UnmountOpts {
+    #[command(flatten)]
+    pub force: Force,
+    #[command(flatten)]
+    pub json: Json,
+    /// Layers.
+    #[arg(required = true)]
+    pub layers: Vec<String>,
+}
+
+/// `--json` and one or more layers (`mounted`, `layer`, `get-names`,
+/// `layer-parent-owners`).
+#[derive(Debug, Args)]
+pub struct Items {
+    #[command(flatten)]
+    pub json: Json,
+    /// Layers.
+    #[arg(required = true)]
+    pub layers: Vec<String>,
+}
+
+/// Options of `changes`.
+#[derive(Debug, Args)]
+pub struct ChangesOpts {
+    #[command(flatten)]
+    pub json: Json,
+    #[command(flatten)]
+    pub pair: Pair,
+}
+
+/// A layer and the layer it is compared with (`changes`, `diffsize`).
+#[derive(Debug, Args)]
+pub struct Pair {
+    /// The layer.
+    pub layer: String,
+    /// Layer to compare with (default: the parent).
+    pub reference: Option<String>,
+}
+
+/// Options of `delete-layer` and `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteOpts {
+    #[command(flatten)]
+    pub json: Json,
+    /// Layers.
+    pub layers: Vec<String>,
+}
+
+/// Options of `layers`.
+#[derive(Debug, Args)]
+pub struct ListOpts {
+    #[command(flatten)]
+    pub json: Json,
+    /// Use a tree
+    #[arg(short = 't', long = "tree", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tree: bool,
+}
+
+/// Options of `shutdown`.
+#[derive(Debug, Args)]
+pub struct ShutdownOpts {
+    #[command(flatten)]
+    pub force: Force,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+/// Options of `metadata`.
+#[derive(Debug, Args)]
+pub struct MetadataOpts {
+    /// Omit names and IDs
+    #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub json: Json,
+    /// Layers.
+    pub layers: Vec<String>,
+}
+
+/// Options of `set-metadata`.
+#[derive(Debug, Args)]
+pub struct SetMetadataOpts {
+    /// Metadata
+    #[arg(short = 'm', long = "metadata")]
+    pub metadata: Option<String>,
+    /// Metadata File
+    #[arg(short = 'f', long = "metadata-file")]
+    pub file: Option<PathBuf>,
+    /// The layer.
+    pub layer: String,
+}
+
+/// Options of `list-layer-data`.
+#[derive(Debug, Args)]
+pub struct ListDataOpts {
+    #[command(flatten)]
+    pub json: Json,
+    /// The layer.
+    pub layer: String,
+}
+
+/// Options of `get-layer-data`.
+#[derive(Debug, Args)]
+pub struct DataOpts {
+    /// Write data to file
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The layer.
+    pub layer: String,
+    /// The item.
+    pub name: String,
+}
+
+/// Options of `set-layer-data`.
+#[derive(Debug, Args)]
+pub struct SetDataOpts {
+    /// Read data from file
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The layer.
+    pub layer: String,
+    /// The item.
+    pub name: String,
+}
+
+/// Options of `copy`.
+#[derive(Debug, Args)]
+pub struct CopyOpts {
+    /// Set owner on copied files (UID[:GID])
+    #[arg(long = "chown")]
+    pub chown: Option<String>,
+    /// `[LAYER:]/path` sources, then the `LAYER:/path` destination.
+    #[arg(required = true, num_args = 2..)]
+    pub paths: Vec<String>,
 }
 
 /// Options of `diff`.

@@ -166,6 +166,20 @@ pub fn go_list(v: &[u32]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// Prints `v` as one line of compact JSON.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    print(&format!("{}\n", json(v)))
+}
+
+/// Prints each item on a line of its own.
+pub fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for i in items {
+        out.push_str(&format!("{i}\n"));
+    }
+    print(&out)
+}
+
 /// Writes to stdout, treating a closed pipe as the end.
 pub fn print(s: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 
+use crate::record::Kind;
+
 /// A small set of kinds callers branch on (the CLI maps them to exit codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Unknown layer, name or data item.
+    /// Unknown layer, image, container, name or data item.
     NotFound,
     /// An ID or name is already in use.
     AlreadyExists,
-    /// The layer is in use (mounted, has children).
+    /// The record is in use (mounted, has children, used by an image or a
+    /// container).
     Busy,
     /// A feature is not available or not implemented.
     Unsupported,
@@ -17,6 +20,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// Stored data is damaged.
     Corrupt,
+    /// A write to a read-only store.
+    ReadOnly,
     /// Other I/O failure.
     Io,
 }
@@ -24,25 +29,84 @@ pub enum ErrorKind {
 /// Errors of the store crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No layer has this ID or name.
-    #[error("layer not known: {0}")]
-    LayerUnknown(String),
-    /// A layer with this ID exists already.
-    #[error("a layer with ID {0} already exists")]
-    DuplicateId(String),
-    /// The name is used by another layer.
-    #[error("the name {0:?} is already in use by layer {1}")]
-    DuplicateName(String, String),
+    /// No record of this kind has this ID or name.
+    #[error("{kind} not known: {key}")]
+    Unknown {
+        /// Layer, image or container.
+        kind: Kind,
+        /// The ID or name asked for.
+        key: String,
+    },
+    /// A record of this kind with this ID exists already.
+    #[error("a {kind} with ID {id:?} already exists: that ID is already in use")]
+    DuplicateId {
+        /// Layer, image or container.
+        kind: Kind,
+        /// The ID.
+        id: String,
+    },
+    /// The name is used by another record of the same kind.
+    #[error("{kind} name {name:?} is already associated with {kind} {owner:?}: that name is already in use")]
+    DuplicateName {
+        /// Layer, image or container.
+        kind: Kind,
+        /// The name.
+        name: String,
+        /// The record that has it.
+        owner: String,
+    },
+    /// The record is used by another and cannot go.
+    #[error("{kind} {id} used by {user_kind} {user}: {kind} is in use by a {user_kind}")]
+    InUse {
+        /// What cannot go.
+        kind: Kind,
+        /// Its ID.
+        id: String,
+        /// What uses it.
+        user_kind: Kind,
+        /// The user's ID.
+        user: String,
+    },
     /// The layer has children and cannot be deleted.
-    #[error("layer {0} has child layers: {1}")]
+    #[error("layer {0} used by layer {1}: layer has children")]
     HasChildren(String, String),
-    /// The layer has no big-data item with this name.
-    #[error("layer {layer}: no data item named {name:?}")]
+    /// The record has no big-data item with this name.
+    #[error("{kind} {id}: no data item named {name:?}")]
     DataUnknown {
-        /// The layer.
-        layer: String,
+        /// Layer, image or container.
+        kind: Kind,
+        /// The record.
+        id: String,
         /// The item.
         name: String,
+    },
+    /// The size of a big-data item is not recorded and cannot be found.
+    #[error("{kind} {id}: size of data item {name:?} is not known")]
+    SizeUnknown {
+        /// Image or container.
+        kind: Kind,
+        /// The record.
+        id: String,
+        /// The item.
+        name: String,
+    },
+    /// The digest of a big-data item is not recorded.
+    #[error("{kind} {id}: could not compute digest of data item {name:?}")]
+    DigestUnknown {
+        /// Image or container.
+        kind: Kind,
+        /// The record.
+        id: String,
+        /// The item.
+        name: String,
+    },
+    /// A write to a read-only (additional) store.
+    #[error("{path:?}: the {kind} store is read-only")]
+    ReadOnly {
+        /// What was to be written.
+        kind: Kind,
+        /// The record file.
+        path: PathBuf,
     },
     /// Bad input, with an explanation.
     #[error("{0}")]
@@ -51,10 +115,12 @@ pub enum Error {
     #[error("not supported: {0}")]
     Unsupported(String),
     /// A stored file could not be parsed.
-    #[error("{path:?}: {reason}")]
+    #[error("{path:?}{}: {reason}", offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
     Corrupt {
         /// The file.
         path: PathBuf,
+        /// Where parsing stopped, when known.
+        offset: Option<u64>,
         /// What was wrong.
         reason: String,
     },
@@ -99,6 +165,17 @@ pub enum Error {
         #[source]
         source: strata_archive::Error,
     },
+    /// A copy into a layer failed.
+    #[error("copying {from} to {to}: {source}")]
+    Copy {
+        /// The source as given (`LAYER:/path` or a host path).
+        from: String,
+        /// The destination as given.
+        to: String,
+        /// Cause.
+        #[source]
+        source: strata_archive::Error,
+    },
     /// An ID map could not be parsed.
     #[error(transparent)]
     IdMap(#[from] strata_idmap::Error),
@@ -108,9 +185,13 @@ impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::LayerUnknown(_) | Error::DataUnknown { .. } => ErrorKind::NotFound,
-            Error::DuplicateId(_) | Error::DuplicateName(..) => ErrorKind::AlreadyExists,
-            Error::HasChildren(..) => ErrorKind::Busy,
+            Error::Unknown { .. }
+            | Error::DataUnknown { .. }
+            | Error::SizeUnknown { .. }
+            | Error::DigestUnknown { .. } => ErrorKind::NotFound,
+            Error::DuplicateId { .. } | Error::DuplicateName { .. } => ErrorKind::AlreadyExists,
+            Error::HasChildren(..) | Error::InUse { .. } => ErrorKind::Busy,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Invalid(_) | Error::Config { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
@@ -126,7 +207,7 @@ impl Error {
                 strata_driver::ErrorKind::Corrupt => ErrorKind::Corrupt,
                 strata_driver::ErrorKind::Io => ErrorKind::Io,
             },
-            Error::Archive { source, .. } => match source.kind() {
+            Error::Archive { source, .. } | Error::Copy { source, .. } => match source.kind() {
                 strata_archive::ErrorKind::NotFound => ErrorKind::NotFound,
                 strata_archive::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
                 strata_archive::ErrorKind::Busy => ErrorKind::Busy,
@@ -144,6 +225,14 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// An unknown record of this kind.
+    pub fn unknown(kind: Kind, key: impl Into<String>) -> Self {
+        Error::Unknown {
+            kind,
+            key: key.into(),
         }
     }
 

@@ -1,11 +1,9 @@
-//! Small file helpers: atomic writes, directories with modes, big-data
-//! file names.
+//! Small file helpers: atomic writes, directories with modes.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use rand::RngCore;
 
 use crate::{Error, Result};
@@ -81,23 +79,6 @@ pub fn syncfs(path: &Path) -> Result<()> {
     rustix::fs::syncfs(&f).map_err(|e| Error::io("syncfs", path, e.into()))
 }
 
-/// The file name a big-data item is stored under: the key itself when it
-/// uses only `.`, digits and lower-case letters, else `=` and the key in
-/// standard base64 (so any key maps to one safe file name).
-pub fn big_data_file_name(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .bytes()
-            .all(|c| c == b'.' || c.is_ascii_digit() || c.is_ascii_lowercase())
-        && key != "."
-        && key != ".."
-    {
-        key.to_string()
-    } else {
-        format!("={}", base64::engine::general_purpose::STANDARD.encode(key))
-    }
-}
-
 /// Removes a file; a missing file is fine.
 pub fn remove_file_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -124,15 +105,6 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn big_data_names() {
-        assert_eq!(big_data_file_name("blob1"), "blob1");
-        assert_eq!(big_data_file_name("a.b9"), "a.b9");
-        assert_eq!(big_data_file_name("Blob"), "=QmxvYg==");
-        assert_eq!(big_data_file_name("../x"), "=Li4veA==");
-        assert_eq!(big_data_file_name(".."), "=Li4=");
-    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

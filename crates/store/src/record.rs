@@ -1,136 +1,70 @@
-//! The layer record as `layers.json` stores it.
+//! What every record kind has in common, and the JSON the files are
+//! written in.
 //!
-//! Field names and order follow containers/storage 1.43; empty values are
-//! omitted as Go's `omitempty` omits them; fields this version does not
-//! know are kept and written back unchanged (after the known ones).
+//! Records are written as Go's `encoding/json` (through jsoniter's
+//! standard-library mode) writes them in containers/storage 1.43: compact,
+//! no trailing newline, fields in struct order, `omitempty` fields left out
+//! when empty, map keys sorted, `<`, `>` and `&` escaped. Fields this
+//! version does not know are kept and written back after the known ones
+//! (1.43 drops them).
 
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use strata_idmap::IdMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// Flag set while a layer is being made.
-pub const FLAG_INCOMPLETE: &str = "incomplete";
-
-/// Flag strata sets on an imported layer for which it deliberately keeps
-/// no tar-split record (the tar replaced one of its own members), so that
-/// `check` tells that from a record lost to damage.
-pub const FLAG_NO_TAR_SPLIT: &str = "strata-no-tar-split";
-
-/// Whether the layer was imported without a tar-split record on purpose.
-pub fn has_no_tar_split(l: &Layer) -> bool {
-    matches!(l.flags.get(FLAG_NO_TAR_SPLIT), Some(Value::Bool(true)))
+/// The kinds of records a store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A layer (`layers.json`, and the mount counts of `mountpoints.json`).
+    Layer,
+    /// An image (`images.json`).
+    Image,
+    /// A container (`containers.json`).
+    Container,
 }
 
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-fn is_zero_u8(n: &u8) -> bool {
-    *n == 0
-}
-
-fn zero_time() -> String {
-    "0001-01-01T00:00:00Z".to_string()
-}
-
-/// One layer's record.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Layer {
-    /// The layer's ID.
-    pub id: String,
-    /// Names, unique across the store.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub names: Vec<String>,
-    /// ID of the parent layer.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub parent: String,
-    /// Free-form metadata.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub metadata: String,
-    /// SELinux label for mounts.
-    #[serde(
-        default,
-        rename = "mountlabel",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub mount_label: String,
-    /// Creation time, RFC 3339 with nanoseconds (Go's `RFC3339Nano`).
-    #[serde(default = "zero_time")]
-    pub created: String,
-    /// `sha256:…` of the layer blob as it was given.
-    #[serde(
-        default,
-        rename = "compressed-diff-digest",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub compressed_digest: String,
-    /// Size of the layer blob as it was given.
-    #[serde(default, rename = "compressed-size", skip_serializing_if = "is_zero")]
-    pub compressed_size: i64,
-    /// `sha256:…` of the uncompressed tar.
-    #[serde(
-        default,
-        rename = "diff-digest",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub uncompressed_digest: String,
-    /// Size of the uncompressed tar.
-    #[serde(default, rename = "diff-size", skip_serializing_if = "is_zero")]
-    pub uncompressed_size: i64,
-    /// Compression of the blob: 0 none, 1 bzip2, 2 gzip, 3 xz, 4 zstd.
-    #[serde(default, skip_serializing_if = "is_zero_u8")]
-    pub compression: u8,
-    /// Container uids that own files in the layer.
-    #[serde(default, rename = "uidset", skip_serializing_if = "Vec::is_empty")]
-    pub uids: Vec<u32>,
-    /// Container gids that own files in the layer.
-    #[serde(default, rename = "gidset", skip_serializing_if = "Vec::is_empty")]
-    pub gids: Vec<u32>,
-    /// Flags (`incomplete`, …).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub flags: Map<String, Value>,
-    /// UID map of the layer.
-    #[serde(default, rename = "uidmap", skip_serializing_if = "Vec::is_empty")]
-    pub uid_map: Vec<IdMap>,
-    /// GID map of the layer.
-    #[serde(default, rename = "gidmap", skip_serializing_if = "Vec::is_empty")]
-    pub gid_map: Vec<IdMap>,
-    /// Names of the big-data items stored with the layer.
-    #[serde(
-        default,
-        rename = "big-data-names",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub big_data_names: Vec<String>,
-    /// Fields this version does not know, kept as they were.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl Layer {
-    /// Whether the incomplete flag is set.
-    pub fn is_incomplete(&self) -> bool {
-        matches!(self.flags.get(FLAG_INCOMPLETE), Some(Value::Bool(true)))
-    }
-
-    /// The parent, if any.
-    pub fn parent(&self) -> Option<&str> {
-        (!self.parent.is_empty()).then_some(self.parent.as_str())
-    }
-
-    /// The layer's ID maps.
-    pub fn id_mappings(&self) -> strata_idmap::IdMappings {
-        strata_idmap::IdMappings::new(self.uid_map.clone(), self.gid_map.clone())
+impl Kind {
+    /// `layer`, `image` or `container`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Layer => "layer",
+            Kind::Image => "image",
+            Kind::Container => "container",
+        }
     }
 }
 
-/// Parses the content of `layers.json`.
-pub fn parse_layers(bytes: &[u8]) -> serde_json::Result<Vec<Layer>> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
-    serde_json::from_slice(bytes)
+}
+
+/// A record kept in a record file: identified by an ID, optionally named.
+pub trait Record: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// What kind of record this is (for errors).
+    const KIND: Kind;
+
+    /// The record's ID.
+    fn id(&self) -> &str;
+
+    /// Its names (unique among records of one file).
+    fn names(&self) -> &[String];
+
+    /// Its names, to change; `None` for records that have none.
+    fn names_mut(&mut self) -> Option<&mut Vec<String>>;
+
+    /// Another key the record is found by after its names (a container by
+    /// its layer).
+    fn alt_key(&self) -> Option<&str> {
+        None
+    }
+
+    /// Fills in what is derived rather than stored, after loading; an error
+    /// makes the whole file fail to load.
+    fn loaded(&mut self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Serialises records as compact JSON, as Go's `json.Marshal` does
@@ -164,7 +98,12 @@ fn go_escape(json: Vec<u8>) -> Vec<u8> {
 /// Formats a time as Go's `time.RFC3339Nano` in UTC (trailing zeros of the
 /// fraction dropped).
 pub fn format_time(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    format_time_keeping_offset(t.to_offset(time::UtcOffset::UTC))
+}
+
+/// Formats a time as Go's `time.RFC3339Nano` with its own UTC offset (`Z`
+/// for UTC), as the reference keeps the offset of an image's config time.
+pub fn format_time_keeping_offset(t: time::OffsetDateTime) -> String {
     let base = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
@@ -175,12 +114,25 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
         t.second()
     );
     let ns = t.nanosecond();
-    if ns == 0 {
-        format!("{base}Z")
+    let frac = if ns == 0 {
+        String::new()
     } else {
-        let frac = format!("{ns:09}");
-        format!("{base}.{}Z", frac.trim_end_matches('0'))
-    }
+        format!(".{}", format!("{ns:09}").trim_end_matches('0'))
+    };
+    let off = t.offset();
+    let zone = if off.is_utc() {
+        "Z".to_string()
+    } else {
+        let (h, m, _) = off.as_hms();
+        let sign = if off.is_negative() { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+    };
+    format!("{base}{frac}{zone}")
+}
+
+/// Parses an RFC 3339 time (as found in image configs).
+pub fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// Now, as [`format_time`] formats it.
@@ -188,8 +140,13 @@ pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }
 
-/// A new random layer ID: 64 hex digits whose first 12 are not all
-/// decimal digits (so a short ID never reads as a number).
+/// The zero time as Go writes it (`time.Time{}`), for records without one.
+pub fn zero_time() -> String {
+    "0001-01-01T00:00:00Z".to_string()
+}
+
+/// A new random ID: 64 hex digits whose first 12 are not all decimal
+/// digits (so a short ID never reads as a number).
 pub fn random_id() -> String {
     loop {
         let mut b = [0u8; 32];
@@ -201,25 +158,42 @@ pub fn random_id() -> String {
     }
 }
 
+/// Refuses IDs that cannot name a directory of their own: the reference
+/// takes any string, but an ID is also a file name (the record's data
+/// directory), so `/`, NUL, `.`, `..` and the empty string are refused.
+pub fn validate_id(kind: Kind, id: &str) -> crate::Result<()> {
+    if id.is_empty() || id.contains('/') || id == "." || id == ".." || id.contains('\0') {
+        return Err(crate::Error::Invalid(format!("invalid {kind} ID {id:?}")));
+    }
+    Ok(())
+}
+
+/// `names` without repeats, first occurrence kept.
+pub fn dedup_names(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+/// Serde helpers for `omitempty` fields.
+pub(crate) mod omit {
+    /// Zero integers are omitted.
+    pub fn zero_i64(n: &i64) -> bool {
+        *n == 0
+    }
+    /// Zero enums are omitted.
+    pub fn zero_u8(n: &u8) -> bool {
+        *n == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reference_record_round_trips_byte_for_byte() {
-        // Records as containers-storage 1.43 wrote them.
-        let cases = [
-            r#"{"id":"684cfb33d663856077267fa98e80fb6c1dd567927a85a1516fa1377bf7ff0c6a","created":"2026-11-28T00:37:31.153462067Z","compressed-diff-digest":"sha256:b1e4","compressed-size":10240,"diff-digest":"sha256:b1e4","diff-size":10240,"uidset":[0],"gidset":[0]}"#,
-            r#"{"id":"9ac4","names":["base","base2"],"created":"2026-11-28T00:37:34.227299585Z","compressed-diff-digest":"sha256:5445","compressed-size":209,"diff-digest":"sha256:b1e4","diff-size":10240,"compression":2,"uidset":[0],"gidset":[0]}"#,
-            r#"{"id":"787c","names":["mapped"],"created":"2026-11-28T00:37:34.28876006Z","uidmap":[{"container_id":0,"host_id":1000,"size":100}],"gidmap":[{"container_id":0,"host_id":2000,"size":100}]}"#,
-            r#"{"id":"mychild","names":["kid"],"parent":"9ac4","metadata":"some meta","mountlabel":"system_u:object_r:foo","created":"2026-11-28T00:37:36.50129701Z","big-data-names":["blob1"]}"#,
-            r#"{"id":"x","created":"2026-11-28T00:37:36Z","flags":{"incomplete":true},"future-field":{"b":1,"a":[2]}}"#,
-        ];
-        for c in cases {
-            let l: Layer = serde_json::from_str(c).unwrap();
-            assert_eq!(String::from_utf8(to_json(&l).unwrap()).unwrap(), c);
-        }
-    }
 
     #[test]
     fn time_format_like_go() {
@@ -227,18 +201,17 @@ mod tests {
         assert_eq!(format_time(t), "2026-11-28T00:37:36.50129701Z");
         let t = time::macros::datetime!(2026-11-28 00:37:36 UTC);
         assert_eq!(format_time(t), "2026-11-28T00:37:36Z");
+        // An offset is kept (observed: config `…12:00:00.50+02:00`).
+        let t = parse_time("2024-01-01T12:00:00.50+02:00").unwrap();
+        assert_eq!(format_time_keeping_offset(t), "2024-01-01T12:00:00.5+02:00");
+        let t = parse_time("2024-01-01T12:00:00-05:30").unwrap();
+        assert_eq!(format_time_keeping_offset(t), "2024-01-01T12:00:00-05:30");
     }
 
     #[test]
     fn go_escapes_html_characters() {
-        let l = Layer {
-            id: "a".into(),
-            metadata: "<x>&".into(),
-            created: "t".into(),
-            ..Default::default()
-        };
-        let s = String::from_utf8(to_json(&l).unwrap()).unwrap();
-        assert!(s.contains(r#""metadata":"\u003cx\u003e\u0026""#), "{s}");
+        let s = String::from_utf8(to_json(&serde_json::json!({"m": "<x>&"})).unwrap()).unwrap();
+        assert_eq!(s, r#"{"m":"\u003cx\u003e\u0026"}"#);
     }
 
     #[test]
@@ -246,5 +219,15 @@ mod tests {
         let id = random_id();
         assert_eq!(id.len(), 64);
         assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn ids_that_are_not_file_names_are_refused() {
+        for bad in ["", ".", "..", "a/b", "a\0"] {
+            assert!(validate_id(Kind::Image, bad).is_err(), "{bad:?}");
+        }
+        for good in ["foo", "has space", "abc123"] {
+            validate_id(Kind::Image, good).unwrap();
+        }
     }
 }

@@ -1,22 +1,24 @@
-//! Opening a store: directories, driver, locks, and the locked
-//! read/modify/write cycle every operation goes through.
+//! Opening a store: directories, driver, and the three record stores it
+//! composes (layers, images, containers), plus the additional read-only
+//! image stores.
+//!
+//! Locks are always taken in the reference's order — layers, then
+//! images, then containers (the store's own before the read-only ones) —
+//! and held until the operation ends, so operations that span kinds see
+//! and leave a consistent store.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use strata_driver::Driver;
 use strata_idmap::IdMappings;
 
+use crate::containers::ContainerStore;
 use crate::files::{absolute, mkdir_all};
+use crate::images::ImageStore;
+use crate::layers::LayerStore;
 use crate::lockfile::{LockFile, LockMode};
-use crate::state::{Paths, State};
+use crate::recordfile::Mode;
 use crate::{Error, Result, StoreOptions};
-
-#[derive(Debug)]
-pub(crate) struct Locks {
-    pub(crate) layers: LockFile,
-    pub(crate) mounts: LockFile,
-}
 
 /// Whether opening cleans what interrupted writers left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +27,20 @@ enum Leftovers {
     Keep,
 }
 
-/// An open layer store.
+/// An open store. Reads take `&self`; a `Store` may be shared between
+/// threads, and two `Store` values on one store exclude each other as two
+/// processes do.
 pub struct Store {
     pub(crate) graph_root: PathBuf,
     pub(crate) run_root: PathBuf,
     pub(crate) driver_options: Vec<String>,
     pub(crate) driver: Box<dyn Driver>,
-    pub(crate) paths: Paths,
-    pub(crate) locks: Arc<Locks>,
-    pub(crate) state: State,
+    pub(crate) layer_store: LayerStore,
+    pub(crate) ro_layer_stores: Vec<LayerStore>,
+    pub(crate) image_store: ImageStore,
+    pub(crate) ro_image_stores: Vec<ImageStore>,
+    pub(crate) container_store: ContainerStore,
+    pub(crate) graph_lock: LockFile,
     pub(crate) default_maps: IdMappings,
     pub(crate) sync: crate::SyncMode,
 }
@@ -48,13 +55,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn touch(path: &Path) -> Result<()> {
-    // Opening creates it (0644, empty) when missing; the handle is closed at
-    // once, which would drop this process's fcntl locks on it — none are
-    // held at this point.
-    LockFile::open(path).map(drop)
-}
-
 impl Store {
     /// Opens (creating when missing) the store described by `opts`, and
     /// removes layers left incomplete by an interrupted writer.
@@ -64,8 +64,8 @@ impl Store {
 
     /// Opens the store as it is, for [`Store::check`] and
     /// [`Store::repair`]: incomplete layers and temporary files are left
-    /// for the check to report, and record files are not read yet (a
-    /// damaged one is a finding, not an error).
+    /// for the check to report (a damaged record file is a finding then,
+    /// not an error).
     pub fn open_for_check(opts: &StoreOptions) -> Result<Self> {
         Self::open_inner(opts, None, Leftovers::Keep)
     }
@@ -93,7 +93,7 @@ impl Store {
         mkdir_all(&graph_root.join("mounts"), 0o700)?;
         mkdir_all(&graph_root.join("tmp"), 0o700)?;
         let graph_lock = LockFile::open(&graph_root.join("storage.lock"))?;
-        touch(&graph_root.join("userns.lock"))?;
+        LockFile::open(&graph_root.join("userns.lock"))?;
 
         let ids = IdMappings::new(opts.uid_map.clone(), opts.gid_map.clone());
         // `sync` is the store's to honour; the driver gets the rest.
@@ -107,42 +107,53 @@ impl Store {
             }
         };
         let name = driver.name().to_string();
-        let layers_dir = graph_root.join(format!("{name}-layers"));
-        let mounts_dir = run_root.join(format!("{name}-layers"));
-        for (dir, lock) in [
-            (
-                graph_root.join(format!("{name}-images")),
-                Some("images.lock"),
-            ),
-            (
-                graph_root.join(format!("{name}-containers")),
-                Some("containers.lock"),
-            ),
-            (layers_dir.clone(), None),
-            (mounts_dir.clone(), None),
-            (run_root.join(format!("{name}-containers")), None),
-            (run_root.join(format!("{name}-locks")), None),
+        let persist = sync.persist();
+        for dir in [
+            run_root.join(format!("{name}-containers")),
+            run_root.join(format!("{name}-locks")),
         ] {
             mkdir_all(&dir, 0o700)?;
-            if let Some(l) = lock {
-                touch(&dir.join(l))?;
-            }
         }
-        let locks = Arc::new(Locks {
-            layers: LockFile::open(&layers_dir.join("layers.lock"))?,
-            mounts: LockFile::open(&mounts_dir.join("mountpoints.lock"))?,
-        });
-        let mut store = Store {
+        let layer_store = LayerStore::open(
+            graph_root.join(format!("{name}-layers")),
+            Some(run_root.join(format!("{name}-layers"))),
+            persist,
+        )?;
+        let image_store = ImageStore::open(
+            graph_root.join(format!("{name}-images")),
+            persist,
+            Mode::ReadWrite,
+        )?;
+        let container_store = ContainerStore::open(
+            graph_root.join(format!("{name}-containers")),
+            run_root.join(format!("{name}-containers")),
+            persist,
+        )?;
+        let mut ro_layer_stores = Vec::new();
+        let mut ro_image_stores = Vec::new();
+        for extra in driver.additional_image_stores() {
+            ro_image_stores.push(ImageStore::open(
+                extra.join(format!("{name}-images")),
+                persist,
+                Mode::ReadOnly,
+            )?);
+            ro_layer_stores.push(LayerStore::open(
+                extra.join(format!("{name}-layers")),
+                None,
+                persist,
+            )?);
+        }
+        let store = Store {
             graph_root,
             run_root,
             driver_options: opts.driver_options.clone(),
             driver,
-            paths: Paths {
-                layers_dir,
-                mounts_dir,
-            },
-            locks,
-            state: State::default(),
+            layer_store,
+            ro_layer_stores,
+            image_store,
+            ro_image_stores,
+            container_store,
+            graph_lock,
             default_maps: ids,
             sync,
         };
@@ -172,71 +183,73 @@ impl Store {
         &self.driver_options
     }
 
-    /// Runs `f` with the layer files loaded under shared locks.
-    pub(crate) fn read<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let locks = self.locks.clone();
-        let _l = locks.layers.lock(LockMode::Shared)?;
-        let _m = locks.mounts.lock(LockMode::Shared)?;
-        self.state
-            .refresh(&self.paths, &locks.layers, &locks.mounts)?;
-        f(self)
+    /// The store's own layer records.
+    pub fn layer_store(&self) -> &LayerStore {
+        &self.layer_store
     }
 
-    /// Runs `f` with the layer files loaded under exclusive locks; `f`
-    /// saves what it changes with [`Store::save`].
-    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let locks = self.locks.clone();
-        let _l = locks.layers.lock(LockMode::Exclusive)?;
-        let _m = locks.mounts.lock(LockMode::Exclusive)?;
-        self.state
-            .refresh(&self.paths, &locks.layers, &locks.mounts)?;
-        f(self)
+    /// The store's own image records.
+    pub fn image_store(&self) -> &ImageStore {
+        &self.image_store
     }
 
-    /// Writes both layer files; call inside [`Store::write`].
-    pub(crate) fn save(&mut self) -> Result<()> {
-        let locks = self.locks.clone();
-        let persist = self.sync.persist();
-        self.state
-            .save(&self.paths, &locks.layers, &locks.mounts, persist)
+    /// The container records.
+    pub fn container_store(&self) -> &ContainerStore {
+        &self.container_store
+    }
+
+    /// The additional (read-only) image stores, in configured order, each
+    /// with its layer records.
+    pub fn read_only_stores(&self) -> impl Iterator<Item = (&ImageStore, &LayerStore)> {
+        self.ro_image_stores.iter().zip(&self.ro_layer_stores)
+    }
+
+    /// The store's own layer records and mount counts, locked exclusively.
+    pub(crate) fn layers_tx(&self) -> Result<crate::layers::LayersTx<'_>> {
+        self.layer_store.write(|id| {
+            self.ro_layer_stores
+                .iter()
+                .any(|ro| ro.read().is_ok_and(|r| r.layers.by_id(id).is_some()))
+        })
     }
 
     /// Cleans what an interrupted writer left: incomplete layers and the
     /// temporary files of atomic writes and imports (`.tmp-*` beside
     /// layers.json and mountpoints.json). Writers hold the exclusive locks
     /// while such files exist, so under those locks every one is stale.
-    fn remove_incomplete(&mut self) -> Result<()> {
-        let any = self.read(|s| Ok(s.state.layers.iter().any(|l| l.is_incomplete())))?;
-        let tmp_files = |s: &Self| -> Vec<PathBuf> {
-            [&s.paths.layers_dir, &s.paths.mounts_dir]
-                .iter()
+    fn remove_incomplete(&self) -> Result<()> {
+        let ls = &self.layer_store;
+        let any = ls.read()?.layers.list().iter().any(|l| l.is_incomplete());
+        let mut dirs = vec![ls.dir().to_path_buf()];
+        dirs.extend(ls.mounts_dir().map(Path::to_path_buf));
+        let tmp_files = || -> Vec<PathBuf> {
+            dirs.iter()
                 .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
                 .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
                 .map(|e| e.path())
                 .collect()
         };
-        let stale = !tmp_files(self).is_empty();
-        if !(any || stale) || !self.locks.layers.is_writable() {
+        let stale = !tmp_files().is_empty();
+        if !(any || stale) || ls.records().is_read_only() {
             return Ok(());
         }
-        self.write(|s| {
-            for p in tmp_files(s) {
-                tracing::info!("removing stale temporary file {}", p.display());
-                crate::files::remove_file_if_exists(&p)?;
-            }
-            let ids: Vec<String> = s
-                .state
-                .layers
-                .iter()
-                .filter(|l| l.is_incomplete())
-                .map(|l| l.id.clone())
-                .collect();
-            for id in ids {
-                tracing::info!("removing incomplete layer {id}");
-                s.remove_layer_locked(&id)?;
-            }
-            Ok(())
-        })
+        let mut tx = self.layers_tx()?;
+        for p in tmp_files() {
+            tracing::info!("removing stale temporary file {}", p.display());
+            crate::files::remove_file_if_exists(&p)?;
+        }
+        let ids: Vec<String> = tx
+            .layers
+            .list()
+            .iter()
+            .filter(|l| l.is_incomplete())
+            .map(|l| l.id.clone())
+            .collect();
+        for id in ids {
+            tracing::info!("removing incomplete layer {id}");
+            self.remove_layer_locked(&mut tx, &id)?;
+        }
+        Ok(())
     }
 }
 
@@ -258,4 +271,15 @@ fn pick_driver(
     strata_driver::table::Drivers::builtin()
         .new_driver(name, &topts)
         .map_err(|e| Error::driver("initializing driver", name.unwrap_or("(any)"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Store>();
+    }
 }

@@ -140,14 +140,14 @@ impl T {
     }
 }
 
-fn ids(s: &mut Store) -> Vec<String> {
+fn ids(s: &Store) -> Vec<String> {
     s.layers().unwrap().into_iter().map(|l| l.id).collect()
 }
 
 #[test]
 fn import_records_report_and_tar_split_while_flagged_incomplete() {
     let t = T::new();
-    let mut s = t.open();
+    let s = t.open();
     let l = s
         .import_layer(
             &NewLayer {
@@ -179,7 +179,7 @@ fn import_records_report_and_tar_split_while_flagged_incomplete() {
 #[test]
 fn failures_leave_nothing_behind() {
     let t = T::new();
-    let mut s = t.open();
+    let s = t.open();
     s.create_layer(&NewLayer {
         id: Some("keep".into()),
         ..Default::default()
@@ -201,7 +201,7 @@ fn failures_leave_nothing_behind() {
             ..Default::default()
         })
         .is_err());
-    assert_eq!(ids(&mut s), ["keep"]);
+    assert_eq!(ids(&s), ["keep"]);
     assert!(!t.home().join("bad").exists());
     let names: Vec<String> = std::fs::read_dir(t.layers_dir())
         .unwrap()
@@ -234,7 +234,7 @@ fn failures_leave_nothing_behind() {
 fn incomplete_layers_are_removed_by_the_next_writer() {
     let t = T::new();
     {
-        let mut s = t.open();
+        let s = t.open();
         s.create_layer(&NewLayer {
             id: Some("ok".into()),
             ..Default::default()
@@ -254,8 +254,8 @@ fn incomplete_layers_are_removed_by_the_next_writer() {
     );
     std::fs::write(&p, text).unwrap();
     assert!(t.home().join("half").exists());
-    let mut s = t.open();
-    assert_eq!(ids(&mut s), ["ok"]);
+    let s = t.open();
+    assert_eq!(ids(&s), ["ok"]);
     assert!(
         !t.home().join("half").exists(),
         "driver data of the incomplete layer left"
@@ -265,7 +265,7 @@ fn incomplete_layers_are_removed_by_the_next_writer() {
 #[test]
 fn mount_counts_persist_and_delete_rules() {
     let t = T::new();
-    let mut s = t.open();
+    let s = t.open();
     s.create_layer(&NewLayer {
         id: Some("p".into()),
         ..Default::default()
@@ -280,7 +280,7 @@ fn mount_counts_persist_and_delete_rules() {
     s.mount("c", &MountRequest::default()).unwrap();
     s.mount("c", &MountRequest::default()).unwrap();
     drop(s);
-    let mut s = t.open();
+    let s = t.open();
     assert_eq!(s.mounted("c").unwrap().0, 2);
     assert!(s.unmount("c", Force::No).unwrap());
     assert!(!s.unmount("c", Force::No).unwrap());
@@ -298,7 +298,7 @@ fn mount_counts_persist_and_delete_rules() {
     s.set_big_data("p", "k", b"v").unwrap();
     assert_eq!(s.big_data("p", "k").unwrap(), b"v");
     s.wipe().unwrap();
-    assert!(ids(&mut s).is_empty());
+    assert!(ids(&s).is_empty());
     assert!(!t.layers_dir().join("p").exists());
 }
 
@@ -332,7 +332,7 @@ fn reference_cmd(t: &T, r: &str) -> std::process::Command {
 fn our_lock_blocks_the_reference_and_its_writes_are_seen() {
     let Some(r) = reference() else { return };
     let t = T::new();
-    let mut s = t.open();
+    let s = t.open();
     s.create_layer(&NewLayer {
         id: Some("ours".into()),
         ..Default::default()
@@ -357,7 +357,7 @@ fn our_lock_blocks_the_reference_and_its_writes_are_seen() {
     let st = child.wait().unwrap();
     assert!(st.success());
     // Same Store object: the reference's token makes us reload.
-    assert_eq!(ids(&mut s), ["ours", "theirs"]);
+    assert_eq!(ids(&s), ["ours", "theirs"]);
     let tok = std::fs::read(t.layers_dir().join("layers.lock")).unwrap();
     assert_eq!(tok.len(), 64);
 }
@@ -366,7 +366,7 @@ fn our_lock_blocks_the_reference_and_its_writes_are_seen() {
 fn the_references_lock_blocks_us() {
     let Some(r) = reference() else { return };
     let t = T::new();
-    let mut s = t.open();
+    let s = t.open();
     s.create_layer(&NewLayer {
         id: Some("ours".into()),
         ..Default::default()
@@ -396,7 +396,7 @@ fn the_references_lock_blocks_us() {
             seen_during_apply: Arc::default(),
             layers_json: lj,
         };
-        let mut s = Store::open_with_driver(&opts, Box::new(fake)).unwrap();
+        let s = Store::open_with_driver(&opts, Box::new(fake)).unwrap();
         let n = s.layers().unwrap().len();
         tx.send(n).unwrap();
     });

@@ -18,7 +18,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use strata_idmap::{IdMappings, IdPair};
@@ -161,16 +160,6 @@ pub(crate) fn whiteout_name(path: &[u8]) -> Vec<u8> {
     [dir, b".wh.", base].concat()
 }
 
-fn now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        sec: d.as_secs() as i64,
-        nsec: d.subsec_nanos(),
-    }
-}
-
 /// Resolves changed paths under the root without following symlinks on
 /// the way, so that a tree changing under the export (a running
 /// container swapping a directory for a symlink) cannot make it read
@@ -268,7 +257,7 @@ pub(crate) fn export_changes(
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let beneath = Beneath::new(root)?;
     let mut ex = Exporter::new(out, opts);
-    let stamp = now();
+    let stamp = Timestamp::now();
     for c in sorted {
         let rel = c.path.strip_prefix(b"/").unwrap_or(&c.path);
         if rel.is_empty() {

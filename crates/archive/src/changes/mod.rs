@@ -15,7 +15,7 @@ use strata_idmap::IdMappings;
 use crate::{OpaqueXattr, Result};
 
 mod export;
-mod meta;
+pub(crate) mod meta;
 mod overlay;
 mod quote;
 mod tree;

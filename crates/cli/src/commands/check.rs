@@ -14,7 +14,7 @@ use strata_store::{CheckMode, RepairScope, Report, Store};
 use crate::args::CheckOpts;
 use crate::output::{self, print};
 
-pub(super) fn run(s: &mut Store, o: &CheckOpts) -> Result<ExitCode> {
+pub(super) fn run(s: &Store, o: &CheckOpts) -> Result<ExitCode> {
     let mode = if o.quick {
         CheckMode::Quick
     } else {

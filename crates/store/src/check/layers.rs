@@ -9,9 +9,8 @@ use sha2::Digest;
 use strata_driver::overlay::layout::{is_link_id, Layout};
 
 use super::{salvage, CheckMode, Problem, Report};
+use crate::layers::{Layer, MountRecord};
 use crate::lockfile::LockMode;
-use crate::record::Layer;
-use crate::state::MountRecord;
 use crate::{Result, Store};
 
 /// The layer files as they were read for a check.
@@ -19,6 +18,7 @@ use crate::{Result, Store};
 pub(crate) struct Loaded {
     pub(crate) layers: Vec<Layer>,
     pub(crate) layers_damage: Option<String>,
+    pub(crate) volatile_damage: Option<String>,
     pub(crate) mounts: Vec<MountRecord>,
     pub(crate) mounts_damage: Option<String>,
 }
@@ -83,30 +83,43 @@ fn confined_size(root: &Path, name: &[u8]) -> Option<u64> {
 impl Store {
     /// Checks the layer store (see the module docs); takes the layer locks
     /// shared. A store whose records do not parse is reported, not refused.
-    pub fn check(&mut self, mode: CheckMode) -> Result<Report> {
-        let locks = self.locks.clone();
-        let _l = locks.layers.lock(LockMode::Shared)?;
-        let _m = locks.mounts.lock(LockMode::Shared)?;
+    pub fn check(&self, mode: CheckMode) -> Result<Report> {
+        let ls = &self.layer_store;
+        let _l = ls.records().lock_file().lock(LockMode::Shared)?;
+        let _m = match ls.mount_records() {
+            Some(m) => Some(m.lock_file().lock(LockMode::Shared)?),
+            None => None,
+        };
         Ok(self.check_locked(mode)?.0)
     }
 
     pub(crate) fn check_locked(&self, mode: CheckMode) -> Result<(Report, Loaded)> {
-        let (layers, layers_damage) = read_salvaged::<Layer>(&self.paths.layers_json())?;
-        let (mounts, mounts_damage) = read_salvaged::<MountRecord>(&self.paths.mounts_json())?;
+        let (mut layers, layers_damage) = read_salvaged::<Layer>(&self.layers_json())?;
+        // Later releases keep some records in volatile-layers.json.
+        let (volatile, volatile_damage) = read_salvaged::<Layer>(&self.volatile_json())?;
+        layers.extend(volatile);
+        let (mounts, mounts_damage) = match self.mounts_json() {
+            Some(p) => read_salvaged::<MountRecord>(&p)?,
+            None => (Vec::new(), None),
+        };
         let loaded = Loaded {
             layers,
             layers_damage,
+            volatile_damage,
             mounts,
             mounts_damage,
         };
         let mut report = Report::default();
         if let Some(d) = &loaded.layers_damage {
-            let p = self.paths.layers_json().display().to_string();
+            let p = self.layers_json().display().to_string();
             report.push(p, Problem::RecordsDamaged(d.clone()));
         }
-        if let Some(d) = &loaded.mounts_damage {
-            let p = self.paths.mounts_json().display().to_string();
-            report.push(p, Problem::MountsDamaged(d.clone()));
+        if let Some(d) = &loaded.volatile_damage {
+            let p = self.volatile_json().display().to_string();
+            report.push(p, Problem::RecordsDamaged(d.clone()));
+        }
+        if let (Some(d), Some(p)) = (&loaded.mounts_damage, self.mounts_json()) {
+            report.push(p.display().to_string(), Problem::MountsDamaged(d.clone()));
         }
         for l in &loaded.layers {
             self.check_layer(l, &loaded.layers, mode, &mut report);
@@ -138,11 +151,10 @@ impl Store {
             Err(e) => report.push(id, Problem::ContentAltered(e.to_string())),
         }
         for name in &l.big_data_names {
-            let p = self
-                .paths
-                .data_dir(id)
-                .join(crate::files::big_data_file_name(name));
-            if !p.is_file() {
+            let present = crate::bigdata::file_name(name)
+                .map(|f| self.layer_store.data_dir(id).join(f).is_file())
+                .unwrap_or(false);
+            if !present {
                 report.push(id, Problem::BigDataMissing(name.clone()));
             }
         }
@@ -156,9 +168,9 @@ impl Store {
 
     fn check_content(&self, l: &Layer, mode: CheckMode, report: &mut Report) {
         let id = l.id.as_str();
-        let ts = self.paths.tar_split(id);
+        let ts = self.layer_store.tar_split(id);
         if !ts.exists() {
-            if !l.uncompressed_digest.is_empty() && !crate::record::has_no_tar_split(l) {
+            if !l.uncompressed_digest.is_empty() && !l.has_no_tar_split() {
                 report.push(id, Problem::TarSplitMissing);
             }
             return;
@@ -234,6 +246,20 @@ impl Store {
                 },
             );
         }
+    }
+
+    pub(crate) fn layers_json(&self) -> PathBuf {
+        self.layer_store.records().path().to_path_buf()
+    }
+
+    pub(crate) fn volatile_json(&self) -> PathBuf {
+        self.layer_store.dir().join("volatile-layers.json")
+    }
+
+    pub(crate) fn mounts_json(&self) -> Option<PathBuf> {
+        self.layer_store
+            .mounts_dir()
+            .map(|d| d.join("mountpoints.json"))
     }
 
     /// Where a layer's own files are, for drivers whose layout is known.
@@ -341,7 +367,7 @@ impl Store {
                 }
             }
         }
-        for (name, path, is_dir) in list(&self.paths.layers_dir) {
+        for (name, path, is_dir) in list(self.layer_store.dir()) {
             let id = if is_dir {
                 Some(name.as_str())
             } else {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use super::layers::Loaded;
 use super::{CheckMode, Problem, RepairScope, Repaired, Report};
 use crate::files::{remove_dir_if_exists, remove_file_if_exists, write_replacing, Persist};
+use crate::layers::{Layer, LayersTx};
 use crate::lockfile::LockMode;
-use crate::record::{to_json, Layer};
+use crate::record::to_json;
 use crate::{Error, Result, Store};
 
 /// What [`Store::repair`] returns.
@@ -23,65 +24,31 @@ pub struct RepairOutcome {
 }
 
 impl Store {
-    /// Checks the store and repairs what it finds (see the module docs),
-    /// with the layer locks held exclusively throughout.
-    pub fn repair(&mut self, mode: CheckMode, scope: RepairScope) -> Result<RepairOutcome> {
-        // No containers are kept yet: with or without them the same layers go.
+    /// Checks the store and repairs what it finds (see the module docs).
+    /// Record files that do not parse are set right first, under the layer
+    /// locks taken exclusively; the rest is done in one layer transaction.
+    pub fn repair(&self, mode: CheckMode, scope: RepairScope) -> Result<RepairOutcome> {
+        // No container is removed for a damaged layer yet: containers on
+        // damaged layers are left alone whatever the scope.
         let _ = scope;
-        let locks = self.locks.clone();
-        let _l = locks.layers.lock(LockMode::Exclusive)?;
-        let _m = locks.mounts.lock(LockMode::Exclusive)?;
-        let mut outcome = self.repair_pass(mode)?;
+        let mut done = Repaired::default();
+        let found = self.rewrite_damaged_files(mode, &mut done)?;
+        let mut tx = self.layers_tx()?;
+        let mut after = self.repair_pass(&mut tx, mode, &mut done)?;
         // Removing a layer can leave what only a second look sees (an l/
         // entry of a layer whose directory was already gone): a few more
         // passes, while each still changes something.
         for _ in 0..3 {
-            if outcome.after.is_clean() {
+            if after.is_clean() {
                 break;
             }
-            let next = self.repair_pass(mode)?;
-            let progressed = next.after != outcome.after;
-            merge(&mut outcome.repaired, next.repaired);
-            outcome.after = next.after;
+            let next = self.repair_pass(&mut tx, mode, &mut done)?;
+            let progressed = next != after;
+            after = next;
             if !progressed {
                 break;
             }
         }
-        Ok(outcome)
-    }
-
-    fn repair_pass(&mut self, mode: CheckMode) -> Result<RepairOutcome> {
-        let locks = self.locks.clone();
-        let (found, loaded) = self.check_locked(mode)?;
-        let mut done = Repaired::default();
-        self.rewrite_damaged_files(&loaded, &mut done)?;
-        self.state
-            .refresh(&self.paths, &locks.layers, &locks.mounts)?;
-
-        let damaged: BTreeSet<String> = found.damaged_layers().into_iter().collect();
-        for id in removal_order(&self.state.layers, &damaged) {
-            tracing::info!("removing damaged layer {id}");
-            self.remove_layer_locked(&id)?;
-            done.removed_layers.push(id);
-        }
-        self.rebuild_links(&found, &mut done)?;
-        for f in &found.findings {
-            match &f.problem {
-                Problem::Unnamed(path) => {
-                    self.remove_unnamed(&f.id, path)?;
-                    done.removed_unnamed.push(path.clone());
-                }
-                Problem::StaleMount { .. } if !damaged.contains(&f.id) => {
-                    self.state.mounts.retain(|m| m.id != f.id);
-                    done.mounts_dropped.push(f.id.clone());
-                }
-                _ => {}
-            }
-        }
-        if !done.mounts_dropped.is_empty() {
-            self.save()?;
-        }
-        let (after, _) = self.check_locked(mode)?;
         Ok(RepairOutcome {
             found,
             repaired: done,
@@ -89,29 +56,81 @@ impl Store {
         })
     }
 
-    /// Moves a record file that does not parse aside and writes back the
-    /// records that did.
-    fn rewrite_damaged_files(&mut self, loaded: &Loaded, done: &mut Repaired) -> Result<()> {
-        if loaded.layers_damage.is_some() {
-            let p = self.paths.layers_json();
-            let data = to_json(&loaded.layers).map_err(|e| Error::Invalid(e.to_string()))?;
-            done.moved_aside.push((p.clone(), move_aside(&p)?));
-            write_replacing(&p, &data, 0o600, self.sync.persist())?;
-            self.locks.layers.record_write()?;
+    /// One round: check, remove, rebuild; returns the check afterwards.
+    fn repair_pass(
+        &self,
+        tx: &mut LayersTx<'_>,
+        mode: CheckMode,
+        done: &mut Repaired,
+    ) -> Result<Report> {
+        let (found, _) = self.check_locked(mode)?;
+        let damaged: BTreeSet<String> = found.damaged_layers().into_iter().collect();
+        let layers = tx.layers.list().to_vec();
+        for id in removal_order(&layers, &damaged) {
+            tracing::info!("removing damaged layer {id}");
+            self.remove_layer_locked(tx, &id)?;
+            done.removed_layers.push(id);
         }
-        if loaded.mounts_damage.is_some() {
-            let p = self.paths.mounts_json();
+        self.rebuild_links(tx, &found, done)?;
+        let mut mounts_dropped = false;
+        for f in &found.findings {
+            match &f.problem {
+                Problem::Unnamed(path) => {
+                    self.remove_unnamed(&f.id, path)?;
+                    done.removed_unnamed.push(path.clone());
+                }
+                Problem::StaleMount { .. } if !damaged.contains(&f.id) => {
+                    tx.mounts.records_mut().remove(&f.id);
+                    done.mounts_dropped.push(f.id.clone());
+                    mounts_dropped = true;
+                }
+                _ => {}
+            }
+        }
+        if mounts_dropped {
+            tx.save()?;
+        }
+        Ok(self.check_locked(mode)?.0)
+    }
+
+    /// Moves a record file that does not parse aside and writes back the
+    /// records that did; returns the first check's findings.
+    fn rewrite_damaged_files(&self, mode: CheckMode, done: &mut Repaired) -> Result<Report> {
+        let ls = &self.layer_store;
+        let _l = ls.records().lock_file().lock(LockMode::Exclusive)?;
+        let _m = match ls.mount_records() {
+            Some(m) => Some(m.lock_file().lock(LockMode::Exclusive)?),
+            None => None,
+        };
+        let (found, loaded): (Report, Loaded) = self.check_locked(mode)?;
+        if loaded.layers_damage.is_some() || loaded.volatile_damage.is_some() {
+            // Every record that parsed goes back into layers.json (the
+            // volatile ones too: they are not volatile any more).
+            let data = to_json(&loaded.layers).map_err(|e| Error::Invalid(e.to_string()))?;
+            for p in [self.layers_json(), self.volatile_json()] {
+                if p.exists() {
+                    done.moved_aside.push((p.clone(), move_aside(&p)?));
+                }
+            }
+            write_replacing(&self.layers_json(), &data, 0o600, self.sync.persist())?;
+            ls.records().lock_file().record_write()?;
+        }
+        if let (Some(_), Some(p), Some(m)) = (
+            &loaded.mounts_damage,
+            self.mounts_json(),
+            ls.mount_records(),
+        ) {
             let data = to_json(&loaded.mounts).map_err(|e| Error::Invalid(e.to_string()))?;
             done.moved_aside.push((p.clone(), move_aside(&p)?));
             write_replacing(&p, &data, 0o600, Persist::Volatile)?;
-            self.locks.mounts.record_write()?;
+            m.lock_file().record_write()?;
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Rebuilds overlay links and lower files of layers that stay, parents
     /// before children.
-    fn rebuild_links(&mut self, found: &Report, done: &mut Repaired) -> Result<()> {
+    fn rebuild_links(&self, tx: &LayersTx<'_>, found: &Report, done: &mut Repaired) -> Result<()> {
         let want: BTreeSet<&str> = found
             .findings
             .iter()
@@ -121,7 +140,7 @@ impl Store {
         if want.is_empty() {
             return Ok(());
         }
-        let layers = self.state.layers.clone();
+        let layers = tx.layers.list().to_vec();
         let layout = self.overlay_layout();
         for id in parents_first(&layers) {
             if !want.contains(id.as_str()) {
@@ -147,9 +166,9 @@ impl Store {
         Ok(())
     }
 
-    fn remove_unnamed(&mut self, name: &str, path: &Path) -> Result<()> {
+    fn remove_unnamed(&self, name: &str, path: &Path) -> Result<()> {
         tracing::info!("removing {}, which no record names", path.display());
-        let in_driver_home = !path.starts_with(&self.paths.layers_dir) && !name.starts_with("l/");
+        let in_driver_home = !path.starts_with(self.layer_store.dir()) && !name.starts_with("l/");
         if in_driver_home {
             // The driver knows what else belongs to the layer (its l/ link).
             if let Err(e) = self.driver.remove(name) {
@@ -162,14 +181,6 @@ impl Store {
             Err(_) => Ok(()),
         }
     }
-}
-
-fn merge(into: &mut Repaired, more: Repaired) {
-    into.removed_layers.extend(more.removed_layers);
-    into.rebuilt.extend(more.rebuilt);
-    into.removed_unnamed.extend(more.removed_unnamed);
-    into.moved_aside.extend(more.moved_aside);
-    into.mounts_dropped.extend(more.mounts_dropped);
 }
 
 /// Renames `p` to `<p>.damaged-<ns>`, a name not in use.

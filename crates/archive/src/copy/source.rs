@@ -1,4 +1,4 @@
-//! The source side of `copy`, read through descriptors only.
+//! The source side of a copy, read through descriptors only.
 //!
 //! The source path is resolved inside its root (a layer's mount, or `/`
 //! for host files) with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
@@ -15,10 +15,13 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::{bail, Context, Result};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
-use strata_archive::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
+
+use super::TopDir;
+use crate::changes::meta::XattrSet;
+use crate::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
+use crate::{Applier, Error, Result};
 
 /// What a source path names: the object, already `lstat`ed, and the
 /// directory it sits in.
@@ -83,23 +86,24 @@ pub(super) fn lookup(root: BorrowedFd<'_>, path: &[u8]) -> Result<Node> {
     let (parent, name) = split_last(path);
     let (parent, name) = if matches!(name, b"" | b"." | b"..") {
         // The whole path names a directory: resolve all of it.
-        let dir = open_dir_in(root, path).with_context(|| format!("resolving {shown}"))?;
+        let dir =
+            open_dir_in(root, path).map_err(|e| Error::io(format!("resolving {shown}"), e))?;
         (dir, b".".to_vec())
     } else {
-        let dir = open_dir_in(root, parent).with_context(|| format!("resolving {shown}"))?;
+        let dir =
+            open_dir_in(root, parent).map_err(|e| Error::io(format!("resolving {shown}"), e))?;
         (dir, name.to_vec())
     };
     let st = fs::statat(&parent, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("stat {shown}"))?;
+        .map_err(|e| Error::io(format!("stat {shown}"), e.into()))?;
     Ok(Node { parent, name, st })
 }
 
-/// Walks a source tree and hands it to `emit` as an entry stream whose
-/// names start with `dest`.
+/// Walks a source tree and hands it to the applier as an entry stream
+/// whose names start with `dest`.
 pub(super) struct Walk<'a> {
     /// Receives the entries.
-    pub emit: &'a mut dyn FnMut(Item) -> Result<()>,
+    pub applier: Applier<'a>,
     /// Owner forced by `--chown`.
     pub owner: Option<(u32, u32)>,
     /// Entry name of the source itself (empty for the layer root).
@@ -117,15 +121,6 @@ pub(super) struct Walk<'a> {
     /// (device, inode) of the destination directory, once known: a source
     /// directory below it would be copied into itself forever.
     pub dest_ident: Option<(u64, u64)>,
-}
-
-/// What happens to the destination of a directory source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TopDir {
-    /// It is made (or replaces a symlink).
-    Make,
-    /// It exists: its contents merge, its metadata stays.
-    Merge,
 }
 
 fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
@@ -157,8 +152,7 @@ impl Walk<'_> {
             FileType::Directory => EntryKind::Directory,
             FileType::Symlink => {
                 let t = fs::readlinkat(dir, os, Vec::new())
-                    .map_err(std::io::Error::from)
-                    .with_context(|| format!("readlink {}", shown()))?;
+                    .map_err(|e| Error::io(format!("readlink {}", shown()), e.into()))?;
                 EntryKind::Symlink {
                     target: t.into_bytes(),
                 }
@@ -176,7 +170,9 @@ impl Walk<'_> {
                 tracing::warn!("skipping socket {}", shown());
                 return Ok(());
             }
-            FileType::Unknown => bail!("{}: unknown file type", shown()),
+            FileType::Unknown => {
+                return Err(Error::Copy(format!("{}: unknown file type", shown())))
+            }
         };
         let mut h = Header::new(path.to_vec(), kind);
         h.mode = st.st_mode & 0o7777;
@@ -193,8 +189,8 @@ impl Walk<'_> {
     }
 
     fn member(&mut self, h: Header) -> Result<()> {
-        (self.emit)(Item::Header(Box::new(h)))?;
-        (self.emit)(Item::End)
+        self.applier.push(Item::Header(Box::new(h)))?;
+        self.applier.push(Item::End)
     }
 
     fn file(&mut self, dir: BorrowedFd<'_>, name: &[u8], st: &Stat, mut h: Header) -> Result<()> {
@@ -216,32 +212,34 @@ impl Walk<'_> {
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("open {}", shown()))?;
-        let now = fs::fstat(&fd).map_err(std::io::Error::from)?;
+        .map_err(|e| Error::io(format!("open {}", shown()), e.into()))?;
+        let now = fstat(&fd, &shown)?;
         if !same(&now, st) || FileType::from_raw_mode(now.st_mode) != FileType::RegularFile {
-            bail!("{} changed while it was copied", shown());
+            return Err(changed(&shown()));
         }
         h.size = now.st_size as u64;
-        h.xattrs = layer_xattrs(fd.as_fd()).with_context(|| format!("xattrs of {}", shown()))?;
+        h.xattrs =
+            layer_xattrs(fd.as_fd()).map_err(|e| Error::io(format!("xattrs of {}", shown()), e))?;
         let size = h.size;
-        (self.emit)(Item::Header(Box::new(h)))?;
+        self.applier.push(Item::Header(Box::new(h)))?;
         let mut f = std::fs::File::from(fd).take(size);
         let mut offset = 0u64;
         loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = read_full(&mut f, &mut buf).with_context(|| format!("read {}", shown()))?;
+            let mut buf = Vec::with_capacity(CHUNK);
+            let n = (&mut f)
+                .take(CHUNK as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(format!("read {}", shown()), e))?;
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
-            (self.emit)(Item::Data {
+            self.applier.push(Item::Data {
                 offset,
                 bytes: buf.into(),
             })?;
             offset += n as u64;
         }
-        (self.emit)(Item::End)
+        self.applier.push(Item::End)
     }
 
     fn dir(&mut self, parent: BorrowedFd<'_>, name: &[u8], st: &Stat, mut h: Header) -> Result<()> {
@@ -253,14 +251,13 @@ impl Walk<'_> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("open {}", shown()))?;
-        let now = fs::fstat(&fd).map_err(std::io::Error::from)?;
+        .map_err(|e| Error::io(format!("open {}", shown()), e.into()))?;
+        let now = fstat(&fd, &shown)?;
         if !same(&now, st) {
-            bail!("{} changed while it was copied", shown());
+            return Err(changed(&shown()));
         }
         if path != self.dest && self.dest_ident == Some((now.st_dev, now.st_ino)) {
-            bail!("cannot copy a directory into itself");
+            return Err(Error::Copy("cannot copy a directory into itself".into()));
         }
         // The destination of the copy is made as the reference makes it
         // (`mkdir -p` with 0755), or merged into; directories below it are
@@ -268,16 +265,16 @@ impl Walk<'_> {
         let emit = if path == self.dest {
             h.mode = 0o755;
             (h.uid, h.gid) = self.owner.unwrap_or((0, 0));
-            h.mtime = time_now();
+            h.mtime = Timestamp::now();
             self.top == TopDir::Make
         } else {
             true
         };
         if emit {
-            h.xattrs =
-                layer_xattrs(fd.as_fd()).with_context(|| format!("xattrs of {}", shown()))?;
-            (self.emit)(Item::Header(Box::new(h)))?;
-            (self.emit)(Item::End)?;
+            h.xattrs = layer_xattrs(fd.as_fd())
+                .map_err(|e| Error::io(format!("xattrs of {}", shown()), e))?;
+            self.applier.push(Item::Header(Box::new(h)))?;
+            self.applier.push(Item::End)?;
         }
         if path == self.dest {
             self.dest_ident = open_dir_in(self.dest_root, &path)
@@ -286,8 +283,9 @@ impl Walk<'_> {
                 .map(|st| (st.st_dev, st.st_ino));
         }
         let mut names: Vec<Vec<u8>> = Vec::new();
-        for e in fs::Dir::read_from(&fd).map_err(std::io::Error::from)? {
-            let e = e.map_err(std::io::Error::from)?;
+        let list_err = |e: Errno| Error::io(format!("reading {}", shown()), e.into());
+        for e in fs::Dir::read_from(&fd).map_err(list_err)? {
+            let e = e.map_err(list_err)?;
             let n: &CStr = e.file_name();
             let n = n.to_bytes();
             if n != b"." && n != b".." {
@@ -301,8 +299,10 @@ impl Walk<'_> {
                 // Gone since the listing: nothing to copy.
                 Err(Errno::NOENT) => continue,
                 Err(e) => {
-                    return Err(std::io::Error::from(e))
-                        .with_context(|| format!("stat {}/{}", shown(), n.escape_ascii()))
+                    return Err(Error::io(
+                        format!("stat {}/{}", shown(), n.escape_ascii()),
+                        e.into(),
+                    ))
                 }
             };
             self.object(fd.as_fd(), &n, &child, &join(&path, &n))?;
@@ -326,11 +326,7 @@ fn layer_xattrs(fd: BorrowedFd<'_>) -> std::io::Result<Vec<Xattr>> {
     let n = fs::flistxattr(fd, &mut names[..])?;
     let mut out = Vec::new();
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let wanted = name == b"security.capability"
-            || (name.starts_with(b"user.")
-                && !name.starts_with(b"user.overlay.")
-                && name != b"user.containers.override_stat");
-        if !wanted {
+        if !XattrSet::Exported.contains(name) {
             continue;
         }
         let cname = OsStr::from_bytes(name);
@@ -353,25 +349,10 @@ fn layer_xattrs(fd: BorrowedFd<'_>) -> std::io::Result<Vec<Xattr>> {
     Ok(out)
 }
 
-fn time_now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        sec: d.as_secs() as i64,
-        nsec: d.subsec_nanos(),
-    }
+fn fstat(fd: &OwnedFd, shown: &dyn Fn() -> String) -> Result<Stat> {
+    fs::fstat(fd).map_err(|e| Error::io(format!("stat {}", shown()), e.into()))
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
+fn changed(shown: &str) -> Error {
+    Error::Copy(format!("{shown} changed while it was copied"))
 }

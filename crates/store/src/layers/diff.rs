@@ -5,24 +5,39 @@ use std::io::{BufReader, Write};
 use strata_archive::{Change, Compression};
 use strata_driver::DiffRequest;
 
+use crate::layers::LayersRead;
+use crate::record::Kind;
 use crate::{Error, Result, Store};
 
 impl Store {
-    fn diff_request(&self, from: Option<&str>, to: &str) -> Result<(DiffRequest, bool)> {
-        let ti = self.state.get(to)?;
-        let t = &self.state.layers[ti];
+    /// The layer store holding `key` (the store's own first), locked shared.
+    fn layers_holding(&self, key: &str) -> Result<LayersRead<'_>> {
+        for s in std::iter::once(&self.layer_store).chain(&self.ro_layer_stores) {
+            let read = s.read()?;
+            if read.layers.lookup(key).is_some() {
+                return Ok(read);
+            }
+        }
+        Err(Error::unknown(Kind::Layer, key))
+    }
+
+    fn diff_request(
+        f: &LayersRead<'_>,
+        from: Option<&str>,
+        to: &str,
+    ) -> Result<(DiffRequest, bool)> {
+        let layers = &f.layers;
+        let t = layers.get(to)?;
         let (parent, parent_mappings, is_parent) = match from.filter(|f| !f.is_empty()) {
-            Some(f) => {
-                let fi = self.state.get(f)?;
-                let fl = &self.state.layers[fi];
+            Some(from) => {
+                let fl = layers.get(from)?;
                 (Some(fl.id.clone()), fl.id_mappings(), fl.id == t.parent)
             }
             None => match t.parent() {
                 Some(p) => {
-                    let pm = self
-                        .state
+                    let pm = layers
                         .lookup(p)
-                        .map(|i| self.state.layers[i].id_mappings())
+                        .map(|l| l.id_mappings())
                         .unwrap_or_default();
                     (Some(p.to_string()), pm, true)
                 }
@@ -42,23 +57,21 @@ impl Store {
     }
 
     /// Changes of layer `to` against `from` (default: its parent).
-    pub fn changes(&mut self, from: Option<&str>, to: &str) -> Result<Vec<Change>> {
-        self.read(|s| {
-            let (req, _) = s.diff_request(from, to)?;
-            s.driver
-                .changes(&req)
-                .map_err(|e| Error::driver("computing changes of", &req.id, e))
-        })
+    pub fn changes(&self, from: Option<&str>, to: &str) -> Result<Vec<Change>> {
+        let f = self.layers_holding(to)?;
+        let (req, _) = Self::diff_request(&f, from, to)?;
+        self.driver
+            .changes(&req)
+            .map_err(|e| Error::driver("computing changes of", &req.id, e))
     }
 
     /// Size in bytes of the changes of `to` against `from` (default: its parent).
-    pub fn diff_size(&mut self, from: Option<&str>, to: &str) -> Result<u64> {
-        self.read(|s| {
-            let (req, _) = s.diff_request(from, to)?;
-            s.driver
-                .diff_size(&req)
-                .map_err(|e| Error::driver("computing diff size of", &req.id, e))
-        })
+    pub fn diff_size(&self, from: Option<&str>, to: &str) -> Result<u64> {
+        let f = self.layers_holding(to)?;
+        let (req, _) = Self::diff_request(&f, from, to)?;
+        self.driver
+            .diff_size(&req)
+            .map_err(|e| Error::driver("computing diff size of", &req.id, e))
     }
 
     /// Writes the diff of `to` against `from` (default: its parent) to
@@ -66,46 +79,44 @@ impl Store {
     /// imported). An imported layer compared with its parent is rebuilt from
     /// its tar-split record, byte for byte as it was imported.
     pub fn diff(
-        &mut self,
+        &self,
         from: Option<&str>,
         to: &str,
         compression: Option<Compression>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        self.read(|s| {
-            let (req, is_parent) = s.diff_request(from, to)?;
-            let ti = s.state.get(to)?;
-            let layer_compression =
-                Compression::from_u8(s.state.layers[ti].compression).unwrap_or_default();
-            let kind = compression.unwrap_or(layer_compression);
-            let mut w = compressor(kind, out)?;
-            let ts = s.paths.tar_split(&req.id);
-            if is_parent && ts.exists() {
-                let f = std::fs::File::open(&ts).map_err(|e| Error::io("open", &ts, e))?;
-                let record = BufReader::new(flate2::read::GzDecoder::new(f));
-                let source = s
-                    .driver
-                    .diff_getter(&req.id)
-                    .map_err(|e| Error::driver("reading files of", &req.id, e))?;
-                strata_archive::tarsplit::replay(record, &*source, &mut w).map_err(|e| {
-                    Error::Archive {
-                        op: "replaying tar-split of",
-                        layer: req.id.clone(),
-                        source: e,
-                    }
-                })?;
-            } else {
-                let r = s
-                    .driver
-                    .diff(&req)
-                    .map_err(|e| Error::driver("computing diff of", &req.id, e))?;
-                // std's copy reads straight from a BufReader's buffer: a read
-                // and a write per MiB instead of per 8 KiB.
-                std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, r), &mut w)
-                    .map_err(|e| Error::io("write diff of", &req.id, e))?;
-            }
-            w.finish()
-        })
+        let f = self.layers_holding(to)?;
+        let (req, is_parent) = Self::diff_request(&f, from, to)?;
+        let layer_compression =
+            Compression::from_u8(f.layers.get(to)?.compression).unwrap_or_default();
+        let kind = compression.unwrap_or(layer_compression);
+        let mut w = compressor(kind, out)?;
+        let ts = f.store.tar_split(&req.id);
+        if is_parent && ts.exists() {
+            let file = std::fs::File::open(&ts).map_err(|e| Error::io("open", &ts, e))?;
+            let record = BufReader::new(flate2::read::GzDecoder::new(file));
+            let source = self
+                .driver
+                .diff_getter(&req.id)
+                .map_err(|e| Error::driver("reading files of", &req.id, e))?;
+            strata_archive::tarsplit::replay(record, &*source, &mut w).map_err(|e| {
+                Error::Archive {
+                    op: "replaying tar-split of",
+                    layer: req.id.clone(),
+                    source: e,
+                }
+            })?;
+        } else {
+            let r = self
+                .driver
+                .diff(&req)
+                .map_err(|e| Error::driver("computing diff of", &req.id, e))?;
+            // std's copy reads straight from a BufReader's buffer: a read
+            // and a write per MiB instead of per 8 KiB.
+            std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, r), &mut w)
+                .map_err(|e| Error::io("write diff of", &req.id, e))?;
+        }
+        w.finish()
     }
 }
 

@@ -1,0 +1,168 @@
+//! Layers: `create-layer`, `import-layer`, `delete-layer`, `delete`,
+//! `layers`, `layer`, `layer-parent-owners`.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use strata_store::{Access, ErrorKind, LayerMaps, MapChoice, NewLayer, Safety, Store};
+
+use super::{input, status, Each};
+use crate::args::{DeleteOpts, ImportOpts, Items, LayerOpts, ListOpts};
+use crate::output::{self, print, print_json};
+
+/// `create-layer`.
+pub(super) fn create(s: &Store, o: &LayerOpts) -> Result<ExitCode> {
+    put_layer(s, o, None)
+}
+
+/// `import-layer`.
+pub(super) fn import(s: &Store, o: &ImportOpts) -> Result<ExitCode> {
+    let mut diff = input(o.file.as_deref(), "importing")?;
+    put_layer(s, &o.opts, Some(&mut diff))
+}
+
+fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> Result<ExitCode> {
+    let req = NewLayer {
+        id: o.id.clone(),
+        parent: o.parent.clone(),
+        names: o.names.clone(),
+        mount_label: o.label.clone(),
+        access: if o.readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        },
+        maps: layer_maps(o)?,
+        ..Default::default()
+    };
+    let layer = match diff {
+        Some(d) => s.import_layer(&req, d)?,
+        None => s.create_layer(&req)?,
+    };
+    if o.json.json {
+        print_json(&layer)?;
+    } else {
+        let mut out = format!("{}\n", layer.id);
+        for n in &layer.names {
+            out.push_str(&format!("\t{n}\n"));
+        }
+        print(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ID maps asked for: `--host*map`, else `--*map`, else `--sub*map`
+/// (read from /etc/sub[ug]id), else inherited.
+fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
+    let side = |host: bool, explicit: Option<&String>, sub: Option<&String>, file: &str| {
+        if host {
+            return Ok::<_, anyhow::Error>(MapChoice::Host);
+        }
+        if let Some(m) = explicit {
+            return Ok(MapChoice::Explicit(strata_store::parse_maps(m)?));
+        }
+        if let Some(name) = sub {
+            return Ok(MapChoice::Explicit(strata_store::read_subid_maps(
+                Path::new(file),
+                name,
+            )?));
+        }
+        Ok(MapChoice::Inherit)
+    };
+    Ok(LayerMaps {
+        uids: side(
+            o.hostuidmap,
+            o.uidmap.as_ref(),
+            o.subuidmap.as_ref(),
+            "/etc/subuid",
+        )?,
+        gids: side(
+            o.hostgidmap,
+            o.gidmap.as_ref(),
+            o.subgidmap.as_ref(),
+            "/etc/subgid",
+        )?,
+    })
+}
+
+/// `delete-layer` (checked) and `delete` (unchecked): one line on stderr
+/// per layer that could not be deleted.
+pub(super) fn delete(s: &Store, o: &DeleteOpts, safety: Safety) -> Result<ExitCode> {
+    let mut ok = true;
+    for l in &o.layers {
+        if let Err(e) = s.delete_layer(l, safety) {
+            match e.kind() {
+                ErrorKind::NotFound => eprintln!("{l}: identifier is not a layer"),
+                _ => eprintln!("{l}: {e}"),
+            }
+            ok = false;
+        }
+    }
+    Ok(status(ok))
+}
+
+/// `layers [-t]`.
+pub(super) fn list(s: &Store, o: &ListOpts) -> Result<ExitCode> {
+    let layers = s.layers()?;
+    if o.json.json {
+        print_json(&layers)?;
+    } else if o.tree {
+        let mounts = s.mounts()?;
+        print(&output::layers_tree(&layers, &mounts))?;
+    } else {
+        let mut out = String::new();
+        for l in &layers {
+            out.push_str(&format!("{}\n", l.id));
+            for n in &l.names {
+                out.push_str(&format!("\tname: {n}\n"));
+            }
+        }
+        print(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `layer`: the records of the layers found; the first unknown one is the
+/// error.
+pub(super) fn examine(s: &Store, o: &Items) -> Result<ExitCode> {
+    let each = Each::run(&o.layers, |l| s.layer(l));
+    if o.json.json {
+        let found: Vec<_> = each.ok().map(|(_, r)| r).collect();
+        print_json(&found)?;
+    } else {
+        for (_, r) in each.ok() {
+            print(&output::layer_text(r))?;
+        }
+    }
+    each.finish()
+}
+
+/// `layer-parent-owners`.
+pub(super) fn parent_owners(s: &Store, o: &Items) -> Result<ExitCode> {
+    for l in &o.layers {
+        let (uids, gids) = s.layer_parent_owners(l)?;
+        if o.json.json {
+            let list = |ids: &[u32]| {
+                if ids.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    ids.into()
+                }
+            };
+            let j = serde_json::json!({"ID": l, "UIDs": list(&uids), "GIDs": list(&gids)});
+            print_json(&j)?;
+        } else {
+            let mut out = format!("ID: {l}\n");
+            if !uids.is_empty() {
+                out.push_str(&format!("UIDs: {}\n", output::go_list(&uids)));
+            }
+            if !gids.is_empty() {
+                out.push_str(&format!("GIDs: {}\n", output::go_list(&gids)));
+            }
+            print(&out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
