@@ -98,7 +98,7 @@ fn skip_ws(b: &[u8], mut pos: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Layer;
+    use crate::layers::Layer;
 
     #[test]
     fn salvage_keeps_what_parses() {
