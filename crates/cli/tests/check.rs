@@ -335,3 +335,43 @@ fn layer_kept_without_a_record_on_purpose_is_clean() {
     assert!(!layers_dir(&e).join(format!("{id}.tar-split.gz")).exists());
     assert_clean(&e);
 }
+
+#[test]
+fn images_and_containers_on_damaged_layers() {
+    if !have_reference() {
+        return;
+    }
+    // strata's CLI has no image commands yet: the reference makes them.
+    let s = stack("vfs");
+    let img = first_line(&s.e.ref_ok(&["create-image", &s.child]));
+    let ctr = first_line(&s.e.ref_ok(&["create-container", &img]));
+    let other_img = first_line(&s.e.ref_ok(&["create-image", &s.other]));
+    std::fs::remove_dir_all(files(&s.e, &s.base)).unwrap();
+    let (ok, out, err) = check(&s.e, &["-q"]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("image {img}:\n layer {} is damaged", s.child)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("container {ctr}:\n")), "{out}");
+    assert!(
+        err.contains("1 image errors") && err.contains("1 container errors"),
+        "{err}"
+    );
+    // Without --force the container, its image and their layers stay.
+    let (ok, _, err) = check(&s.e, &["-r"]);
+    assert!(!ok, "{err}");
+    assert!(s.e.reference(&["exists", "-c", &ctr]).status.success());
+    // With --force they go; the unrelated image and its layer stay.
+    let (ok, _, err) = check(&s.e, &["-r", "-f"]);
+    assert!(ok, "{err}");
+    assert_clean(&s.e);
+    assert!(!s.e.reference(&["exists", "-c", &ctr]).status.success());
+    assert!(!s.e.reference(&["exists", "-i", &img]).status.success());
+    assert!(s
+        .e
+        .reference(&["exists", "-i", &other_img])
+        .status
+        .success());
+    assert!(s.e.strata(&["exists", &s.other]).status.success());
+}

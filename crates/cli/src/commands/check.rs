@@ -1,9 +1,11 @@
 //! `check [-q] [-r [-f]] [-j]`: report damage, and repair it.
 //!
 //! Output follows the reference's later releases: for each damaged item a
-//! line `layer <id>:` and one indented line per problem (or, with `-j`, an
-//! object `{"layers":{"<id>":["problem",…]}}`); when anything was found and
-//! not repaired, the exit status is 1 with a count of the errors on stderr.
+//! line `layer <id>:` (`image`, `container`) and one indented line per
+//! problem (or, with `-j`, an object
+//! `{"layers":{"<id>":["problem",…]},"images":…,"containers":…}`); when
+//! anything was found and not repaired, the exit status is 1 with a count
+//! of the errors on stderr.
 
 use std::process::ExitCode;
 
@@ -33,6 +35,12 @@ pub(super) fn run(s: &Store, o: &CheckOpts) -> Result<ExitCode> {
     let outcome = s.repair(mode, scope)?;
     show(&outcome.found, o.json.json)?;
     let r = &outcome.repaired;
+    for id in &r.removed_containers {
+        eprintln!("removed damaged container {id}");
+    }
+    for id in &r.removed_images {
+        eprintln!("removed damaged image {id}");
+    }
     for id in &r.removed_layers {
         eprintln!("removed damaged layer {id}");
     }
@@ -56,23 +64,32 @@ pub(super) fn run(s: &Store, o: &CheckOpts) -> Result<ExitCode> {
 }
 
 fn show(report: &Report, json: bool) -> Result<()> {
-    let layers = report.by_item(ItemKind::Layer);
+    let groups = [
+        (ItemKind::Layer, "layers", "layer"),
+        (ItemKind::Image, "images", "image"),
+        (ItemKind::Container, "containers", "container"),
+    ];
     if json {
         let mut obj = serde_json::Map::new();
-        if !layers.is_empty() {
-            let m: serde_json::Map<String, serde_json::Value> = layers
-                .into_iter()
-                .map(|(id, msgs)| (id, msgs.into()))
-                .collect();
-            obj.insert("layers".into(), m.into());
+        for (kind, key, _) in groups {
+            let items = report.by_item(kind);
+            if !items.is_empty() {
+                let m: serde_json::Map<String, serde_json::Value> = items
+                    .into_iter()
+                    .map(|(id, msgs)| (id, msgs.into()))
+                    .collect();
+                obj.insert(key.into(), m.into());
+            }
         }
         return print(&format!("{}\n", output::json(&obj)));
     }
     let mut out = String::new();
-    for (id, msgs) in layers {
-        out.push_str(&format!("layer {id}:\n"));
-        for m in msgs {
-            out.push_str(&format!(" {m}\n"));
+    for (kind, _, word) in groups {
+        for (id, msgs) in report.by_item(kind) {
+            out.push_str(&format!("{word} {id}:\n"));
+            for m in msgs {
+                out.push_str(&format!(" {m}\n"));
+            }
         }
     }
     print(&out)
@@ -80,9 +97,11 @@ fn show(report: &Report, json: bool) -> Result<()> {
 
 fn counts(report: &Report) -> String {
     format!(
-        "{} layer errors, 0 read-only layer errors, 0 image errors, \
-         0 read-only image errors, 0 container errors",
-        report.by_item(ItemKind::Layer).len()
+        "{} layer errors, 0 read-only layer errors, {} image errors, \
+         0 read-only image errors, {} container errors",
+        report.by_item(ItemKind::Layer).len(),
+        report.by_item(ItemKind::Image).len(),
+        report.by_item(ItemKind::Container).len()
     )
 }
 

@@ -23,7 +23,9 @@ pub(crate) struct Loaded {
     pub(crate) mounts_damage: Option<String>,
 }
 
-fn read_salvaged<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Option<String>)> {
+pub(crate) fn read_salvaged<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(Vec<T>, Option<String>)> {
     match std::fs::read(path) {
         Ok(b) => {
             let s = salvage::<T>(&b);
@@ -128,6 +130,9 @@ impl Store {
         let ids: BTreeSet<&str> = loaded.layers.iter().map(|l| l.id.as_str()).collect();
         self.check_unnamed(&ids, &mut report);
         self.check_mounts(&loaded.mounts, &ids, &mut report);
+        let layer_ids: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
+        let items = self.load_items()?;
+        self.check_items(&items, &layer_ids, mode, &mut report);
         Ok((report, loaded))
     }
 

@@ -31,6 +31,7 @@
 //! (`<file>.damaged-<ns>`) before writing back the records that did parse.
 //! It never removes a layer it found intact.
 
+mod items;
 mod layers;
 mod records;
 mod repair;
@@ -70,6 +71,10 @@ pub enum RepairScope {
 pub enum ItemKind {
     /// A layer (or a layer-store file or directory).
     Layer,
+    /// An image (or an image-store file or directory).
+    Image,
+    /// A container (or a container-store file or directory).
+    Container,
 }
 
 /// One problem found.
@@ -129,6 +134,12 @@ pub enum Problem {
         /// Size of the replayed tar.
         found: u64,
     },
+    /// A layer the item uses is not listed.
+    LayerMissing(String),
+    /// A layer the item uses is damaged.
+    LayerDamaged(String),
+    /// The container's image is not listed.
+    ImageMissing(String),
     /// A big-data item the record lists has no file.
     BigDataMissing(String),
     /// Overlay bookkeeping (`link`, `l/`, `lower`) is missing or wrong.
@@ -183,6 +194,9 @@ impl fmt::Display for Problem {
                 write!(f, "layer content size is {found}, expected {expected}")
             }
             Problem::BigDataMissing(n) => write!(f, "data item {n:?} is missing"),
+            Problem::LayerMissing(l) => write!(f, "layer {l} is missing"),
+            Problem::LayerDamaged(l) => write!(f, "layer {l} is damaged"),
+            Problem::ImageMissing(i) => write!(f, "image {i} is missing"),
             Problem::Links(r) => write!(f, "overlay links: {r}"),
             Problem::Unnamed(p) => write!(f, "{} is named by no record", p.display()),
             Problem::StaleMount { path, count } => {
@@ -218,11 +232,27 @@ impl Report {
     }
 
     pub(crate) fn push(&mut self, id: impl Into<String>, problem: Problem) {
+        self.push_kind(ItemKind::Layer, id, problem);
+    }
+
+    pub(crate) fn push_kind(&mut self, kind: ItemKind, id: impl Into<String>, problem: Problem) {
         self.findings.push(Finding {
-            kind: ItemKind::Layer,
+            kind,
             id: id.into(),
             problem,
         });
+    }
+
+    /// IDs of images or containers that repair removes (damaged records).
+    pub fn damaged_items(&self, kind: ItemKind) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for f in &self.findings {
+            let removes = !matches!(f.problem, Problem::RecordsDamaged(_) | Problem::Unnamed(_));
+            if f.kind == kind && removes && !ids.contains(&f.id) {
+                ids.push(f.id.clone());
+            }
+        }
+        ids
     }
 
     /// IDs of layers that repair removes.
@@ -242,6 +272,10 @@ impl Report {
 pub struct Repaired {
     /// Layers removed.
     pub removed_layers: Vec<String>,
+    /// Images removed.
+    pub removed_images: Vec<String>,
+    /// Containers removed (`--force`).
+    pub removed_containers: Vec<String>,
     /// Layers whose overlay links or lower file were rebuilt.
     pub rebuilt: Vec<String>,
     /// Paths of data no record named, removed.

@@ -4,11 +4,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::layers::Loaded;
+use super::ItemKind;
 use super::{CheckMode, Problem, RepairScope, Repaired, Report};
+use crate::containers::Container;
 use crate::files::{remove_dir_if_exists, remove_file_if_exists, write_replacing, Persist};
+use crate::images::Image;
 use crate::layers::{Layer, LayersTx};
 use crate::lockfile::LockMode;
 use crate::record::to_json;
+use crate::recordfile::Writer;
 use crate::{Error, Result, Store};
 
 /// What [`Store::repair`] returns.
@@ -28,13 +32,21 @@ impl Store {
     /// Record files that do not parse are set right first, under the layer
     /// locks taken exclusively; the rest is done in one layer transaction.
     pub fn repair(&self, mode: CheckMode, scope: RepairScope) -> Result<RepairOutcome> {
-        // No container is removed for a damaged layer yet: containers on
-        // damaged layers are left alone whatever the scope.
-        let _ = scope;
         let mut done = Repaired::default();
         let found = self.rewrite_damaged_files(mode, &mut done)?;
+        // The reference's lock order: layers, images, containers.
         let mut tx = self.layers_tx()?;
-        let mut after = self.repair_pass(&mut tx, mode, &mut done)?;
+        let mut images = self.image_store.write()?;
+        let mut containers = self.container_store.write()?;
+        self.remove_items(
+            &mut tx,
+            &mut images,
+            &mut containers,
+            (&found, scope),
+            &mut done,
+        )?;
+        let keep = protected(&tx, &containers);
+        let mut after = self.repair_pass(&mut tx, mode, &mut done, &keep)?;
         // Removing a layer can leave what only a second look sees (an l/
         // entry of a layer whose directory was already gone): a few more
         // passes, while each still changes something.
@@ -42,7 +54,8 @@ impl Store {
             if after.is_clean() {
                 break;
             }
-            let next = self.repair_pass(&mut tx, mode, &mut done)?;
+            let keep = protected(&tx, &containers);
+            let next = self.repair_pass(&mut tx, mode, &mut done, &keep)?;
             let progressed = next != after;
             after = next;
             if !progressed {
@@ -62,9 +75,14 @@ impl Store {
         tx: &mut LayersTx<'_>,
         mode: CheckMode,
         done: &mut Repaired,
+        keep: &BTreeSet<String>,
     ) -> Result<Report> {
         let (found, _) = self.check_locked(mode)?;
-        let damaged: BTreeSet<String> = found.damaged_layers().into_iter().collect();
+        let damaged: BTreeSet<String> = found
+            .damaged_layers()
+            .into_iter()
+            .filter(|id| !keep.contains(id))
+            .collect();
         let layers = tx.layers.list().to_vec();
         for id in removal_order(&layers, &damaged) {
             tracing::info!("removing damaged layer {id}");
@@ -93,6 +111,42 @@ impl Store {
         Ok(self.check_locked(mode)?.0)
     }
 
+    /// Removes damaged images and, with [`RepairScope::WithContainers`],
+    /// damaged containers with their layers. An image a remaining container
+    /// uses stays (the reference leaves those alone without `--force`).
+    fn remove_items(
+        &self,
+        tx: &mut LayersTx<'_>,
+        images: &mut Writer<'_, Image>,
+        containers: &mut Writer<'_, Container>,
+        (found, scope): (&Report, RepairScope),
+        done: &mut Repaired,
+    ) -> Result<()> {
+        if scope == RepairScope::WithContainers {
+            for id in found.damaged_items(ItemKind::Container) {
+                let Some(c) = containers.by_id(&id).cloned() else {
+                    continue;
+                };
+                tracing::info!("removing damaged container {id}");
+                self.container_store.delete(containers, &id)?;
+                if tx.layers.by_id(&c.layer).is_some() {
+                    self.remove_layer_locked(tx, &c.layer)?;
+                }
+                done.removed_containers.push(id);
+            }
+        }
+        let used: BTreeSet<String> = containers.list().iter().map(|c| c.image.clone()).collect();
+        for id in found.damaged_items(ItemKind::Image) {
+            if used.contains(&id) || images.by_id(&id).is_none() {
+                continue;
+            }
+            tracing::info!("removing damaged image {id}");
+            self.image_store.delete(images, &id)?;
+            done.removed_images.push(id);
+        }
+        Ok(())
+    }
+
     /// Moves a record file that does not parse aside and writes back the
     /// records that did; returns the first check's findings.
     fn rewrite_damaged_files(&self, mode: CheckMode, done: &mut Repaired) -> Result<Report> {
@@ -103,6 +157,7 @@ impl Store {
             None => None,
         };
         let (found, loaded): (Report, Loaded) = self.check_locked(mode)?;
+        let items = self.load_items()?;
         if loaded.layers_damage.is_some() || loaded.volatile_damage.is_some() {
             // Every record that parsed goes back into layers.json (the
             // volatile ones too: they are not volatile any more).
@@ -124,6 +179,33 @@ impl Store {
             done.moved_aside.push((p.clone(), move_aside(&p)?));
             write_replacing(&p, &data, 0o600, Persist::Volatile)?;
             m.lock_file().record_write()?;
+        }
+        for (damage, rf_path, lock) in [
+            (
+                &items.images_damage,
+                self.image_store.records().path(),
+                self.image_store.records().lock_file(),
+            ),
+            (
+                &items.containers_damage,
+                self.container_store.records().path(),
+                self.container_store.records().lock_file(),
+            ),
+        ] {
+            if damage.is_none() {
+                continue;
+            }
+            let _g = lock.lock(LockMode::Exclusive)?;
+            let data = if rf_path == self.image_store.records().path() {
+                to_json(&items.images)
+            } else {
+                to_json(&items.containers)
+            }
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            done.moved_aside
+                .push((rf_path.to_path_buf(), move_aside(rf_path)?));
+            write_replacing(rf_path, &data, 0o600, self.sync.persist())?;
+            lock.record_write()?;
         }
         Ok(found)
     }
@@ -181,6 +263,23 @@ impl Store {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Layers that repair must keep: those of the remaining containers and of
+/// their images, with all their parents.
+fn protected(tx: &LayersTx<'_>, containers: &Writer<'_, Container>) -> BTreeSet<String> {
+    let layers = tx.layers.list();
+    let mut keep = BTreeSet::new();
+    for c in containers.list() {
+        let mut next = Some(c.layer.clone());
+        while let Some(id) = next.filter(|id| keep.insert(id.clone())) {
+            next = layers
+                .iter()
+                .find(|l| l.id == id)
+                .and_then(|l| l.parent().map(str::to_string));
+        }
+    }
+    keep
 }
 
 /// Renames `p` to `<p>.damaged-<ns>`, a name not in use.
