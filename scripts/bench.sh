@@ -14,6 +14,10 @@
 #   child-copy        create-layer child of the minbase+layer2 stack (vfs: a full copy)
 #   chain-120         create a 120-layer chain and mount the deepest
 #   chain-1000        (overlay) create a 1000-layer chain and mount the deepest
+#   image-<layout>    import-image of an OCI layout built from the corpus (scripts/bench-image.py:
+#                     minbase + layer2 in gzip and zstd, minbase cut into 8 layers), against
+#                     `skopeo copy oci:… containers-storage:[driver@graph+run]…`
+#   layers-<layout>   the same blobs as a plain import-layer sequence (vs containers-storage)
 #   check-full        check of a store holding minbase and layer2 (replays both tar-split
 #                     records), against reading those layers' files once (find | xargs cat),
 #                     caches dropped before every run; containers-storage 1.43 has no check
@@ -87,7 +91,17 @@ trap cleanup EXIT
 sub() {
   local t=$1 x=$2 d
   if [ "$t" = strata ]; then d=$W/s; x=${x//\$X/$BIN}; else d=$W/p; x=${x//\$X/$REF}; fi
+  # $I: import an image (strata import-image; skopeo copy into the same kind of store, in a
+  # private mount namespace so its blob-info cache stays out of /var/lib).
+  if [ "$t" = strata ]; then x=${x//\$I/$BIN -g \$G -R \$R -s \$D import-image -n bench}
+  else x=${x//\$I/skopeo_import \$D \$G \$R}; fi
+  x=${x//\$D/${DRV:-vfs}}
   x=${x//\$G/$d/root}; x=${x//\$R/$d/run}; printf '%s' "$x"
+}
+# skopeo_import DRIVER GRAPH RUN SOURCE
+skopeo_import() {
+  unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /var/lib && exec skopeo copy -q "$1" "containers-storage:[$2@$3+$4]bench"' \
+    sh "$4" "$1" "$2" "$3"
 }
 reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
 # settle [FILE]: write back and drop the caches, then read FILE (the input) back into the page
@@ -95,7 +109,12 @@ reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
 # the just-freed inodes (recently_deleted() scans inode tables that are still cached), which
 # penalises whichever tool happens to run next; the input is warm for every tool alike.
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; [ -z "${1:-}" ] || cat "$1" > /dev/null; }
-export -f reset_store reset_tar settle; export W
+# layer_seq "TOOL ARGS" LAYOUT: import-layer each layer blob of LAYOUT's image on the previous.
+layer_seq() {
+  local p="" b
+  for b in $(cat "$2/layers.txt"); do p=$($1 import-layer $p < "$2/blobs/sha256/$b" | tail -1); done
+}
+export -f reset_store reset_tar settle skopeo_import layer_seq; export W
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 # One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
@@ -175,6 +194,15 @@ $st unmount edited >/dev/null"
   fi
   chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
   SYNCED=1 time_one chain-120 "$DRV" "$fresh; settle" "$(chain 120)"
+  if echo "image-" | grep -Eq "$ONLY" || echo "layers-" | grep -Eq "$ONLY"; then
+    [ -d "$HOSTW/images/eight" ] || python3 scripts/bench-image.py "$CORPUS" "$HOSTW/images" >&2
+    for img in two-gzip two-zstd eight; do
+      L=$HOSTW/images/$img
+      time_one "image-$img" "$DRV" "$fresh; settle" "\$I oci:$L:bench > /dev/null"
+      seq="layer_seq \"$st\" $L"
+      time_one "layers-$img" "$DRV" "$fresh; settle" "$seq"
+    done
+  fi
   if [ "$DRV" = overlay ]; then
     SYNCED=1 time_one chain-1000 "$DRV" "$fresh; settle" "$(chain 1000)"
   fi

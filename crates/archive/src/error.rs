@@ -88,6 +88,10 @@ pub enum Error {
     /// ID map translation failed.
     #[error(transparent)]
     IdMap(#[from] strata_idmap::Error),
+    /// The named producer of a chunk stream went away without finishing
+    /// it (it panicked): what was received is not the whole stream.
+    #[error("{0} stopped without finishing its stream")]
+    Abandoned(&'static str),
     /// Other I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -112,6 +116,7 @@ impl Error {
             | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Abandoned(_) => ErrorKind::Io,
             Error::Path { source, .. } | Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,

@@ -16,6 +16,8 @@
 //! - [`writer`]: a tar writer shaped like the reference's `diff` output;
 //! - [`changes`]: changes between trees or in an overlay upper directory,
 //!   their export as a tar, and their size;
+//! - [`chunks`]: byte chunks from a producer thread to a consumer, where a
+//!   producer that dies is an error, never an early end;
 //! - [`copy`]: a tree copied from one root into another, confined on both
 //!   sides.
 //!
@@ -32,6 +34,7 @@
 
 pub mod apply;
 pub mod changes;
+pub mod chunks;
 pub mod compression;
 pub mod copy;
 pub mod entry;

@@ -14,19 +14,21 @@
 //! than the parsing it would offload, especially when other processes
 //! compete for the cores; a hand-off per 1 MiB chunk costs nothing.
 //!
-//! Decompression errors travel downstream in-band (an `Err` in the channel),
-//! so the caller sees the first real cause (a decoder error, a bad header,
-//! an applier error), never "channel closed". When parsing stops, it drops
-//! its receiver and the decompressor stops at its next send.
+//! The two threads share a [`crate::chunks`] channel: decompression errors
+//! travel downstream in-band, so the caller sees the first real cause (a
+//! decoder error, a bad header, an applier error), never "channel closed",
+//! and a decompressor that dies is an error, not an early end of the tar.
+//! When parsing stops, it drops its receiver and the decompressor stops at
+//! its next send.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 use strata_idmap::IdMappings;
 
+use crate::chunks::{self, ChunkReceiver, ChunkSender};
 use crate::compression::{decoder, smuggle, unwrap_error};
 use crate::entry::{Bytes, Item, CHUNK};
 use crate::reader::{read_full, NoRecord, RawSink, Reader, Record, Source};
@@ -143,16 +145,13 @@ fn run(
     let n = read_full(&mut input, &mut prefix)?;
     let compression = Compression::detect(&prefix[..n]);
     let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(input);
-    let (bytes_tx, bytes_rx) = bounded::<Result<Vec<u8>>>(BYTE_SLOTS);
     // Emptied chunks go back to the decompressor, which then neither
     // allocates nor zeroes a buffer per chunk.
-    let (free_tx, free_rx) = bounded::<Vec<u8>>(BYTE_SLOTS + 2);
+    let (bytes_tx, bytes_rx) = chunks::channel(BYTE_SLOTS, "strata-decompress");
     std::thread::scope(|s| {
         let dec = std::thread::Builder::new()
             .name("strata-decompress".into())
-            .spawn_scoped(s, move || {
-                decompress(compression, chained, bytes_tx, free_rx)
-            })
+            .spawn_scoped(s, move || decompress(compression, chained, bytes_tx))
             .map_err(|e| Error::io("starting decompression thread", e))?;
         // Parsing, recording and applying share this thread: a hand-off per
         // entry would cost more than the parsing it offloads. Reading and
@@ -163,14 +162,14 @@ fn run(
         } else {
             TarDigest::Compute
         };
-        let input = ChunkInput::new(bytes_rx, free_tx, digest);
+        let input = ChunkInput::new(bytes_rx, digest);
         // Parsing drops the input when it stops, so the decompressor's next
         // send fails and it ends before it is joined.
         let parsed = parse(input, tar_split, on_item);
         let decompressed = join(dec, "decompression");
         // A parse or apply error is the earliest cause that reached us;
         // the decompression result matters only when parsing succeeded (a
-        // panic there shows up as an early, clean end of the tar stream).
+        // panic there reaches the parser as an abandoned stream).
         let mut parsed = parsed?;
         let decompressed = decompressed?;
         if digest == TarDigest::FromInput {
@@ -252,14 +251,13 @@ fn sha256_digest(h: Sha256) -> String {
 fn decompress(
     compression: Compression,
     input: impl Read + Send,
-    tx: Sender<Result<Vec<u8>>>,
-    free: Receiver<Vec<u8>>,
+    tx: ChunkSender,
 ) -> Result<Decompressed> {
     let mut hashed = Hashing::new(input);
     let result = (|| {
         let mut dec = decoder(compression, Box::new(&mut hashed))?;
         loop {
-            let mut chunk = free.try_recv().unwrap_or_default();
+            let mut chunk = tx.buffer();
             // Reused chunks are full-sized already: this zeroes only new
             // buffers.
             chunk.resize(CHUNK, 0);
@@ -268,7 +266,7 @@ fn decompress(
                 break;
             }
             chunk.truncate(got);
-            if tx.send(Ok(chunk)).is_err() {
+            if tx.send(chunk).is_err() {
                 // The parser stopped; it reports why.
                 break;
             }
@@ -277,6 +275,7 @@ fn decompress(
     })();
     match result {
         Ok(()) => {
+            tx.finish();
             // Bytes after the compressed stream still belong to the input
             // digest.
             std::io::copy(&mut hashed, &mut std::io::sink())
@@ -289,7 +288,7 @@ fn decompress(
             })
         }
         Err(e) => {
-            let _ = tx.send(Err(e));
+            tx.fail(e);
             Err(Error::Unsupported(
                 "decompression failed (reported downstream)".into(),
             ))
@@ -302,8 +301,7 @@ fn decompress(
 /// chunks themselves ([`Source::take_bytes`]), so content is never copied
 /// on this thread. Counts, and hashes unless told not to, every byte taken.
 struct ChunkInput {
-    rx: Receiver<Result<Vec<u8>>>,
-    free: Sender<Vec<u8>>,
+    rx: ChunkReceiver,
     chunk: Bytes,
     pos: usize,
     hash: Option<Sha256>,
@@ -311,10 +309,9 @@ struct ChunkInput {
 }
 
 impl ChunkInput {
-    fn new(rx: Receiver<Result<Vec<u8>>>, free: Sender<Vec<u8>>, digest: TarDigest) -> Self {
+    fn new(rx: ChunkReceiver, digest: TarDigest) -> Self {
         Self {
             rx,
-            free,
             chunk: Bytes::new(),
             pos: 0,
             hash: (digest == TarDigest::Compute).then(Sha256::new),
@@ -325,18 +322,14 @@ impl ChunkInput {
     /// Makes unread bytes available; `false` at the end of the stream.
     fn fill(&mut self) -> std::io::Result<bool> {
         while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(Ok(v)) => {
-                    // Whoever drops the last slice of it (this thread or the
-                    // applier's writer) sends the buffer back.
-                    self.chunk = Bytes::from_owner(Recycled {
-                        buf: v,
-                        free: self.free.clone(),
-                    });
+            // Whoever drops the last slice of a chunk (this thread or the
+            // applier's writer) sends the buffer back.
+            match self.rx.next_chunk().map_err(smuggle)? {
+                Some(b) => {
+                    self.chunk = b;
                     self.pos = 0;
                 }
-                Ok(Err(e)) => return Err(smuggle(e)),
-                Err(_) => return Ok(false),
+                None => return Ok(false),
             }
         }
         Ok(true)
@@ -353,29 +346,6 @@ impl ChunkInput {
     /// The `sha256:<hex>` digest (empty when only counting) and the size.
     fn finish(self) -> (String, u64) {
         (self.hash.map(sha256_digest).unwrap_or_default(), self.size)
-    }
-}
-
-/// A chunk that goes back to the decompressor when the last slice of it is
-/// dropped, so that neither a new buffer nor its zeroing is paid per chunk.
-struct Recycled {
-    buf: Vec<u8>,
-    free: Sender<Vec<u8>>,
-}
-
-impl AsRef<[u8]> for Recycled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Recycled {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if buf.capacity() > 0 {
-            // A full free list (or a finished decompressor) drops it.
-            let _ = self.free.try_send(buf);
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use strata_archive::apply::Resolution;
 use strata_archive::entry::{EntryKind, SparseRegion, Timestamp};
 use strata_archive::{ApplierOptions, ApplyMode, ErrorKind, OpaqueXattr, WhiteoutStyle};
 use strata_idmap::{parse_maps, IdMappings};
+use strata_testsupport::{need_root, Scratch};
 
 const BOTH: [Resolution; 2] = [Resolution::Openat2, Resolution::ManualWalk];
 
@@ -34,11 +35,8 @@ fn aufs() -> ApplierOptions {
     }
 }
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("strata-apply-")
-        .tempdir_in("/var/tmp")
-        .unwrap()
+fn tmp() -> Scratch {
+    Scratch::new("strata-apply-")
 }
 
 fn node<'a>(t: &'a Tree, p: &str) -> &'a Node {
@@ -52,10 +50,6 @@ fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
         Ok(n) => Some(buf[..n].to_vec()),
         Err(_) => None,
     }
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// Runs `f` with both resolvers and checks they leave the same tree.
@@ -174,9 +168,8 @@ fn big_file_in_chunks() {
 }
 
 #[test]
-fn owners_are_mapped_and_setuid_survives_chown() {
-    if !is_root() {
-        eprintln!("skipping: chown needs root");
+fn privileged_owners_are_mapped_and_setuid_survives_chown() {
+    if !need_root("privileged_owners_are_mapped_and_setuid_survives_chown") {
         return;
     }
     let maps = IdMappings::new(
@@ -238,9 +231,8 @@ fn unmapped_owner_is_an_error() {
 }
 
 #[test]
-fn xattrs_written_and_filtered() {
-    if !is_root() {
-        eprintln!("skipping: trusted xattrs need root");
+fn privileged_xattrs_written_and_filtered() {
+    if !need_root("privileged_xattrs_written_and_filtered") {
         return;
     }
     let layer = L::new()
@@ -284,9 +276,8 @@ fn xattrs_written_and_filtered() {
 }
 
 #[test]
-fn security_capability_survives_chown() {
-    if !is_root() {
-        eprintln!("skipping: needs root");
+fn privileged_security_capability_survives_chown() {
+    if !need_root("privileged_security_capability_survives_chown") {
         return;
     }
     // A v2 file capability (cap_net_raw, effective).
@@ -307,9 +298,8 @@ fn security_capability_survives_chown() {
 }
 
 #[test]
-fn force_mask_stores_real_owner_and_mode() {
-    if !is_root() {
-        eprintln!("skipping: needs root");
+fn privileged_force_mask_stores_real_owner_and_mode() {
+    if !need_root("privileged_force_mask_stores_real_owner_and_mode") {
         return;
     }
     let opts = ApplierOptions {
@@ -385,9 +375,8 @@ fn ignore_chown_errors_when_asked() {
 }
 
 #[test]
-fn overlay_whiteouts_and_opaque() {
-    if !is_root() {
-        eprintln!("skipping: mknod and trusted xattrs need root");
+fn privileged_overlay_whiteouts_and_opaque() {
+    if !need_root("privileged_overlay_whiteouts_and_opaque") {
         return;
     }
     let layer = L::new()
@@ -758,9 +747,8 @@ fn resolution_paths_are_exercised() {
 }
 
 #[test]
-fn setgid_parent_group_is_not_kept_by_mistake() {
-    if !is_root() {
-        eprintln!("skipping: chown needs root");
+fn privileged_setgid_parent_group_is_not_kept_by_mistake() {
+    if !need_root("privileged_setgid_parent_group_is_not_kept_by_mistake") {
         return;
     }
     // New objects in a setgid directory inherit its group; the applier must

@@ -1,35 +1,19 @@
-//! Differential tests on the real corpus (gated by STRATA_CORPUS): applying a
-//! layer gives the same tree as GNU tar extracting it, and a rough timing of
-//! the applier alone next to `tar -xpf`.
+//! Differential tests on the real corpus (`STRATA_CORPUS`, required under
+//! CI): applying a layer gives the same tree as GNU tar extracting it (with
+//! a rough timing of the applier next to `tar -xpf`) and as the reference
+//! importing it.
 //!
 
 mod apply_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use apply_support::*;
 use strata_archive::apply::Resolution;
 use strata_archive::{Applier, ApplierOptions, ApplyMode};
-
-fn corpus() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("STRATA_CORPUS") else {
-        eprintln!("skipping: STRATA_CORPUS is not set");
-        return None;
-    };
-    Some(PathBuf::from(dir))
-}
-
-fn corpus_file(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "STRATA_CORPUS is set but {} is missing",
-        p.display()
-    );
-    p
-}
+use strata_testsupport::{need_root, reference, Corpus, ReferenceStore, Scratch};
 
 /// User+system CPU seconds of this process and of its waited-for children
 /// (from /proc/self/stat, in clock ticks of 1/100 s).
@@ -87,17 +71,16 @@ fn sync() {
 }
 
 fn differential(name: &str) {
-    let Some(dir) = corpus() else { return };
-    let tar_path = corpus_file(&dir, name);
+    let Some(corpus) = Corpus::find(&format!("corpus differential of {name}"), &[name]) else {
+        return;
+    };
+    let tar_path = corpus.file(name);
     for (mode, r) in [
         (ApplyMode::default(), Resolution::Auto),
         (ApplyMode::FullTree, Resolution::ManualWalk),
     ] {
         let bytes = std::fs::metadata(&tar_path).unwrap().len();
-        let t = tempfile::Builder::new()
-            .prefix("strata-corpus-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
+        let t = Scratch::new("strata-corpus-");
         let a = t.path().join("ours");
         let b = t.path().join("tar");
         std::fs::create_dir(&a).unwrap();
@@ -164,55 +147,23 @@ fn corpus_layer_npm_matches_gnu_tar() {
 /// are not compared: a whiteout after a directory's entry leaves "now" in
 /// the reference, while strata sets the entry's time at the end.
 #[test]
-fn corpus_layer2_full_tree_matches_containers_storage_vfs() {
-    let Some(dir) = corpus() else { return };
-    let base = corpus_file(&dir, "debian-minbase.tar");
-    let layer2 = corpus_file(&dir, "layer2.tar");
-    if Command::new("containers-storage")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containers-storage is missing"
-        );
-        eprintln!("skipping: containers-storage is not installed");
+fn privileged_corpus_layer2_full_tree_matches_containers_storage_vfs() {
+    let test = "privileged_corpus_layer2_full_tree_matches_containers_storage_vfs";
+    let Some(corpus) = Corpus::find(test, &["debian-minbase.tar", "layer2.tar"]) else {
+        return;
+    };
+    if !need_root(test) || reference(test).is_none() {
         return;
     }
-    let t = tempfile::Builder::new()
-        .prefix("strata-corpus-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let g = t.path().join("graph");
-    let run = t.path().join("run");
-    let cs = |args: &[&str], file: Option<&Path>| -> String {
-        let mut c = Command::new("containers-storage");
-        c.arg("-g").arg(&g).arg("-R").arg(&run).args(["-s", "vfs"]);
-        c.arg(args[0]);
-        if let Some(f) = file {
-            c.arg("-f").arg(f);
-        }
-        c.args(&args[1..]);
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "containers-storage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let id1 = cs(&["import-layer"], Some(&base));
+    let (base, layer2) = (corpus.file("debian-minbase.tar"), corpus.file("layer2.tar"));
+    let t = Scratch::new("strata-corpus-");
+    let cs = ReferenceStore::new(t.path(), "vfs");
+    let id1 = cs.import_file(&base, None);
     let t0 = Instant::now();
-    let id2 = cs(&["import-layer", &id1], Some(&layer2));
+    let id2 = cs.import_file(&layer2, Some(&id1));
     let theirs = t0.elapsed().as_secs_f64();
-    cs(&["shutdown"], None);
-    let reference = g.join("vfs/dir").join(&id2);
+    cs.shutdown();
+    let reference = cs.graph.join("vfs/dir").join(&id2);
     assert!(reference.is_dir());
 
     let mine_dir = t.path().join("ours");
@@ -315,52 +266,20 @@ fn bench_apply_only() {
 /// Directory times are not compared (see above), nor the times of whiteout
 /// devices, which the reference leaves at "now".
 #[test]
-fn corpus_layer2_overlay_matches_containers_storage_overlay() {
-    let Some(dir) = corpus() else { return };
-    let layer2 = corpus_file(&dir, "layer2.tar");
-    if Command::new("containers-storage")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containers-storage is missing"
-        );
-        eprintln!("skipping: containers-storage is not installed");
+fn privileged_corpus_layer2_overlay_matches_containers_storage_overlay() {
+    let test = "privileged_corpus_layer2_overlay_matches_containers_storage_overlay";
+    let Some(corpus) = Corpus::find(test, &["layer2.tar"]) else {
+        return;
+    };
+    if !need_root(test) || reference(test).is_none() {
         return;
     }
-    let t = tempfile::Builder::new()
-        .prefix("strata-corpus-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let g = t.path().join("graph");
-    let run = t.path().join("run");
-    let cs = |args: &[&str]| -> String {
-        let out = Command::new("containers-storage")
-            .arg("-g")
-            .arg(&g)
-            .arg("-R")
-            .arg(&run)
-            .args(["-s", "overlay"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "containers-storage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let id = cs(&["import-layer", "-f", layer2.to_str().unwrap()]);
-    cs(&["shutdown"]);
-    let reference = g.join("overlay").join(&id).join("diff");
+    let layer2 = corpus.file("layer2.tar");
+    let t = Scratch::new("strata-corpus-");
+    let cs = ReferenceStore::new(t.path(), "overlay");
+    let id = cs.import_file(&layer2, None);
+    cs.shutdown();
+    let reference = cs.graph.join("overlay").join(&id).join("diff");
     assert!(reference.is_dir());
     let mine = t.path().join("ours");
     std::fs::create_dir(&mine).unwrap();

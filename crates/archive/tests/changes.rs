@@ -14,12 +14,10 @@ use strata_archive::changes::{
     changes_between, changes_size, export_changes, Change, ChangeKind, ExportOptions,
 };
 use strata_archive::{apply_layer, ApplyMode, ApplyOptions};
+use strata_testsupport::{need_root, Scratch};
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("strata-changes-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir")
+fn tempdir() -> Scratch {
+    Scratch::new("strata-changes-")
 }
 
 fn set_mtime(path: &Path, sec: i64, nsec: i64) {
@@ -56,10 +54,6 @@ fn copy_tree(from: &Path, to: &Path) {
         .status()
         .expect("cp");
     assert!(st.success(), "cp -a failed");
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 fn lines(v: &[Change]) -> Vec<String> {
@@ -199,9 +193,7 @@ fn nanoseconds_count_only_when_both_sides_have_them() {
 
 #[test]
 fn privileged_owner_capability_and_device_changes() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "needs root");
-        eprintln!("skipping: not root");
+    if !need_root("privileged_owner_capability_and_device_changes") {
         return;
     }
     let tmp = tempdir();

@@ -14,23 +14,22 @@ use strata_archive::changes::{
     ExportOptions,
 };
 use strata_archive::OpaqueXattr;
+use strata_testsupport::Corpus;
+use strata_testsupport::ReferenceStore as Reference;
 
 #[test]
 fn privileged_corpus_layer2_changes_match_reference() {
     let test = "privileged_corpus_layer2_changes_match_reference";
-    let Some(corpus) = corpus(test, &["debian-minbase.tar", "layer2.tar"]) else {
+    let Some(corpus) = Corpus::find(test, &["debian-minbase.tar", "layer2.tar"]) else {
         return;
     };
     if !can_run_reference(test) {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("strata-changes-corpus-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir");
+    let tmp = strata_testsupport::Scratch::new("strata-changes-corpus-");
     let cs = Reference::new(tmp.path(), "vfs");
-    let base = cs.import_file(&corpus.join("debian-minbase.tar"), None);
-    let layer = cs.import_file(&corpus.join("layer2.tar"), Some(&base));
+    let base = cs.import_file(&corpus.file("debian-minbase.tar"), None);
+    let layer = cs.import_file(&corpus.file("layer2.tar"), Some(&base));
     let dir = |id: &str| cs.graph.join("vfs/dir").join(id);
 
     let t = Instant::now();
@@ -138,19 +137,16 @@ fn compare_archives(ours: &Path, theirs: &Path) -> usize {
 #[test]
 fn privileged_corpus_layer2_overlay_matches_reference() {
     let test = "privileged_corpus_layer2_overlay_matches_reference";
-    let Some(corpus) = corpus(test, &["debian-minbase.tar", "layer2.tar"]) else {
+    let Some(corpus) = Corpus::find(test, &["debian-minbase.tar", "layer2.tar"]) else {
         return;
     };
     if !can_run_reference(test) {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("strata-changes-corpus-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir");
+    let tmp = strata_testsupport::Scratch::new("strata-changes-corpus-");
     let cs = Reference::new(tmp.path(), "overlay");
-    let base = cs.import_file(&corpus.join("debian-minbase.tar"), None);
-    let layer = cs.import_file(&corpus.join("layer2.tar"), Some(&base));
+    let base = cs.import_file(&corpus.file("debian-minbase.tar"), None);
+    let layer = cs.import_file(&corpus.file("layer2.tar"), Some(&base));
     let overlay = cs.graph.join("overlay");
     let upper = overlay.join(&layer).join("diff");
     let lower = std::fs::read_to_string(overlay.join(&layer).join("lower")).expect("lower");

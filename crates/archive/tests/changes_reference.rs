@@ -15,6 +15,7 @@ use strata_archive::changes::{
 use strata_archive::entry::{EntryKind, Header, Timestamp};
 use strata_archive::writer::TarWriter;
 use strata_archive::OpaqueXattr;
+use strata_testsupport::ReferenceStore as Reference;
 
 fn file(path: &str, data: &[u8]) -> (Header, Vec<u8>) {
     let mut h = Header::new(path, EntryKind::File);
@@ -136,11 +137,8 @@ fn lines(v: &[Change]) -> String {
     v.iter().map(|c| c.to_line() + "\n").collect()
 }
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("strata-changes-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir")
+fn tempdir() -> strata_testsupport::Scratch {
+    strata_testsupport::Scratch::new("strata-changes-")
 }
 
 /// Compares two archives member by member, byte for byte, after blanking

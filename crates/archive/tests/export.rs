@@ -16,6 +16,7 @@ use strata_archive::changes::{
 use strata_archive::entry::{EntryKind, Header, Timestamp, Xattr};
 use strata_archive::writer::{TarWriter, TimePrecision, WriterOptions};
 use strata_archive::OpaqueXattr;
+use strata_testsupport::need_root;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -323,9 +324,7 @@ fn mknod_whiteout(path: &Path) {
 
 #[test]
 fn privileged_overlay_upper_changes_and_export() {
-    if !rustix::process::geteuid().is_root() {
-        assert!(std::env::var_os("CI").is_none(), "needs root");
-        eprintln!("skipping: not root");
+    if !need_root("privileged_overlay_upper_changes_and_export") {
         return;
     }
     let tmp = tempdir();
@@ -483,9 +482,7 @@ fn privileged_overlay_upper_changes_and_export() {
 
 #[test]
 fn privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts() {
-    if !rustix::process::geteuid().is_root() {
-        assert!(std::env::var_os("CI").is_none(), "needs root");
-        eprintln!("skipping: not root");
+    if !need_root("privileged_overlay_export_maps_owners_and_tolerates_unmapped_whiteouts") {
         return;
     }
     let tmp = tempdir();

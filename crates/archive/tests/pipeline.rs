@@ -8,6 +8,7 @@ use std::io::{Cursor, Read, Write};
 use common::*;
 use strata_archive::entry::Item;
 use strata_archive::{digest_layer, read_layer, Compression, Error, ErrorKind};
+use strata_testsupport::Corpus;
 
 fn sample() -> Vec<u8> {
     let mut b = gnu();
@@ -258,9 +259,10 @@ fn corpus_digests() {
         ("debian-minbase.tar.zst", "debian-minbase.tar"),
         ("debian-minbase.tar.gz", "debian-minbase.tar"),
     ] {
-        let (Some(p), Some(t)) = (corpus_file(name), corpus_file(plain)) else {
+        let Some(corpus) = Corpus::find("corpus_digests", &[name, plain]) else {
             return;
         };
+        let (p, t) = (corpus.file(name), corpus.file(plain));
         let input = std::fs::read(&p).unwrap();
         let tar = std::fs::read(&t).unwrap();
         let r = digest_layer(Cursor::new(input.clone()), None).unwrap();

@@ -12,6 +12,7 @@ use common::*;
 use proptest::prelude::*;
 use strata_archive::tarsplit::{replay, DirSource};
 use strata_archive::ErrorKind;
+use strata_testsupport::{need_root, need_tool, reference, Corpus, REFERENCE};
 
 fn roundtrip(tar: &[u8]) -> Vec<u8> {
     let (_, rec) = record(tar).unwrap();
@@ -144,8 +145,7 @@ fn sparse_members_are_recorded_like_go() {
 /// GNU tar's sparse formats (old GNU, PAX 0.0, 0.1, 1.0) replay exactly.
 #[test]
 fn sparse_replay_is_exact_for_gnu_tar_formats() {
-    if !have("tar") {
-        eprintln!("skipping: no GNU tar");
+    if !need_tool("sparse_replay_is_exact_for_gnu_tar_formats", "/usr/bin/tar") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -297,10 +297,6 @@ proptest! {
     }
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd).arg("--version").output().is_ok()
-}
-
 /// Imports `tar` with containers-storage (vfs) into a temp store and
 /// returns its decompressed tar-split record.
 fn containers_storage_record(tar: &Path, store: &Path) -> Option<Vec<u8>> {
@@ -311,7 +307,7 @@ fn containers_storage_record(tar: &Path, store: &Path) -> Option<Vec<u8>> {
 fn containers_storage_import(tar: &Path, store: &Path) -> Option<(std::path::PathBuf, Vec<u8>)> {
     let root = store.join("root");
     let run = store.join("run");
-    let out = Command::new("containers-storage")
+    let out = Command::new(REFERENCE)
         .args([
             "-g",
             root.to_str()?,
@@ -338,25 +334,17 @@ fn containers_storage_import(tar: &Path, store: &Path) -> Option<(std::path::Pat
     Some((root.join("vfs/dir").join(&id), rec))
 }
 
-fn privileged_precondition() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let cs = have("containers-storage");
-    if root && cs {
-        return true;
-    }
-    let why = format!("needs root ({root}) and containers-storage ({cs})");
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("skipping: {why}");
-    false
+/// Root and the reference, for comparing records with it.
+fn privileged_precondition(test: &str) -> bool {
+    need_root(test) && reference(test).is_some()
 }
 
 /// Our record equals containers-storage's, byte for byte, for a GNU tar of
 /// assorted entry types (hard link, FIFO, non-UTF-8 and HTML-ish names).
 #[test]
 fn privileged_record_matches_containers_storage() {
-    if !privileged_precondition() || !have("tar") {
+    let test = "privileged_record_matches_containers_storage";
+    if !privileged_precondition(test) || !need_tool(test, "/usr/bin/tar") {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -423,9 +411,10 @@ fn corpus_replay_from_applied_tree_is_exact() {
         names.push("layer2.tar");
     }
     for name in names {
-        let Some(path) = corpus_file(name) else {
+        let Some(corpus) = Corpus::find("corpus_replay_from_applied_tree_is_exact", &[name]) else {
             return;
         };
+        let path = corpus.file(name);
         let dir = tempfile::Builder::new()
             .prefix("strata-tarsplit-")
             .tempdir_in("/var/tmp")
@@ -458,7 +447,9 @@ fn corpus_replay_from_applied_tree_is_exact() {
             report.uncompressed_size,
             std::fs::metadata(&path).unwrap().len()
         );
-        if name == "debian-minbase.tar" && privileged_precondition() {
+        if name == "debian-minbase.tar"
+            && privileged_precondition("corpus_replay_from_applied_tree_is_exact")
+        {
             let store = dir.path().join("store");
             let theirs = containers_storage_record(&path, &store).unwrap();
             let ours = std::fs::read(&rec_path).unwrap();

@@ -95,6 +95,17 @@ pub struct LayerOpts {
           default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub readonly: bool,
+    #[command(flatten)]
+    pub maps: MapOpts,
+    #[command(flatten)]
+    pub json: Json,
+    /// Parent layer (name or ID)
+    pub parent: Option<String>,
+}
+
+/// ID-map options of `create-layer`, `import-layer` and `create-container`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MapOpts {
     /// UID map
     #[arg(long = "uidmap")]
     pub uidmap: Option<String>,
@@ -117,10 +128,6 @@ pub struct LayerOpts {
     /// subgid GID map for a group
     #[arg(long = "subgidmap")]
     pub subgidmap: Option<String>,
-    #[command(flatten)]
-    pub json: Json,
-    /// Parent layer (name or ID)
-    pub parent: Option<String>,
 }
 
 /// Boolean option helper for `--force/-f` and similar.
@@ -137,11 +144,17 @@ pub struct Force {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Create a new layer
-    #[command(name = "create-layer")]
+    #[command(name = "create-layer", alias = "createlayer")]
     CreateLayer(LayerOpts),
     /// Import a new layer
-    #[command(name = "import-layer")]
+    #[command(name = "import-layer", alias = "importlayer")]
     ImportLayer(ImportOpts),
+    /// Import an image from oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]
+    #[command(name = "import-image")]
+    ImportImage(ImportImageOpts),
+    /// Export an image to oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME]
+    #[command(name = "export-image")]
+    ExportImage(ExportImageOpts),
     /// Apply a diff to a layer
     #[command(name = "applydiff", alias = "apply-diff")]
     ApplyDiff(ApplyDiffOpts),
@@ -160,7 +173,7 @@ pub enum Cmd {
     #[command(alias = "diff-size")]
     Diffsize(Pair),
     /// Delete a layer, with safety checks
-    #[command(name = "delete-layer")]
+    #[command(name = "delete-layer", alias = "deletelayer")]
     DeleteLayer(DeleteOpts),
     /// Delete a layer or image or container, with no safety checks
     Delete(DeleteOpts),
@@ -183,16 +196,16 @@ pub enum Cmd {
     /// Retrieve layer, image, or container metadata
     Metadata(MetadataOpts),
     /// Set layer, image, or container metadata
-    #[command(name = "set-metadata")]
+    #[command(name = "set-metadata", alias = "setmetadata")]
     SetMetadata(SetMetadataOpts),
     /// Get layer, image, or container name or names
-    #[command(name = "get-names")]
+    #[command(name = "get-names", alias = "getnames")]
     GetNames(Items),
     /// Add layer, image, or container name or names
-    #[command(name = "add-names")]
+    #[command(name = "add-names", alias = "addnames")]
     AddNames(NamesOpts),
     /// Set layer, image, or container name or names
-    #[command(name = "set-names")]
+    #[command(name = "set-names", alias = "setnames")]
     SetNames(NamesOpts),
     /// List data items that are attached to a layer
     #[command(name = "list-layer-data")]
@@ -214,9 +227,184 @@ pub enum Cmd {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Image and container commands (not yet supported).
+    /// Create a new image using layers
+    #[command(name = "create-image", alias = "createimage")]
+    CreateImage(CreateImageOpts),
+    /// List images
+    Images(ImagesOpts),
+    /// List images by digest
+    #[command(name = "images-by-digest")]
+    ImagesByDigest(ImagesByDigestOpts),
+    /// Examine an image
+    Image(Items),
+    /// List data items that are attached to an image
+    #[command(name = "list-image-data", alias = "listimagedata")]
+    ListImageData(ListDataOpts),
+    /// Get data that is attached to an image
+    #[command(name = "get-image-data", alias = "getimagedata")]
+    GetImageData(DataOpts),
+    /// Get size of data that is attached to an image
+    #[command(name = "get-image-data-size", alias = "getimagedatasize")]
+    GetImageDataSize(DataKey),
+    /// Get digest of data that is attached to an image
+    #[command(name = "get-image-data-digest", alias = "getimagedatadigest")]
+    GetImageDataDigest(DataKey),
+    /// Set data that is attached to an image (with sometimes wrong digest)
+    #[command(name = "set-image-data", alias = "setimagedata")]
+    SetImageData(SetDataOpts),
+    /// Delete an image, with safety checks
+    #[command(name = "delete-image", alias = "deleteimage")]
+    DeleteImage(DeleteImageOpts),
+    /// Create a new container from an image
+    #[command(name = "create-container", alias = "createcontainer")]
+    CreateContainer(CreateContainerOpts),
+    /// List containers
+    Containers(ContainersOpts),
+    /// Examine a container
+    Container(Items),
+    /// List data items that are attached to an container
+    #[command(name = "list-container-data", alias = "listcontainerdata")]
+    ListContainerData(ListDataOpts),
+    /// Get data that is attached to an container
+    #[command(name = "get-container-data", alias = "getcontainerdata")]
+    GetContainerData(DataOpts),
+    /// Get size of data that is attached to an container
+    #[command(name = "get-container-data-size", alias = "getcontainerdatasize")]
+    GetContainerDataSize(DataKey),
+    /// Get digest of data that is attached to an container
+    #[command(name = "get-container-data-digest", alias = "getcontainerdatadigest")]
+    GetContainerDataDigest(DataKey),
+    /// Set data that is attached to an container
+    #[command(name = "set-container-data", alias = "setcontainerdata")]
+    SetContainerData(SetDataOpts),
+    /// Find the container's associated data directory
+    #[command(name = "get-container-dir", alias = "getcontainerdir")]
+    GetContainerDir(ListDataOpts),
+    /// Find the container's associated runtime directory
+    #[command(name = "get-container-run-dir", alias = "getcontainerrundir")]
+    GetContainerRunDir(ListDataOpts),
+    /// Compute the set of unmapped parent UIDs and GIDs of the container
+    #[command(name = "container-parent-owners")]
+    ContainerParentOwners(Items),
+    /// Delete a container, with safety checks
+    #[command(name = "delete-container", alias = "deletecontainer")]
+    DeleteContainer(DeleteOpts),
+    /// Anything else: not a command.
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+/// Options of `create-image`.
+#[derive(Debug, Args)]
+pub struct CreateImageOpts {
+    /// Image name
+    #[arg(short = 'n', long = "name", action = clap::ArgAction::Append)]
+    pub names: Vec<String>,
+    /// Image ID
+    #[arg(short = 'i', long = "id")]
+    pub id: Option<String>,
+    /// Image Digest
+    #[arg(short = 'd', long = "digest")]
+    pub digest: Option<String>,
+    #[command(flatten)]
+    pub metadata: MetadataSource,
+    #[command(flatten)]
+    pub json: Json,
+    /// Top layer (name or ID); none or "" for an image without layers
+    pub top_layer: Option<String>,
+}
+
+/// `--metadata/-m` and `--metadata-file/-f` of the create commands.
+#[derive(Debug, Args)]
+pub struct MetadataSource {
+    /// Metadata
+    #[arg(short = 'm', long = "metadata")]
+    pub metadata: Option<String>,
+    /// Metadata File
+    #[arg(short = 'f', long = "metadata-file")]
+    pub file: Option<PathBuf>,
+}
+
+/// Options of `images` and `containers`.
+#[derive(Debug, Args)]
+pub struct ImagesOpts {
+    /// Only print IDs
+    #[arg(short = 'q', long = "quiet", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub json: Json,
+    /// Ignored (the reference takes and ignores them too).
+    #[arg(hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// Options of `containers`.
+#[derive(Debug, Args)]
+pub struct ContainersOpts {
+    #[command(flatten)]
+    pub json: Json,
+    /// Ignored (the reference takes and ignores them too).
+    #[arg(hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// Options of `images-by-digest`.
+#[derive(Debug, Args)]
+pub struct ImagesByDigestOpts {
+    #[command(flatten)]
+    pub list: ImagesOpts,
+    /// The digest (`sha256:…`)
+    #[arg(required = true)]
+    pub digest: String,
+}
+
+/// An item and the name of one of its big-data items.
+#[derive(Debug, Args)]
+pub struct DataKey {
+    /// The image or container.
+    pub key: String,
+    /// The item.
+    pub name: String,
+}
+
+/// Options of `delete-image`.
+#[derive(Debug, Args)]
+pub struct DeleteImageOpts {
+    /// Only test removal
+    #[arg(short = 't', long = "test", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub test: bool,
+    #[command(flatten)]
+    pub json: Json,
+    /// Images.
+    pub images: Vec<String>,
+}
+
+/// Options of `create-container`.
+#[derive(Debug, Args)]
+pub struct CreateContainerOpts {
+    /// Container name
+    #[arg(short = 'n', long = "name", action = clap::ArgAction::Append)]
+    pub names: Vec<String>,
+    /// Container ID
+    #[arg(short = 'i', long = "id")]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub metadata: MetadataSource,
+    #[command(flatten)]
+    pub json: Json,
+    /// Mark as volatile
+    #[arg(long = "volatile", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub volatile: bool,
+    #[command(flatten)]
+    pub maps: MapOpts,
+    /// The image (name or ID); "" for a container without an image
+    pub image: String,
 }
 
 /// Options of `import-layer`.
@@ -227,6 +415,31 @@ pub struct ImportOpts {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub opts: LayerOpts,
+}
+
+/// Options of `import-image`.
+#[derive(Debug, Args)]
+pub struct ImportImageOpts {
+    /// Name for the image (normalised as skopeo stores it: t/i:1 → docker.io/t/i:1)
+    #[arg(short = 'n', long = "name")]
+    pub names: Vec<String>,
+    /// Platform to take from an index: OS/ARCH[/VARIANT]
+    #[arg(long = "platform")]
+    pub platform: Option<String>,
+    /// Where the image is
+    pub source: String,
+}
+
+/// Options of `export-image`.
+#[derive(Debug, Args)]
+pub struct ExportImageOpts {
+    /// Layer compression: gzip (OCI default), zstd or none (docker-archive)
+    #[arg(long = "compress")]
+    pub compress: Option<String>,
+    /// Image ID or name
+    pub image: String,
+    /// Where to write it
+    pub dest: String,
 }
 
 /// Options of `applydiff`.

@@ -16,32 +16,6 @@ use clap::Parser;
 /// Exit status for usage errors, as the reference uses.
 const EXIT_USAGE: u8 = 125;
 
-/// Commands of the reference that strata does not implement yet.
-const LATER: &[&str] = &[
-    "container",
-    "list-container-data",
-    "get-container-data",
-    "get-container-data-size",
-    "get-container-data-digest",
-    "set-container-data",
-    "get-container-dir",
-    "get-container-run-dir",
-    "container-parent-owners",
-    "containers",
-    "create-image",
-    "create-container",
-    "delete-image",
-    "delete-container",
-    "image",
-    "list-image-data",
-    "get-image-data",
-    "get-image-data-size",
-    "get-image-data-digest",
-    "set-image-data",
-    "images",
-    "images-by-digest",
-];
-
 fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
@@ -72,10 +46,6 @@ fn main() -> ExitCode {
     init_tracing(cli.debug);
     if let args::Cmd::Other(v) = &cli.cmd {
         let name = v.first().map(String::as_str).unwrap_or("");
-        if LATER.contains(&name) {
-            eprintln!("{name}: images and containers are not yet supported by strata");
-            return ExitCode::from(EXIT_USAGE);
-        }
         eprintln!("{name}: unrecognized command.");
         return ExitCode::FAILURE;
     }

@@ -1,8 +1,9 @@
 //! Output formats shared by several commands, as the reference prints them.
 
+use std::collections::HashMap;
 use std::io::Write;
 
-use strata_store::{Change, ChangeKind, Layer};
+use strata_store::{Change, ChangeKind, Container, Image, Layer};
 
 /// Go's `%q` quoting of a byte string (`strconv.Quote`).
 pub fn go_quote(bytes: &[u8]) -> String {
@@ -92,20 +93,85 @@ pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     String::from_utf8(strata_store::record::to_json(v).unwrap_or_default()).unwrap_or_default()
 }
 
+/// The images and containers that start from each layer (by top layer
+/// and by read-write layer), with their names, for `layers`.
+#[derive(Debug, Default)]
+pub struct Users<'a> {
+    images: HashMap<&'a str, Vec<(&'a str, &'a [String])>>,
+    containers: HashMap<&'a str, Vec<(&'a str, &'a [String])>>,
+}
+
+impl<'a> Users<'a> {
+    /// Indexes `images` by top layer (and mapped copies of it) and
+    /// `containers` by layer.
+    pub fn new(images: &'a [Image], containers: &'a [Container]) -> Self {
+        let mut u = Users::default();
+        for i in images {
+            let tops = std::iter::once(&i.top_layer).chain(&i.mapped_layers);
+            for top in tops {
+                u.images
+                    .entry(top.as_str())
+                    .or_default()
+                    .push((i.id.as_str(), i.names.as_slice()));
+            }
+        }
+        for c in containers {
+            u.containers
+                .entry(c.layer.as_str())
+                .or_default()
+                .push((c.id.as_str(), c.names.as_slice()));
+        }
+        u
+    }
+
+    /// `image: ID` and `container: ID` lines for a layer, each followed by
+    /// its names as `name_line` formats them.
+    fn lines(&self, layer: &str, name_line: impl Fn(&str, &str) -> String) -> Vec<String> {
+        let mut v = Vec::new();
+        for (kind, map) in [("image", &self.images), ("container", &self.containers)] {
+            for (id, names) in map.get(layer).into_iter().flatten() {
+                v.push(format!("{kind}: {id}"));
+                v.extend(names.iter().map(|n| name_line(kind, n)));
+            }
+        }
+        v
+    }
+}
+
+/// `layers`: each layer's ID, names, and the images and containers on it.
+pub fn layers_list(layers: &[Layer], users: &Users<'_>) -> String {
+    let mut out = String::new();
+    for l in layers {
+        out.push_str(&format!("{}\n", l.id));
+        for n in &l.names {
+            out.push_str(&format!("\tname: {n}\n"));
+        }
+        for line in users.lines(&l.id, |_, n| format!("\tname: {n}")) {
+            out.push_str(&format!("\t{line}\n"));
+        }
+    }
+    out
+}
+
 /// `layers -t`: a tree rooted at `(base)`.
-pub fn layers_tree(layers: &[Layer], mounts: &[strata_store::MountRecord]) -> String {
-    fn label(l: &Layer, mounts: &[strata_store::MountRecord]) -> Vec<String> {
+pub fn layers_tree(
+    layers: &[Layer],
+    mounts: &[strata_store::MountRecord],
+    users: &Users<'_>,
+) -> String {
+    let label = |l: &Layer| -> Vec<String> {
         let mut v = vec![l.id.clone()];
         v.extend(l.names.iter().map(|n| format!("name: {n}")));
         if let Some(m) = mounts.iter().find(|m| m.id == l.id && m.count > 0) {
             v.push(format!("mount: {}", m.path));
         }
+        v.extend(users.lines(&l.id, |kind, n| format!("{kind} name: {n}")));
         v
-    }
+    };
     fn walk(
         parent: &str,
         layers: &[Layer],
-        mounts: &[strata_store::MountRecord],
+        label: &dyn Fn(&Layer) -> Vec<String>,
         prefix: &str,
         out: &mut String,
     ) {
@@ -123,16 +189,16 @@ pub fn layers_tree(layers: &[Layer], mounts: &[strata_store::MountRecord]) -> St
             } else {
                 ("├─", "│ ")
             };
-            let lines = label(k, mounts);
+            let lines = label(k);
             out.push_str(&format!("{prefix}{branch}{}\n", lines[0]));
             for l in &lines[1..] {
                 out.push_str(&format!("{prefix}{cont}{l}\n"));
             }
-            walk(&k.id, layers, mounts, &format!("{prefix}{cont}"), out);
+            walk(&k.id, layers, label, &format!("{prefix}{cont}"), out);
         }
     }
     let mut out = String::from("(base)\n");
-    walk("", layers, mounts, "", &mut out);
+    walk("", layers, &label, "", &mut out);
     out
 }
 
@@ -230,6 +296,6 @@ mod tests {
             ..Default::default()
         }];
         let want = "(base)\n├─a\n├─b\n│ name: base\n│ name: base2\n│ └─d\n│   name: kid\n│   mount: /m/d\n└─c\n  name: mapped\n";
-        assert_eq!(layers_tree(&layers, &mounts), want);
+        assert_eq!(layers_tree(&layers, &mounts, &Users::default()), want);
     }
 }

@@ -197,7 +197,7 @@ fn damaged_records_are_moved_aside_and_intact_ones_kept() {
     let (ok, out, _) = check(&s.e, &[]);
     assert!(!ok);
     assert!(
-        out.contains("layer records damaged: unreadable after record 2"),
+        out.contains("records damaged: unreadable after record 2"),
         "{out}"
     );
     assert!(out.contains("named by no record"), "{out}");
@@ -374,4 +374,122 @@ fn images_and_containers_on_damaged_layers() {
         .status
         .success());
     assert!(s.e.strata(&["exists", &s.other]).status.success());
+}
+
+/// A store the reference wrote (layers, images, a container), damaged as a
+/// cut or a bad disk leaves it: `images.json` cut inside a record and the
+/// container's layer gone. strata reads it, repairs it keeping every
+/// intact item, and the reference reads the result.
+#[test]
+fn reference_store_with_images_and_containers_is_repaired() {
+    if !have_reference() {
+        return;
+    }
+    let s = stack("vfs");
+    let e = &s.e;
+    let img = first_line(&e.ref_ok(&["create-image", "-n", "kimg", &s.child]));
+    let lost_img = first_line(&e.ref_ok(&["create-image", "-n", "kgone", &s.other]));
+    let ctr = first_line(&e.ref_ok(&["create-container", "-n", "kctr", &img]));
+    let ij = e.graph().join("vfs-images/images.json");
+    let text = std::fs::read_to_string(&ij).unwrap();
+    let at = text.find(&format!("{{\"id\":\"{lost_img}\"")).unwrap();
+    assert!(text[..at].contains(&img), "records out of order: {text}");
+    std::fs::write(&ij, &text[..at + 20]).unwrap();
+    let cj = e.graph().join("vfs-containers/containers.json");
+    let cjson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cj).unwrap()).unwrap();
+    let layer = cjson[0]["layer"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(files(e, &layer)).unwrap();
+
+    let (ok, out, err) = check(e, &[]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "image {}:\n records damaged: unreadable after record 1",
+            ij.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("container {ctr}:")), "{out}");
+    assert!(err.contains("1 container errors"), "{err}");
+    // Without --force the container stays, and check still fails.
+    assert!(!check(e, &["-r"]).0);
+    let (ok, out, err) = check(e, &["-r", "-f"]);
+    assert!(ok, "repair failed: {out}{err}");
+    assert_clean(e);
+    let aside = std::fs::read_dir(e.graph().join("vfs-images"))
+        .unwrap()
+        .flatten()
+        .filter(|f| {
+            f.file_name()
+                .to_string_lossy()
+                .starts_with("images.json.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1);
+    // The reference reads the repaired store: what was intact is there.
+    let images = e.ref_ok(&["images", "-q"]);
+    assert_eq!(
+        images.lines().collect::<Vec<_>>(),
+        [img.as_str()],
+        "{images}"
+    );
+    let containers = e.ref_ok(&["containers", "-j"]);
+    assert!(!containers.contains(&ctr), "{containers}");
+    let layers = e.ref_ok(&["layers", "-j"]);
+    for id in [&s.base, &s.child, &s.other] {
+        assert!(
+            layers.contains(id.as_str()),
+            "intact layer {id} lost: {layers}"
+        );
+    }
+    assert!(!layers.contains(&layer), "{layers}");
+    e.ref_ok(&["mount", &s.child]);
+    e.ref_ok(&["unmount", &s.child]);
+}
+
+/// create-container cut after the container's record was written: its
+/// layer is still flagged incomplete. Opening the store completes such a
+/// layer; check names it and repair completes it too (no `--force`), so
+/// the container stays.
+#[test]
+fn container_layer_left_incomplete_is_completed() {
+    let e = Env::new("vfs");
+    let base = first_line(&e.ok_in(&["import-layer"], &small_tar()));
+    let img = first_line(&e.ok(&["create-image", "-n", "kimg", &base]));
+    let ctr = first_line(&e.ok(&["create-container", "-n", "kctr", &img]));
+    let cj = e.graph().join("vfs-containers/containers.json");
+    let cjson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cj).unwrap()).unwrap();
+    let layer = cjson[0]["layer"].as_str().unwrap().to_string();
+    let lj = layers_dir(&e).join("layers.json");
+    let mut layers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lj).unwrap()).unwrap();
+    for l in layers.as_array_mut().unwrap() {
+        if l["id"] == layer.as_str() {
+            l["flags"] = serde_json::json!({"incomplete": true});
+        }
+    }
+    std::fs::write(&lj, serde_json::to_vec(&layers).unwrap()).unwrap();
+    let (ok, out, _) = check(&e, &[]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        format!(
+            "layer {layer}:\n layer of container {ctr} is flagged incomplete (interrupted create-container)\n"
+        )
+    );
+    let (ok, _, err) = check(&e, &["-r"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!("completed layer {layer} of a container")),
+        "{err}"
+    );
+    assert_clean(&e);
+    assert!(e.strata(&["exists", "-c", &ctr]).status.success());
+    assert!(e.strata(&["exists", "-l", &layer]).status.success());
+    if have_reference() {
+        let r = e.ref_ok(&["containers", "-j"]);
+        assert!(r.contains(&ctr), "{r}");
+    }
 }

@@ -13,82 +13,19 @@ mod robust_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{is_root, Env};
 use robust_support::*;
 use sha2::Digest;
-
-struct Rng(u64);
-impl Rng {
-    fn new() -> Self {
-        let seed = std::env::var("STRATA_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("crash seed: STRATA_CRASH_SEED={seed}");
-        Self(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use strata_testsupport::{current_test, need_tool, Corpus};
 
 fn trials() -> usize {
     std::env::var("STRATA_CRASH_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30)
-}
-
-fn spawn(e: &Env, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
-        .env_remove("STORAGE_DRIVER")
-        .env_remove("STORAGE_OPTS")
-        .arg("-g")
-        .arg(e.graph())
-        .arg("-R")
-        .arg(e.run_root())
-        .arg("-s")
-        .arg(&e.driver)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Runs `args`, SIGKILLs it after `delay` unless it ended; returns whether
-/// it was killed before finishing.
-fn kill_after(e: &Env, args: &[&str], delay: Duration) -> bool {
-    let mut c = spawn(e, args);
-    let start = Instant::now();
-    loop {
-        if let Some(_st) = c.try_wait().unwrap() {
-            return false;
-        }
-        if start.elapsed() >= delay {
-            let _ = c.kill();
-            let _ = c.wait();
-            return true;
-        }
-        std::thread::sleep(Duration::from_micros(300));
-    }
 }
 
 fn sha(d: &[u8]) -> String {
@@ -170,16 +107,11 @@ fn real_layer(e: &Env) -> Vec<u8> {
     std::fs::read(common::real_tar(e.dir.path())).unwrap()
 }
 
-/// With `STRATA_CORPUS`, the npm layer (13k small files) as well.
+/// With the corpus (required under CI), the npm layer (13k small files) as
+/// well.
 fn npm_layer() -> Option<Vec<u8>> {
-    let c = std::env::var_os("STRATA_CORPUS")?;
-    let p = Path::new(&c).join("layer-npm.tar");
-    assert!(
-        p.exists(),
-        "STRATA_CORPUS is set but {} is missing",
-        p.display()
-    );
-    Some(std::fs::read(p).unwrap())
+    let c = Corpus::find(&current_test(), &["layer-npm.tar"])?;
+    Some(std::fs::read(c.file("layer-npm.tar")).unwrap())
 }
 
 fn import_crash(driver: &str) {
@@ -237,7 +169,7 @@ fn import_crash_with(e: &Env, driver: &str, tar: &[u8], prefix: &str, n: usize) 
         "{driver}: full import of {} bytes takes {full:?}",
         tar.len()
     );
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_env("STRATA_CRASH_SEED");
     let mut killed = 0;
     let mut survived = Vec::new();
     for i in 0..n {
@@ -300,7 +232,7 @@ fn other_crash(driver: &str) {
     let tar = common::small_tar();
     let want = sha(&tar);
     e.ok_in(&["import-layer", "--id", "base"], &tar);
-    let mut rng = Rng::new();
+    let mut rng = Rng::from_env("STRATA_CRASH_SEED");
     let n = (trials() / 3).max(10);
     let time = |args: &[&str]| {
         let t = Instant::now();
@@ -462,12 +394,7 @@ fn privileged_crash_other_vfs() {
 /// syncfs, in the order the kernel saw the calls. Without the option (the
 /// default, as in containers-storage) nothing calls syncfs.
 fn sync_before_complete(driver: &str) {
-    if !Path::new("/usr/bin/strace").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but strace is missing"
-        );
-        eprintln!("skipping: strace missing");
+    if !need_tool(&current_test(), "/usr/bin/strace") {
         return;
     }
     let e = Env::new(driver);

@@ -777,10 +777,7 @@ fn run_driver(driver: &str) {
     let e = Env::new(driver);
     let img = e.dir.path().join("btrfs.img");
     let _fs = if driver == "btrfs" {
-        if !have_btrfs() {
-            return;
-        }
-        match LoopFs::new(&img, &e.graph(), "btrfs", 300) {
+        match loop_fs(&img, &e.graph(), "btrfs", 300) {
             Some(f) => Some(f),
             None => return,
         }

@@ -270,11 +270,18 @@ impl Driver for Btrfs {
                     &req.id_mappings
                 };
                 let root = maps.root_pair()?;
+                let d = self.dir(&req.id);
                 if (root.uid, root.gid) != (0, 0) {
-                    let d = self.dir(&req.id);
                     std::os::unix::fs::lchown(&d, Some(root.uid), Some(root.gid))
                         .map_err(|e| Error::path("chown", &d, e))?;
                 }
+                // A new subvolume's root is 0755; a base layer's root is
+                // 0555, as the reference makes it (and vfs and overlay).
+                rustix::fs::chmod(
+                    &d,
+                    rustix::fs::Mode::from_raw_mode(crate::vfs::BASE_ROOT_MODE),
+                )
+                .map_err(|e| Error::path("chmod", &d, e.into()))?;
             }
         }
         if let Some(size) = size {

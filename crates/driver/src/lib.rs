@@ -63,7 +63,6 @@ pub mod naive;
 pub mod options;
 pub mod overlay;
 pub mod refcount;
-pub mod stream;
 pub mod table;
 pub mod usage;
 pub mod vfs;

@@ -10,7 +10,9 @@ use std::io::{Read, Seek};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use strata_archive::changes::{changes_between, changes_size, export_changes, ExportOptions};
+use strata_archive::changes::{
+    changes_between, changes_size, export_changes, ExportOptions, ExportOrder,
+};
 use strata_archive::{ApplyMode, ApplyOptions};
 use strata_idmap::IdMappings;
 
@@ -85,6 +87,12 @@ pub fn diff<D: Driver + ?Sized>(d: &D, req: &DiffRequest) -> Result<Box<dyn Read
     with_changes(d, req, |root, changes| {
         let opts = ExportOptions {
             id_mappings: req.id_mappings.clone(),
+            // With no parent the reference tars the whole tree.
+            order: if req.parent.is_none() {
+                ExportOrder::Walk
+            } else {
+                ExportOrder::ByPath
+            },
             ..Default::default()
         };
         let mut w = std::io::BufWriter::new(&mut file);

@@ -2,32 +2,16 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use strata_driver::btrfs::Btrfs;
 use strata_driver::conformance::Suite;
 use strata_driver::{CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
-
-fn privileged(what: &str) -> bool {
-    let ok = rustix::process::geteuid().is_root()
-        && Path::new("/usr/sbin/mkfs.btrfs").exists()
-        && Path::new("/usr/sbin/losetup").exists();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{what}: needs root, mkfs.btrfs, losetup"
-        );
-        eprintln!("skipping {what}: needs root, mkfs.btrfs and losetup");
-    }
-    ok
-}
+use strata_testsupport::{need_root, reference, LoopFs, LoopOptions};
 
 /// A loop-backed btrfs mounted in a temp dir; detached on drop.
-struct LoopBtrfs {
-    dir: tempfile::TempDir,
-    loopdev: String,
-}
+struct LoopBtrfs(LoopFs);
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -40,95 +24,41 @@ fn run(cmd: &mut Command) -> String {
 }
 
 impl LoopBtrfs {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-btrfs-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
-        let img = dir.path().join("img");
-        fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
-        run(Command::new("mkfs.btrfs").arg("-q").arg(&img));
-        let loopdev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img));
-        let me = Self { dir, loopdev };
-        fs::create_dir(me.mnt()).unwrap();
-        run(Command::new("mount").arg(&me.loopdev).arg(me.mnt()));
-        me
+    /// `None` (after saying why) when the test cannot run here.
+    fn new(test: &str) -> Option<Self> {
+        LoopFs::new(test, &LoopOptions::new("btrfs", 256)).map(Self)
     }
-    fn mnt(&self) -> PathBuf {
-        self.dir.path().join("mnt")
+    fn mnt(&self) -> &Path {
+        self.0.mnt()
+    }
+    fn dir(&self) -> &Path {
+        self.0.dir()
     }
     fn init(&self, extra: &[&str]) -> strata_driver::Result<Btrfs> {
         Btrfs::new(&InitOptions {
             home: self.mnt().join("root/btrfs"),
-            run_root: self.dir.path().join("run/btrfs"),
+            run_root: self.dir().join("run/btrfs"),
             driver_options: extra.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         })
     }
 }
 
-impl Drop for LoopBtrfs {
-    fn drop(&mut self) {
-        let home = self.mnt().join("root/btrfs");
-        let _ = rustix::mount::unmount(&home, rustix::mount::UnmountFlags::DETACH);
-        let _ = rustix::mount::unmount(self.mnt(), rustix::mount::UnmountFlags::DETACH);
-        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
-    }
-}
-
 /// Mounts a fresh loop-backed btrfs on a conformance case's graph root.
 fn prepare(graph: &Path) -> Result<Box<dyn std::any::Any>, String> {
     let img = graph.with_file_name("btrfs.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(512 << 20))
-        .map_err(|e| e.to_string())?;
-    let out = Command::new("mkfs.btrfs")
-        .arg("-q")
-        .arg(&img)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&img)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || dev.is_empty() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let guard = LoopGuard {
-        dev: dev.clone(),
-        mnt: graph.to_path_buf(),
-    };
-    let ok = Command::new("mount")
-        .arg(&dev)
-        .arg(graph)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !ok.success() {
-        return Err(format!("mount {dev} failed"));
-    }
-    Ok(Box::new(guard))
-}
-
-struct LoopGuard {
-    dev: String,
-    mnt: PathBuf,
-}
-
-impl Drop for LoopGuard {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
+    LoopFs::at(
+        "btrfs conformance",
+        &img,
+        graph,
+        &LoopOptions::new("btrfs", 512),
+    )
+    .map(|fs| Box::new(fs) as Box<dyn std::any::Any>)
+    .ok_or_else(|| "no btrfs here".to_string())
 }
 
 fn suite() -> Suite {
     let mut s = Suite::new("btrfs", strata_driver::btrfs::init);
-    s.empty_root_mode = 0o755;
     s.image_store_key = None;
     s.prepare = Some(prepare);
     s
@@ -150,10 +80,9 @@ fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {
 
 #[test]
 fn privileged_btrfs_layers_are_snapshots() {
-    if !privileged("privileged_btrfs_layers_are_snapshots") {
+    let Some(fsys) = LoopBtrfs::new("privileged_btrfs_layers_are_snapshots") else {
         return;
-    }
-    let fsys = LoopBtrfs::new();
+    };
     let d = fsys.init(&[]).unwrap();
     create(&d, "base", None);
     let b = d.get("base", &MountOptions::default()).unwrap();
@@ -217,10 +146,9 @@ fn privileged_btrfs_layers_are_snapshots() {
 
 #[test]
 fn privileged_btrfs_size_quota() {
-    if !privileged("privileged_btrfs_size_quota") {
+    let Some(fsys) = LoopBtrfs::new("privileged_btrfs_size_quota") else {
         return;
-    }
-    let fsys = LoopBtrfs::new();
+    };
     let d = fsys.init(&["btrfs.min_space=1M"]).unwrap();
     let small = d.create(&CreateRequest {
         id: "tiny".into(),
@@ -257,7 +185,7 @@ fn privileged_btrfs_size_quota() {
 
 #[test]
 fn privileged_btrfs_refuses_other_filesystems() {
-    if !privileged("privileged_btrfs_refuses_other_filesystems") {
+    if !need_root("privileged_btrfs_refuses_other_filesystems") {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -280,25 +208,17 @@ fn privileged_btrfs_refuses_other_filesystems() {
 
 #[test]
 fn privileged_btrfs_reads_reference_layers() {
-    if !privileged("privileged_btrfs_reads_reference_layers") {
+    let test = "privileged_btrfs_reads_reference_layers";
+    let Some(cs_bin) = reference(test) else {
         return;
-    }
-    if Command::new("containers-storage")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containers-storage missing"
-        );
+    };
+    let Some(fsys) = LoopBtrfs::new(test) else {
         return;
-    }
-    let fsys = LoopBtrfs::new();
-    let src = fsys.dir.path().join("src");
+    };
+    let src = fsys.dir().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), "ref").unwrap();
-    let tar = fsys.dir.path().join("l.tar");
+    let tar = fsys.dir().join("l.tar");
     run(Command::new("tar")
         .arg("-C")
         .arg(&src)
@@ -306,11 +226,11 @@ fn privileged_btrfs_reads_reference_layers() {
         .arg(&tar)
         .arg("."));
     let cs = |args: &[&str], stdin: Option<&Path>| {
-        let mut c = Command::new("containers-storage");
+        let mut c = Command::new(cs_bin);
         c.arg("-g")
             .arg(fsys.mnt().join("root"))
             .arg("-R")
-            .arg(fsys.dir.path().join("run"))
+            .arg(fsys.dir().join("run"))
             .args(["-s", "btrfs"])
             .args(args);
         if let Some(f) = stdin {

@@ -9,36 +9,17 @@ use std::process::Command;
 
 use strata_driver::overlay::Overlay;
 use strata_driver::{CreateRequest, Driver, ErrorKind, IdMap, InitOptions, MountOptions};
-
-/// Returns false (after printing why) when the test cannot run here; panics
-/// under CI.
-fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{what}: needs root");
-    }
-    eprintln!("skipping {what}: needs root");
-    false
-}
+use strata_testsupport::{mountinfo_line, mounts_under, need, need_root as privileged, reference};
 
 /// A temp dir whose mounts are detached on drop (only mounts under it).
-struct Scratch {
-    dir: tempfile::TempDir,
-}
+struct Scratch(strata_testsupport::Scratch);
 
 impl Scratch {
     fn new() -> Self {
-        Self {
-            dir: tempfile::Builder::new()
-                .prefix("strata-ovl-")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        }
+        Self(strata_testsupport::Scratch::new("strata-ovl-"))
     }
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.0.path()
     }
     fn init(&self, extra: &[&str]) -> strata_driver::Result<Overlay> {
         Overlay::new(&InitOptions {
@@ -47,28 +28,6 @@ impl Scratch {
             driver_options: extra.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         })
-    }
-}
-
-fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(root))
-        .collect();
-    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    v
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for _ in 0..3 {
-            for m in mounts_under(self.dir.path()) {
-                let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-            }
-        }
     }
 }
 
@@ -91,15 +50,6 @@ fn mode(p: &Path) -> u32 {
 
 fn is_mounted(p: &Path) -> bool {
     mounts_under(p).iter().any(|m| m == p)
-}
-
-fn mountinfo_line(p: &Path) -> String {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]
@@ -343,12 +293,11 @@ fn privileged_overlay_fuse_mount_program() {
     if !privileged("privileged_overlay_fuse_mount_program") {
         return;
     }
-    if !Path::new("/usr/bin/fuse-overlayfs").exists() || !Path::new("/dev/fuse").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "fuse-overlayfs or /dev/fuse missing"
-        );
-        eprintln!("skipping: fuse-overlayfs or /dev/fuse missing");
+    if !need(
+        "privileged_overlay_fuse_mount_program",
+        Path::new("/usr/bin/fuse-overlayfs").exists() && Path::new("/dev/fuse").exists(),
+        "needs fuse-overlayfs and /dev/fuse",
+    ) {
         return;
     }
     let s = Scratch::new();
@@ -389,12 +338,11 @@ fn privileged_overlay_idmapped_lowers() {
     }
     let s = Scratch::new();
     let d = s.init(&[]).unwrap();
-    if !d.features().idmapped_lower {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kernel lacks idmapped lowers"
-        );
-        eprintln!("skipping: no idmapped lower support");
+    if !need(
+        "privileged_overlay_idmapped_lowers",
+        d.features().idmapped_lower,
+        "the kernel lacks idmapped lowers",
+    ) {
         return;
     }
     create(&d, "base", None);
@@ -492,7 +440,7 @@ fn privileged_overlay_additional_image_store() {
 }
 
 fn cs(s: &Scratch, args: &[&str], stdin: Option<&Path>) -> String {
-    let mut c = Command::new("containers-storage");
+    let mut c = Command::new(strata_testsupport::REFERENCE);
     c.arg("-g")
         .arg(s.path().join("root"))
         .arg("-R")
@@ -522,16 +470,7 @@ fn privileged_overlay_reads_reference_layers() {
     if !privileged("privileged_overlay_reads_reference_layers") {
         return;
     }
-    if Command::new("containers-storage")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containers-storage missing"
-        );
-        eprintln!("skipping: containers-storage missing");
+    if reference("privileged_overlay_reads_reference_layers").is_none() {
         return;
     }
     let s = Scratch::new();

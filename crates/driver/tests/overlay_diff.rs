@@ -8,25 +8,17 @@ use std::process::{Command, Stdio};
 
 use strata_driver::overlay::Overlay;
 use strata_driver::{ChangeKind, CreateRequest, DiffRequest, Driver, InitOptions};
+use strata_testsupport::{need, need_root as privileged, Scratch};
 
-fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{what}: needs root");
-    eprintln!("skipping {what}: needs root");
-    false
-}
-
-struct Tmp(tempfile::TempDir, Option<Overlay>);
+/// A scratch dir (mounts detached on drop) and the driver in it, which
+/// is cleaned up first.
+struct Tmp(Scratch, Option<Overlay>);
 
 impl Drop for Tmp {
     fn drop(&mut self) {
         if let Some(d) = self.1.take() {
             let _ = d.cleanup();
         }
-        let home = self.0.path().join("root/overlay");
-        let _ = rustix::mount::unmount(&home, rustix::mount::UnmountFlags::DETACH);
     }
 }
 
@@ -61,10 +53,7 @@ fn privileged_overlay_native_diff_from_upper() {
     if !privileged("privileged_overlay_native_diff_from_upper") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("strata-ovld-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let dir = Scratch::new("strata-ovld-");
     let d = Overlay::new(&InitOptions {
         home: dir.path().join("root/overlay"),
         run_root: dir.path().join("run/overlay"),
@@ -72,9 +61,11 @@ fn privileged_overlay_native_diff_from_upper() {
     })
     .unwrap();
     let mut t = Tmp(dir, None);
-    if !d.features().native_diff {
-        assert!(std::env::var_os("CI").is_none(), "native diff unavailable");
-        eprintln!("skipping: native diff unavailable here");
+    if !need(
+        "privileged_overlay_native_diff_from_upper",
+        d.features().native_diff,
+        "native diff is unavailable here",
+    ) {
         return;
     }
     for (id, parent) in [("base", None), ("child", Some("base"))] {
@@ -144,10 +135,7 @@ fn privileged_overlay_apply_overlay_form_with_force_mask() {
     if !privileged("privileged_overlay_apply_overlay_form_with_force_mask") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("strata-ovla-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let dir = Scratch::new("strata-ovla-");
     let src = dir.path().join("src");
     fs::create_dir_all(src.join("d")).unwrap();
     fs::write(src.join("d/f"), "data").unwrap();

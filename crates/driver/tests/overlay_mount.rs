@@ -12,38 +12,12 @@ use strata_sys::mount::{
     mount_overlay_classic, mount_overlay_fsopen, mount_overlay_relative, overlay_data, unmount,
     OverlayMount, MOUNT_DATA_MAX,
 };
-
-fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{what}: needs root");
-    eprintln!("skipping {what}: needs root");
-    false
-}
-
-struct Tmp(tempfile::TempDir);
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut v: Vec<PathBuf> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(self.0.path()))
-            .collect();
-        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for m in v {
-            let _ = unmount(&m, UnmountFlags::DETACH);
-        }
-    }
-}
+use strata_testsupport::{need_root as privileged, Scratch};
 
 /// `n` lower dirs under `<tmp>/home/l/<26 chars>`; the last (bottom) one has
 /// `bottom`, each has `f<i>`. Returns (home, lowers nearest first).
-fn layers(t: &Tmp, n: usize) -> (PathBuf, Vec<PathBuf>) {
-    let home = t.0.path().join("home");
+fn layers(t: &Scratch, n: usize) -> (PathBuf, Vec<PathBuf>) {
+    let home = t.path().join("home");
     let l = home.join("l");
     fs::create_dir_all(&l).unwrap();
     let lowers: Vec<PathBuf> = (0..n)
@@ -79,11 +53,8 @@ fn check(home: &Path, n: usize) {
     unmount(&m, UnmountFlags::empty()).unwrap();
 }
 
-fn tmp() -> Tmp {
-    Tmp(tempfile::Builder::new()
-        .prefix("strata-ovlm-")
-        .tempdir_in("/var/tmp")
-        .unwrap())
+fn tmp() -> Scratch {
+    Scratch::new("strata-ovlm-")
 }
 
 #[test]
@@ -147,7 +118,7 @@ fn privileged_overlay_mount_nested_beyond_kernel_limit() {
         err.is_err(),
         "the kernel refuses more than {MAX_STACK} lowers"
     );
-    let stage = t.0.path().join("stage");
+    let stage = t.path().join("stage");
     {
         let mut staging = Staging::new(stage.clone());
         mount_kernel(

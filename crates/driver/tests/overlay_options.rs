@@ -7,26 +7,13 @@ use std::path::{Path, PathBuf};
 
 use strata_driver::overlay::Overlay;
 use strata_driver::{CreateRequest, Driver, InitOptions, MountOptions};
+use strata_testsupport::{mountinfo_line, need_root as privileged, need_tool};
 
-fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{what}: needs root");
-    eprintln!("skipping {what}: needs root");
-    false
-}
-
-struct Scratch(tempfile::TempDir);
+struct Scratch(strata_testsupport::Scratch);
 
 impl Scratch {
     fn new() -> Self {
-        Self(
-            tempfile::Builder::new()
-                .prefix("strata-ovlo-")
-                .tempdir_in("/var/tmp")
-                .unwrap(),
-        )
+        Self(strata_testsupport::Scratch::new("strata-ovlo-"))
     }
     fn init(&self, opts: &[&str]) -> Overlay {
         Overlay::new(&InitOptions {
@@ -42,30 +29,6 @@ impl Scratch {
     }
 }
 
-fn mounts_under(root: &Path) -> Vec<(PathBuf, String)> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let p = PathBuf::from(l.split(' ').nth(4)?);
-            p.starts_with(root).then(|| (p, l.to_string()))
-        })
-        .collect()
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let mut v: Vec<PathBuf> = mounts_under(self.0.path())
-            .into_iter()
-            .map(|m| m.0)
-            .collect();
-        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for m in v {
-            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
-
 fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {
     d.create(&CreateRequest {
         id: id.into(),
@@ -73,14 +36,6 @@ fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {
         ..Default::default()
     })
     .unwrap();
-}
-
-fn line_of(s: &Scratch, p: &Path) -> String {
-    mounts_under(s.0.path())
-        .into_iter()
-        .find(|m| m.0 == p)
-        .map(|m| m.1)
-        .unwrap_or_default()
 }
 
 #[test]
@@ -100,7 +55,7 @@ fn privileged_overlay_volatile_and_mountopt() {
             },
         )
         .unwrap();
-    let line = line_of(&s, &m);
+    let line = mountinfo_line(&m);
     assert!(line.contains("volatile"), "{line}");
     assert!(line.contains("nodev"), "{line}");
     d.put("base").unwrap();
@@ -114,7 +69,7 @@ fn privileged_overlay_volatile_and_mountopt() {
             },
         )
         .unwrap();
-    let line = line_of(&s, &m);
+    let line = mountinfo_line(&m);
     assert!(line.contains("nosuid") && !line.contains("nodev"), "{line}");
     d.put("base").unwrap();
     assert!(d
@@ -298,8 +253,10 @@ fn privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable() {
     if !privileged("privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable") {
         return;
     }
-    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
-        assert!(std::env::var_os("CI").is_none(), "fuse-overlayfs missing");
+    if !need_tool(
+        "privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable",
+        "/usr/bin/fuse-overlayfs",
+    ) {
         return;
     }
     let s = Scratch::new();
@@ -319,7 +276,7 @@ fn privileged_overlay_falls_back_to_fuse_when_kernel_overlay_unusable() {
     create(&d, "base", None);
     fs::write(s.layer("base").join("diff/f"), "F").unwrap();
     let m = d.get("base", &MountOptions::default()).unwrap();
-    assert!(line_of(&s, &m).contains("fuse"));
+    assert!(mountinfo_line(&m).contains("fuse"));
     assert_eq!(fs::read_to_string(m.join("f")).unwrap(), "F");
     d.put("base").unwrap();
     d.cleanup().unwrap();

@@ -8,6 +8,7 @@
 //! inside a 65536-ID namespace), and for kernel overlay the two cases that
 //! expect full-tree diff semantics (see overlay_conformance.rs).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use strata_driver::conformance::{Suite, CASES};
@@ -38,6 +39,22 @@ fn run_cases(fuse: bool) -> Vec<&'static str> {
     failed
 }
 
+/// A character device 10:229 (the FUSE device) with mode 0666 in `dir`.
+fn world_usable_fuse(dir: &Path) -> PathBuf {
+    use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
+    let node = dir.join("fuse");
+    mknodat(
+        CWD,
+        &node,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        makedev(10, 229),
+    )
+    .unwrap();
+    rustix::fs::chmod(&node, Mode::from_raw_mode(0o666)).unwrap();
+    node
+}
+
 fn in_userns(test: &str, fuse: bool) {
     if let Ok(mode) = std::env::var(CHILD_ENV) {
         assert_ne!(
@@ -55,26 +72,34 @@ fn in_userns(test: &str, fuse: bool) {
         }
         return;
     }
-    if !strata_driver::conformance::need_root(test) {
+    if !strata_testsupport::need_root(test) {
         return;
     }
-    if fuse {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata("/dev/fuse")
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o006 != 0o006 {
-            // Rootless FUSE needs a world-usable /dev/fuse (as on desktop
-            // systems); this machine keeps it root-only.
-            eprintln!("note: /dev/fuse is not usable by unprivileged users here; skipped");
-            return;
-        }
-    }
+    let scratch = strata_testsupport::Scratch::new("strata-rootless-");
     let ns = strata_sys::mount::UserNs::new("0 100000 65536\n", "0 100000 65536\n").unwrap();
-    let out = Command::new("nsenter")
-        .arg(format!("--user=/proc/{}/ns/user", ns.pid()))
-        .args(["--", "unshare", "-m", "--propagation", "private"])
-        .arg(std::env::current_exe().unwrap())
+    let userns = format!("--user=/proc/{}/ns/user", ns.pid());
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "--"]);
+    if fuse {
+        // Rootless FUSE needs a /dev/fuse the mapped user may open (as on
+        // desktop systems); where the machine keeps it root-only, a node of
+        // our own is bound over it in a mount namespace of this test only.
+        let node = world_usable_fuse(scratch.path());
+        cmd.args(["sh", "-c", r#"mount --bind "$0" /dev/fuse && exec "$@""#])
+            .arg(node);
+    }
+    let out = cmd
+        .args([
+            "nsenter",
+            &userns,
+            "--",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+        ])
+        .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test)
         .output()

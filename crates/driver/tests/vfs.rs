@@ -5,8 +5,9 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use strata_driver::conformance::{need_root, Suite};
+use strata_driver::conformance::Suite;
 use strata_driver::{Access, CreateRequest, Driver, ErrorKind, InitOptions, MountOptions};
+use strata_testsupport::{need_root, LoopFs, LoopOptions, Scratch};
 
 fn suite() -> Suite {
     Suite::new("vfs", strata_driver::vfs::init)
@@ -36,10 +37,10 @@ fn req(id: &str, parent: Option<&str>) -> CreateRequest {
 
 #[test]
 fn privileged_layout_matches_reference() {
-    if !need_root("layout") {
+    if !need_root("privileged_layout_matches_reference") {
         return;
     }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let tmp = Scratch::new("strata-vfs-");
     let home = tmp.path().join("graph/vfs");
     let d = init_in(&home, &[]).unwrap();
     d.create(&req("base", None)).unwrap();
@@ -133,10 +134,10 @@ fn options_are_checked() {
 
 #[test]
 fn privileged_copy_keeps_everything() {
-    if !need_root("copy") {
+    if !need_root("privileged_copy_keeps_everything") {
         return;
     }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let tmp = Scratch::new("strata-vfs-");
     let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
     d.create(&req("base", None)).unwrap();
     let b = d.get("base", &MountOptions::default()).unwrap();
@@ -278,10 +279,10 @@ fn privileged_copy_keeps_everything() {
 
 #[test]
 fn privileged_leftovers_are_removed_at_init() {
-    if !need_root("leftovers") {
+    if !need_root("privileged_leftovers_are_removed_at_init") {
         return;
     }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let tmp = Scratch::new("strata-vfs-");
     let home = tmp.path().join("vfs");
     let d = init_in(&home, &[]).unwrap();
     d.create(&req("kept", None)).unwrap();
@@ -293,80 +294,6 @@ fn privileged_leftovers_are_removed_at_init() {
     assert!(d.exists("kept").unwrap());
 }
 
-/// A loop-backed filesystem mounted on a temp dir; unmounted and detached
-/// on drop, also when the test fails.
-struct LoopFs {
-    mnt: std::path::PathBuf,
-    dev: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl LoopFs {
-    fn new(mkfs: &[&str]) -> Option<LoopFs> {
-        use std::process::Command;
-        if !Path::new(mkfs[0]).exists() || !Path::new("/usr/sbin/losetup").exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{} or losetup missing under CI",
-                mkfs[0]
-            );
-            eprintln!("skipping: {} or losetup missing", mkfs[0]);
-            return None;
-        }
-        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-        let img = tmp.path().join("fs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(512 << 20)
-            .unwrap();
-        let ok = Command::new(mkfs[0])
-            .args(&mkfs[1..])
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}: {}",
-            mkfs[0],
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let mnt = tmp.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let fs = LoopFs {
-            mnt,
-            dev,
-            _tmp: tmp,
-        };
-        let st = Command::new("mount")
-            .arg(&fs.dev)
-            .arg(&fs.mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount {}", fs.dev);
-        Some(fs)
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
-        let _ = std::process::Command::new("losetup")
-            .args(["-d", &self.dev])
-            .status();
-    }
-}
-
 fn used_bytes(p: &Path) -> u64 {
     let s = strata_sys::statfs::space(p).unwrap();
     (s.blocks - s.blocks_available) * s.block_size
@@ -376,22 +303,21 @@ fn used_bytes(p: &Path) -> u64 {
 /// copying 64 MiB costs next to no space.
 #[test]
 fn privileged_child_is_reflinked_on_xfs() {
-    if !need_root("reflink") {
-        return;
-    }
-    let Some(fs) = LoopFs::new(&["/usr/sbin/mkfs.xfs", "-q", "-m", "reflink=1"]) else {
+    let mut xfs = LoopOptions::new("xfs", 512);
+    xfs.mkfs_args = vec!["-m".into(), "reflink=1".into()];
+    let Some(fs) = LoopFs::new("privileged_child_is_reflinked_on_xfs", &xfs) else {
         return;
     };
-    let d = init_in(&fs.mnt.join("vfs"), &[]).unwrap();
+    let d = init_in(&fs.mnt().join("vfs"), &[]).unwrap();
     d.create(&req("base", None)).unwrap();
     let b = d.get("base", &MountOptions::default()).unwrap();
     let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
     std::fs::write(b.join("big"), &data).unwrap();
     rustix::fs::sync();
-    let before = used_bytes(&fs.mnt);
+    let before = used_bytes(fs.mnt());
     d.create(&req("child", Some("base"))).unwrap();
     rustix::fs::sync();
-    let grown = used_bytes(&fs.mnt).saturating_sub(before);
+    let grown = used_bytes(fs.mnt()).saturating_sub(before);
     let c = d.get("child", &MountOptions::default()).unwrap();
     assert!(
         std::fs::read(c.join("big")).unwrap() == data,
@@ -410,10 +336,10 @@ fn privileged_child_is_reflinked_on_xfs() {
 /// A staging dir still locked by a running create is not a leftover.
 #[test]
 fn privileged_locked_staging_survives_init() {
-    if !need_root("locked staging") {
+    if !need_root("privileged_locked_staging_survives_init") {
         return;
     }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let tmp = Scratch::new("strata-vfs-");
     let home = tmp.path().join("vfs");
     drop(init_in(&home, &[]).unwrap());
     let busy = home.join("dir/.tmp-busy-0000000000000001");
@@ -432,10 +358,10 @@ fn privileged_locked_staging_survives_init() {
 /// blocks and inodes.
 #[test]
 fn privileged_diff_getter_and_disk_usage() {
-    if !need_root("diff getter") {
+    if !need_root("privileged_diff_getter_and_disk_usage") {
         return;
     }
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let tmp = Scratch::new("strata-vfs-");
     let d = init_in(&tmp.path().join("vfs"), &[]).unwrap();
     d.create(&req("l", None)).unwrap();
     let root = d.get("l", &MountOptions::default()).unwrap();

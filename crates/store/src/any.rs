@@ -223,10 +223,7 @@ impl Store {
             .collect();
         if !mounted.is_empty() {
             if force == Force::No {
-                return Err(Error::Invalid(format!(
-                    "a layer is mounted: layer is in use by a container: {}",
-                    mounted.join(", ")
-                )));
+                return Err(Error::Mounted(mounted));
             }
             for id in &mounted {
                 self.unmount_locked(&mut tx, id, Force::Yes)?;

@@ -38,7 +38,7 @@ pub enum Error {
         key: String,
     },
     /// A record of this kind with this ID exists already.
-    #[error("a {kind} with ID {id:?} already exists: that ID is already in use")]
+    #[error("{} {kind} with ID {id:?} already exists: that ID is already in use", kind.article())]
     DuplicateId {
         /// Layer, image or container.
         kind: Kind,
@@ -56,7 +56,7 @@ pub enum Error {
         owner: String,
     },
     /// The record is used by another and cannot go.
-    #[error("{kind} {id} used by {user_kind} {user}: {kind} is in use by a {user_kind}")]
+    #[error("{kind} {id} used by {user_kind} {user}: {kind} is in use by {} {user_kind}", user_kind.article())]
     InUse {
         /// What cannot go.
         kind: Kind,
@@ -67,6 +67,9 @@ pub enum Error {
         /// The user's ID.
         user: String,
     },
+    /// Layers are mounted (so the store cannot shut down).
+    #[error("a layer is mounted: layer is in use by a container: {}", .0.join(", "))]
+    Mounted(Vec<String>),
     /// The layer has children and cannot be deleted.
     #[error("layer {0} used by layer {1}: layer has children")]
     HasChildren(String, String),
@@ -165,6 +168,16 @@ pub enum Error {
         #[source]
         source: strata_archive::Error,
     },
+    /// An imported stream failed the check its importer gave
+    /// ([`crate::LayerCheck`]); the layer was removed.
+    #[error("layer {layer}: {source}")]
+    Rejected {
+        /// The layer.
+        layer: String,
+        /// The check's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A copy into a layer failed.
     #[error("copying {from} to {to}: {source}")]
     Copy {
@@ -190,11 +203,11 @@ impl Error {
             | Error::SizeUnknown { .. }
             | Error::DigestUnknown { .. } => ErrorKind::NotFound,
             Error::DuplicateId { .. } | Error::DuplicateName { .. } => ErrorKind::AlreadyExists,
-            Error::HasChildren(..) | Error::InUse { .. } => ErrorKind::Busy,
+            Error::HasChildren(..) | Error::InUse { .. } | Error::Mounted(_) => ErrorKind::Busy,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Invalid(_) | Error::Config { .. } | Error::IdMap(_) => ErrorKind::InvalidInput,
             Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::Corrupt { .. } | Error::Rejected { .. } => ErrorKind::Corrupt,
             Error::Io { source, .. } => io_kind(source),
             Error::Driver { source, .. } => match source.kind() {
                 strata_driver::ErrorKind::Unsupported

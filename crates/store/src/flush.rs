@@ -91,34 +91,63 @@ impl SyncMode {
 /// starts writeback of `root`'s filesystem every [`FLUSH_PERIOD`]. It stops
 /// (without waiting out its period) as soon as `apply` returns.
 pub(crate) fn while_applying<T>(mode: SyncMode, root: &Path, apply: impl FnOnce() -> T) -> T {
-    flushing_every(FLUSH_PERIOD, mode, root, apply)
+    let (out, flushes) = flushing_every(FLUSH_PERIOD, mode, || syncfs(root), apply);
+    if flushes.failed > 0 {
+        tracing::debug!(
+            "background writeback failed {} of {} times; the final sync decides",
+            flushes.failed,
+            flushes.rounds
+        );
+    }
+    out
+}
+
+/// What the background writeback did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Flushes {
+    /// Flushes started.
+    rounds: u32,
+    /// Of those, how many failed.
+    failed: u32,
 }
 
 fn flushing_every<T>(
     period: Duration,
     mode: SyncMode,
-    root: &Path,
+    flush: impl Fn() -> Result<()> + Sync,
     apply: impl FnOnce() -> T,
-) -> T {
+) -> (T, Flushes) {
     if mode == SyncMode::None {
-        return apply();
+        return (apply(), Flushes::default());
     }
     std::thread::scope(|s| {
         let (stop, stopped) = channel::<()>();
+        let flush = &flush;
         let flusher = std::thread::Builder::new()
             .name("strata-flush".into())
             .spawn_scoped(s, move || {
+                let mut done = Flushes::default();
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
-                    // Only a head start: errors surface in the final sync.
-                    let _ = syncfs(root);
+                    done.rounds += 1;
+                    // Only a head start: a failure here surfaces again in
+                    // the final sync, which decides.
+                    if let Err(e) = flush() {
+                        tracing::debug!("background writeback: {e}");
+                        done.failed += 1;
+                    }
                 }
+                done
             });
         let out = apply();
         drop(stop);
-        if let Err(e) = flusher {
-            tracing::debug!("no background writeback: {e}");
-        }
-        out
+        let flushes = match flusher {
+            Ok(h) => h.join().unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!("no background writeback: {e}");
+                Flushes::default()
+            }
+        };
+        (out, flushes)
     })
 }
 
@@ -130,25 +159,63 @@ mod tests {
     #[test]
     fn flusher_stops_with_the_apply() {
         let dir = tempfile::tempdir().unwrap();
+        let flush = || syncfs(dir.path());
         // A period of an hour: returning at all shows that the end of the
         // apply wakes the flusher instead of waiting out its period.
         let t = Instant::now();
         let hour = Duration::from_secs(3600);
-        let v = flushing_every(hour, SyncMode::Filesystem, dir.path(), || 7);
+        let (v, f) = flushing_every(hour, SyncMode::Filesystem, flush, || 7);
         assert_eq!(v, 7);
+        assert_eq!(f, Flushes::default());
         assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
-        // And it does flush while the apply runs: with a tiny period, a
-        // slow apply sees several rounds without error.
-        let v = flushing_every(
+    }
+
+    #[test]
+    fn flusher_syncs_while_the_apply_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(200));
+            8
+        };
+        let (v, f) = flushing_every(
             Duration::from_millis(1),
             SyncMode::Filesystem,
-            dir.path(),
-            || {
-                std::thread::sleep(Duration::from_millis(20));
-                8
-            },
+            || syncfs(dir.path()),
+            slow,
         );
         assert_eq!(v, 8);
+        assert!(f.rounds >= 2, "{f:?}");
+        assert_eq!(f.failed, 0, "syncfs of a temp dir failed: {f:?}");
+        // Without sync=filesystem nothing flushes.
+        let (_, f) = flushing_every(
+            Duration::from_millis(1),
+            SyncMode::None,
+            || panic!("flushed in none mode"),
+            slow,
+        );
+        assert_eq!(f, Flushes::default());
+    }
+
+    #[test]
+    fn failed_flushes_are_counted_and_do_not_fail_the_apply() {
+        let (v, f) = flushing_every(
+            Duration::from_millis(1),
+            SyncMode::Filesystem,
+            || {
+                Err(Error::io(
+                    "syncfs",
+                    "/nowhere",
+                    std::io::Error::other("boom"),
+                ))
+            },
+            || {
+                std::thread::sleep(Duration::from_millis(50));
+                9
+            },
+        );
+        assert_eq!(v, 9);
+        assert!(f.rounds >= 1, "{f:?}");
+        assert_eq!(f.failed, f.rounds, "{f:?}");
     }
 
     #[test]

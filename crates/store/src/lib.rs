@@ -81,11 +81,11 @@ pub use flush::{SyncMode, FLUSH_PERIOD};
 pub use images::ops::{DeleteMode, Images};
 pub use images::{BigDataItem, Image, NameOp, NewImage};
 pub use layers::mount::{is_mount_root, Force, MountRequest};
-pub use layers::ops::{LayerMaps, MapChoice, NewLayer, Safety};
+pub use layers::ops::{BoxError, LayerCheck, LayerMaps, MapChoice, NewLayer, RecordInput, Safety};
 pub use layers::{Layer, MountRecord};
 pub use record::Kind;
 pub use store::Store;
-pub use strata_archive::{Change, ChangeKind, Compression};
+pub use strata_archive::{ApplyReport, Change, ChangeKind, Compression};
 // What a front end needs to build requests, so that it can depend on this
 // crate alone.
 pub use strata_driver::Access;

@@ -34,6 +34,16 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// `a` or `an`, as English puts it before the kind's name.
+    pub fn article(self) -> &'static str {
+        match self {
+            Kind::Image => "an",
+            Kind::Layer | Kind::Container => "a",
+        }
+    }
+}
+
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -381,6 +381,32 @@ impl<R: Record> RecordFile<R> {
         self.loc.mode == Mode::ReadOnly || !self.lock.is_writable()
     }
 
+    /// Removes the temporary files a killed writer left beside the JSON
+    /// file (`.tmp-*`, of its atomic writes). Writers hold the exclusive
+    /// lock while such files exist, so under that lock every one is stale;
+    /// the lock is taken only when there is something to remove.
+    pub fn remove_stale_temporaries(&self) -> Result<()> {
+        let stale = || -> Vec<PathBuf> {
+            std::fs::read_dir(self.dir())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect()
+        };
+        if self.is_read_only() || stale().is_empty() {
+            return Ok(());
+        }
+        let _guard = self.lock.lock(LockMode::Exclusive)?;
+        for p in stale() {
+            tracing::info!("removing stale temporary file {}", p.display());
+            crate::files::remove_file_if_exists(&p)?;
+        }
+        Ok(())
+    }
+
     fn cache(&self) -> MutexGuard<'_, Cache<R>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -159,6 +159,8 @@ impl Store {
         };
         if leftovers == Leftovers::Remove {
             store.remove_incomplete()?;
+            store.image_store.records().remove_stale_temporaries()?;
+            store.container_store.records().remove_stale_temporaries()?;
         }
         Ok(store)
     }
@@ -245,9 +247,20 @@ impl Store {
             .filter(|l| l.is_incomplete())
             .map(|l| l.id.clone())
             .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // A container's layer is complete once the container's record is
+        // saved; a crash before its flag was cleared leaves it flagged.
+        let containers = self.container_store.read()?;
         for id in ids {
-            tracing::info!("removing incomplete layer {id}");
-            self.remove_layer_locked(&mut tx, &id)?;
+            if containers.by_alt_key(&id).is_some() {
+                tracing::info!("completing the layer {id} of a container");
+                self.complete_layer(&mut tx, &id)?;
+            } else {
+                tracing::info!("removing incomplete layer {id}");
+                self.remove_layer_locked(&mut tx, &id)?;
+            }
         }
         Ok(())
     }

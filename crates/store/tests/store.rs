@@ -98,16 +98,13 @@ impl Driver for Fake {
 }
 
 struct T {
-    dir: tempfile::TempDir,
+    dir: strata_testsupport::Scratch,
     seen: Arc<Mutex<Option<String>>>,
 }
 
 impl T {
     fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-store-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
+        let dir = strata_testsupport::Scratch::new("strata-store-");
         Self {
             dir,
             seen: Arc::default(),
@@ -302,20 +299,11 @@ fn mount_counts_persist_and_delete_rules() {
     assert!(!t.layers_dir().join("p").exists());
 }
 
-fn reference() -> Option<&'static str> {
-    let r = "/usr/bin/containers-storage";
-    if Path::new(r).exists() {
-        return Some(r);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {r} is missing"
-    );
-    eprintln!("skipping: {r} not installed");
-    None
+fn reference() -> Option<&'static Path> {
+    strata_testsupport::reference(&strata_testsupport::current_test())
 }
 
-fn reference_cmd(t: &T, r: &str) -> std::process::Command {
+fn reference_cmd(t: &T, r: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(r);
     let conf = t.dir.path().join("storage.conf");
     std::fs::write(&conf, "[storage]\ndriver = \"vfs\"\n").unwrap();

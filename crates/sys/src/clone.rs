@@ -252,16 +252,55 @@ mod tests {
         }
     }
 
+    /// A source file and an empty destination on the filesystem at `mnt`.
+    fn pair(mnt: &std::path::Path) -> (std::fs::File, std::fs::File) {
+        std::fs::write(mnt.join("s"), b"shared data").unwrap();
+        let src = std::fs::File::open(mnt.join("s")).unwrap();
+        let dst = std::fs::File::create(mnt.join("d")).unwrap();
+        (src, dst)
+    }
+
+    /// ext4 has no reflinks: FICLONE fails with EOPNOTSUPP, which the copy
+    /// takes as "try the next method", and the copy still succeeds.
     #[test]
-    fn ficlone_on_ext4_is_refused_cleanly() {
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let s = dir.path().join("s");
-        std::fs::write(&s, b"x").unwrap();
-        let src = std::fs::File::open(&s).unwrap();
-        let dst = std::fs::File::create(dir.path().join("d")).unwrap();
-        // Either works (reflink filesystem) or fails with an errno, never panics.
-        if let Err(e) = ficlone(&dst, &src) {
-            assert!(e.raw_os_error().is_some());
-        }
+    fn privileged_ficlone_on_ext4_is_refused_as_unsupported() {
+        let test = "privileged_ficlone_on_ext4_is_refused_as_unsupported";
+        let opts = strata_testsupport::LoopOptions::new("ext4", 64);
+        let Some(fs) = strata_testsupport::LoopFs::new(test, &opts) else {
+            return;
+        };
+        let (src, dst) = pair(fs.mnt());
+        let e = ficlone(&dst, &src).expect_err("FICLONE worked on ext4");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(Errno::OPNOTSUPP.raw_os_error()),
+            "{e}"
+        );
+        assert!(unsupported(Errno::from_io_error(&e).unwrap()));
+        let used = copy_data(&src, &dst, CopyMethod::Clone).unwrap();
+        assert!(used > CopyMethod::Clone, "{used:?}");
+        drop(dst);
+        assert_eq!(std::fs::read(fs.mnt().join("d")).unwrap(), b"shared data");
+    }
+
+    /// XFS with reflinks: FICLONE shares the data, and the copy says so.
+    #[test]
+    fn privileged_ficlone_on_xfs_shares_extents() {
+        let test = "privileged_ficlone_on_xfs_shares_extents";
+        let mut opts = strata_testsupport::LoopOptions::new("xfs", 300);
+        opts.mkfs_args = vec!["-m".into(), "reflink=1".into()];
+        let Some(fs) = strata_testsupport::LoopFs::new(test, &opts) else {
+            return;
+        };
+        let (src, dst) = pair(fs.mnt());
+        ficlone(&dst, &src).unwrap();
+        assert_eq!(std::fs::read(fs.mnt().join("d")).unwrap(), b"shared data");
+        let dst2 = std::fs::File::create(fs.mnt().join("d2")).unwrap();
+        assert_eq!(
+            copy_data(&src, &dst2, CopyMethod::Clone).unwrap(),
+            CopyMethod::Clone
+        );
+        drop(dst2);
+        assert_eq!(std::fs::read(fs.mnt().join("d2")).unwrap(), b"shared data");
     }
 }

@@ -1,6 +1,7 @@
 //! Export of changes as a layer tar, shaped like the reference's `diff`.
 //!
-//! - members are written in path order (bytes), deletions as AUFS
+//! - members are written in path order (bytes; or in walk order for a
+//!   layer with no parent, see [`ExportOrder`]), deletions as AUFS
 //!   whiteouts (`dir/.wh.NAME`, an empty regular file, mode 0, owned 0:0,
 //!   stamped with the export time) at the place of the deleted path;
 //! - the first member of a hard-linked inode carries the data, later ones
@@ -25,7 +26,7 @@ use strata_idmap::{IdMappings, IdPair};
 use super::meta::{
     self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,
 };
-use super::{Change, ChangeKind, ExportOptions, OverrideStat};
+use super::{Change, ChangeKind, ExportOptions, ExportOrder, OverrideStat};
 use crate::entry::{EntryKind, Header, Timestamp};
 use crate::writer::{ModeField, TarWriter};
 use crate::{Error, Result};
@@ -254,7 +255,14 @@ pub(crate) fn export_changes(
     out: &mut dyn Write,
 ) -> Result<()> {
     let mut sorted: Vec<&Change> = changes.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    match opts.order {
+        ExportOrder::ByPath => sorted.sort_by(|a, b| a.path.cmp(&b.path)),
+        ExportOrder::Walk => sorted.sort_by(|a, b| {
+            a.path
+                .split(|&c| c == b'/')
+                .cmp(b.path.split(|&c| c == b'/'))
+        }),
+    }
     let beneath = Beneath::new(root)?;
     let mut ex = Exporter::new(out, opts);
     let stamp = Timestamp::now();

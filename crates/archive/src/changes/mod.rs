@@ -53,6 +53,22 @@ pub struct ExportOptions {
     /// Whether owners and modes come from `user.containers.override_stat`
     /// (layers written with `force_mask`).
     pub override_stat: OverrideStat,
+    /// Order of the members ([`export_changes`]).
+    pub order: ExportOrder,
+}
+
+/// Member order of [`export_changes`], as the reference orders its diffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportOrder {
+    /// Sorted by path bytes, a deletion at the place of the deleted path
+    /// (`a`, `a-b`, `a/x`): the reference's diff of a layer against a
+    /// parent.
+    #[default]
+    ByPath,
+    /// A walk of the tree, each directory before what it holds, siblings
+    /// by name (`a`, `a/x`, `a-b`): the reference's diff of a layer with no
+    /// parent, which is a tar of the whole tree.
+    Walk,
 }
 
 /// Where [`export_changes`] and [`export_overlay_upper`] take owners and

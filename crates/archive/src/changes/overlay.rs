@@ -14,11 +14,19 @@
 //! - an `Add` or `Delete` lists every ancestor directory that was skipped
 //!   as `Modify` just before it, outermost first.
 //!
-//! Lower paths are examined with `lstat`. The reference follows a final
-//! symlink there (absolute ones resolve on the host), which can turn a
-//! `Modify` of a dangling link into an `Add`; strata stays inside the layers.
+//! "Exists in a lower layer" means "exists in the parent's merged tree",
+//! resolved as overlayfs resolves it ([`Lowers`]): the nearest layer that
+//! has the path wins, a whiteout or a non-directory at the path or above it
+//! hides everything below, and so does an opaque directory above it for the
+//! layers under that one. The reference stops at whiteouts too (so a file
+//! under a directory deleted below and recreated is an `Add`), but it looks
+//! past opaque directories of lower layers (`Modify` of a path the parent
+//! does not have), fails with ENOTDIR under a path that is a file below,
+//! and follows symlinks of lower layers (on the host, for absolute ones),
+//! which turns a `Modify` of a dangling link into an `Add`; strata stays
+//! inside the layers (README, "Differences").
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,16 +37,80 @@ use crate::entry::{EntryKind, Header};
 use crate::writer::ModeField;
 use crate::{Error, OpaqueXattr, Result};
 
-/// The first lower layer holding `rel`, with its metadata; `None` when no
-/// lower has it or the first one that does holds a whiteout there (as the
-/// reference judges it; opaque directories in lowers are not consulted).
-fn in_lowers(lowers: &[PathBuf], rel: &[u8]) -> Result<Option<Meta>> {
-    for l in lowers {
-        if let Some(m) = lstat_opt(&join(l, rel))? {
-            return Ok((!m.is_whiteout()).then_some(m));
+/// The lower layers of an upper directory (nearest first) as one merged
+/// tree, with what has been learnt about their directories cached: an
+/// upper directory walk asks about the same ancestors again and again.
+struct Lowers<'a> {
+    dirs: &'a [PathBuf],
+    opaque: OpaqueXattr,
+    /// (layer, directory path) → what that layer has there.
+    seen: HashMap<(usize, Vec<u8>), Held>,
+}
+
+/// What one layer holds at a directory path.
+#[derive(Clone, Copy)]
+enum Held {
+    Nothing,
+    /// A whiteout or a non-directory: nothing below it is visible.
+    Blocker,
+    Dir {
+        opaque: bool,
+    },
+}
+
+impl<'a> Lowers<'a> {
+    fn new(dirs: &'a [PathBuf], opaque: OpaqueXattr) -> Self {
+        Self {
+            dirs,
+            opaque,
+            seen: HashMap::new(),
         }
     }
-    Ok(None)
+
+    fn held(&mut self, layer: usize, dir: &[u8]) -> Result<Held> {
+        if let Some(h) = self.seen.get(&(layer, dir.to_vec())) {
+            return Ok(*h);
+        }
+        let p = join(&self.dirs[layer], dir);
+        let h = match lstat_opt(&p)? {
+            None => Held::Nothing,
+            Some(m) if !m.is_dir() => Held::Blocker,
+            Some(_) => Held::Dir {
+                opaque: is_opaque(&p, self.opaque)?,
+            },
+        };
+        self.seen.insert((layer, dir.to_vec()), h);
+        Ok(h)
+    }
+
+    /// The entry at `rel` in the merged tree of the lowers; `None` when
+    /// the parent layer's tree has nothing there.
+    fn get(&mut self, rel: &[u8]) -> Result<Option<Meta>> {
+        let ends: Vec<usize> = rel
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &c)| (c == b'/').then_some(i))
+            .collect();
+        'layers: for layer in 0..self.dirs.len() {
+            // An opaque directory above `rel` in this layer hides the
+            // layers under it.
+            let mut last_layer = false;
+            for &end in &ends {
+                match self.held(layer, &rel[..end])? {
+                    Held::Nothing if last_layer => return Ok(None),
+                    Held::Nothing => continue 'layers,
+                    Held::Blocker => return Ok(None),
+                    Held::Dir { opaque } => last_layer |= opaque,
+                }
+            }
+            match lstat_opt(&join(&self.dirs[layer], rel))? {
+                Some(m) => return Ok((!m.is_whiteout()).then_some(m)),
+                None if last_layer => return Ok(None),
+                None => {}
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn is_opaque(path: &Path, opaque: OpaqueXattr) -> Result<bool> {
@@ -81,8 +153,9 @@ pub(crate) fn overlay_changes(
 ) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     let mut changed_dirs: HashSet<Vec<u8>> = HashSet::new();
+    let mut lowers = Lowers::new(lowers, opaque);
     walk(upper, &mut Vec::new(), &mut |rel, path, m| {
-        let below = in_lowers(lowers, rel)?;
+        let below = lowers.get(rel)?;
         let kind = if m.is_whiteout() || (m.is_dir() && below.is_some() && is_opaque(path, opaque)?)
         {
             ChangeKind::Delete
@@ -141,6 +214,7 @@ pub(crate) fn export_overlay_upper(
     // Members in walk order (a directory's subtree before `dir.conf`), as
     // the reference's driver diff writes them.
     let mut ex = Exporter::new(out, opts);
+    let mut lowers = Lowers::new(lowers, opts.opaque);
     walk(upper, &mut Vec::new(), &mut |rel, path, m| {
         if m.is_whiteout() {
             // The whiteout keeps its own owner, mode bits and time.
@@ -154,7 +228,7 @@ pub(crate) fn export_overlay_upper(
             return ex.tar.append_header_with(&h, ModeField::PermissionsOnly);
         }
         ex.add_file(path, m, rel)?;
-        if m.is_dir() && is_opaque(path, opts.opaque)? && in_lowers(lowers, rel)?.is_some() {
+        if m.is_dir() && is_opaque(path, opts.opaque)? && lowers.get(rel)?.is_some() {
             let Some(dir) = ex.header(path, m, rel)? else {
                 return Ok(());
             };

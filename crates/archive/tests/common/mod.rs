@@ -191,21 +191,3 @@ pub fn sha256(b: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
 }
-
-/// Skips a corpus test with a note unless STRATA_CORPUS names a directory;
-/// under CI a named but incomplete corpus fails.
-pub fn corpus_file(name: &str) -> Option<std::path::PathBuf> {
-    let Ok(dir) = std::env::var("STRATA_CORPUS") else {
-        eprintln!("skipping: STRATA_CORPUS is not set");
-        return None;
-    };
-    let p = std::path::Path::new(&dir).join(name);
-    if !p.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("STRATA_CORPUS={dir} lacks {name}");
-        }
-        eprintln!("skipping: {} is missing", p.display());
-        return None;
-    }
-    Some(p)
-}

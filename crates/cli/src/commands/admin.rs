@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use strata_store::{Force, Store};
 
+use super::reference_message;
 use crate::args::{Cli, Json, ShutdownOpts};
 use crate::output::{print, print_json};
 
@@ -45,17 +46,25 @@ pub(super) fn status(s: &Store, o: &Json) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `wipe`: every layer removed.
+/// `wipe`: every container, image and layer removed.
 pub(super) fn wipe(s: &Store, o: &Json) -> Result<ExitCode> {
-    s.wipe()?;
-    if o.json {
-        print("\"\"\n")?;
-    }
-    Ok(ExitCode::SUCCESS)
+    outcome("wipe", s.wipe(), o)
 }
 
-/// `shutdown`: the layers' mounts released (all of them with `--force`).
+/// `shutdown`: the driver released; refused while layers are mounted,
+/// unless `--force`, which unmounts them first.
 pub(super) fn shutdown(s: &Store, o: &ShutdownOpts) -> Result<ExitCode> {
-    s.shutdown(if o.force.force { Force::Yes } else { Force::No })?;
-    Ok(ExitCode::SUCCESS)
+    let force = if o.force.force { Force::Yes } else { Force::No };
+    outcome("shutdown", s.shutdown(force), &o.json)
+}
+
+/// The reference's report of `wipe` and `shutdown`: `""` or `{}` with
+/// `--json`, else `COMMAND: ERROR` on stderr.
+fn outcome(cmd: &str, res: strata_store::Result<()>, o: &Json) -> Result<ExitCode> {
+    if o.json {
+        print(if res.is_ok() { "\"\"\n" } else { "{}\n" })?;
+    } else if let Err(e) = &res {
+        eprintln!("{cmd}: {}", reference_message(e));
+    }
+    Ok(super::status(res.is_ok()))
 }

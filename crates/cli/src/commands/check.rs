@@ -56,6 +56,9 @@ pub(super) fn run(s: &Store, o: &CheckOpts) -> Result<ExitCode> {
     for id in &r.mounts_dropped {
         eprintln!("dropped stale mount count of layer {id}");
     }
+    for id in &r.completed {
+        eprintln!("completed layer {id} of a container");
+    }
     if !outcome.after.is_clean() {
         show(&outcome.after, o.json.json)?;
         bail!("repair left {}", counts(&outcome.after));

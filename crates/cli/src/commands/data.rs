@@ -1,12 +1,12 @@
 //! Big-data items of a layer: `list-layer-data`, `get-layer-data`,
 //! `set-layer-data`.
 
-use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use strata_store::Store;
 
+use super::{read_data, write_data};
 use crate::args::{DataOpts, ListDataOpts, SetDataOpts};
 use crate::output::{print_json, print_lines};
 
@@ -24,27 +24,12 @@ pub(super) fn list(s: &Store, o: &ListDataOpts) -> Result<ExitCode> {
 /// `get-layer-data`: to `--file` or stdout.
 pub(super) fn get(s: &Store, o: &DataOpts) -> Result<ExitCode> {
     let data = s.big_data(&o.layer, &o.name)?;
-    match &o.file {
-        Some(f) => std::fs::write(f, &data).with_context(|| format!("writing {}", f.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&data)?;
-            out.flush()?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    write_data(o.file.as_deref(), &data)
 }
 
 /// `set-layer-data`: from `--file` or stdin.
 pub(super) fn set(s: &Store, o: &SetDataOpts) -> Result<ExitCode> {
-    let data = match &o.file {
-        Some(f) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
-        None => {
-            let mut v = Vec::new();
-            std::io::stdin().read_to_end(&mut v)?;
-            v
-        }
-    };
+    let data = read_data(o.file.as_deref())?;
     s.set_big_data(&o.layer, &o.name, &data)?;
     Ok(ExitCode::SUCCESS)
 }

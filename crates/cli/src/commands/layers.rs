@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use strata_store::{Access, ErrorKind, LayerMaps, MapChoice, NewLayer, Safety, Store};
 
-use super::{input, status, Each};
-use crate::args::{DeleteOpts, ImportOpts, Items, LayerOpts, ListOpts};
+use super::{input, reference_message, status, Each};
+use crate::args::{DeleteOpts, ImportOpts, Items, LayerOpts, ListOpts, MapOpts};
 use crate::output::{self, print, print_json};
 
 /// `create-layer`.
@@ -34,7 +34,7 @@ fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> 
         } else {
             Access::ReadWrite
         },
-        maps: layer_maps(o)?,
+        maps: layer_maps(&o.maps)?,
         ..Default::default()
     };
     let layer = match diff {
@@ -55,7 +55,7 @@ fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> 
 
 /// The ID maps asked for: `--host*map`, else `--*map`, else `--sub*map`
 /// (read from /etc/sub[ug]id), else inherited.
-fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
+pub(super) fn layer_maps(o: &MapOpts) -> Result<LayerMaps> {
     let side = |host: bool, explicit: Option<&String>, sub: Option<&String>, file: &str| {
         if host {
             return Ok::<_, anyhow::Error>(MapChoice::Host);
@@ -87,39 +87,48 @@ fn layer_maps(o: &LayerOpts) -> Result<LayerMaps> {
     })
 }
 
-/// `delete-layer` (checked) and `delete` (unchecked): one line on stderr
-/// per layer that could not be deleted.
+/// `delete-layer` (checked) and `delete` (unchecked, of whatever each
+/// argument names): `ITEM: ERROR` on stderr per failure; with `--json`,
+/// `{"ITEM": ""|"ERROR", …}`.
 pub(super) fn delete(s: &Store, o: &DeleteOpts, safety: Safety) -> Result<ExitCode> {
-    let mut ok = true;
+    let mut report = std::collections::BTreeMap::new();
     for l in &o.layers {
-        if let Err(e) = s.delete_layer(l, safety) {
-            match e.kind() {
-                ErrorKind::NotFound => eprintln!("{l}: identifier is not a layer"),
-                _ => eprintln!("{l}: {e}"),
+        let res = match safety {
+            Safety::Checked => s.delete_layer(l, safety),
+            Safety::Unchecked => s.delete(l).map(|_| ()),
+        };
+        let msg = match res {
+            Ok(()) => String::new(),
+            Err(e) if e.kind() == ErrorKind::NotFound && safety == Safety::Checked => {
+                "identifier is not a layer".into()
             }
-            ok = false;
+            Err(e) => reference_message(&e),
+        };
+        if !msg.is_empty() && !o.json.json {
+            eprintln!("{l}: {msg}");
         }
+        report.insert(l.clone(), msg);
     }
-    Ok(status(ok))
+    if o.json.json {
+        print_json(&report)?;
+    }
+    Ok(status(report.values().all(String::is_empty)))
 }
 
-/// `layers [-t]`.
+/// `layers [-t]`: with the images and containers on each layer.
 pub(super) fn list(s: &Store, o: &ListOpts) -> Result<ExitCode> {
     let layers = s.layers()?;
     if o.json.json {
-        print_json(&layers)?;
-    } else if o.tree {
+        return print_json(&layers).map(|_| ExitCode::SUCCESS);
+    }
+    let images = s.images().list()?;
+    let containers = s.containers().list()?;
+    let users = output::Users::new(&images, &containers);
+    if o.tree {
         let mounts = s.mounts()?;
-        print(&output::layers_tree(&layers, &mounts))?;
+        print(&output::layers_tree(&layers, &mounts, &users))?;
     } else {
-        let mut out = String::new();
-        for l in &layers {
-            out.push_str(&format!("{}\n", l.id));
-            for n in &l.names {
-                out.push_str(&format!("\tname: {n}\n"));
-            }
-        }
-        print(&out)?;
+        print(&output::layers_list(&layers, &users))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,30 +11,38 @@
 //! - [`admin`]: status, wipe, shutdown, version, completion;
 //! - [`check`]: check and repair.
 //!
-//! Images and containers get families of their own beside these. The
-//! helpers here are what several families share: the store opened from the
-//! global options, the input of a command ([`input`]) and the loop over
-//! several items ([`Each`]).
+//! - [`images`]: create, list, examine and delete images, their big data;
+//! - [`containers`]: create, list, examine and delete containers, their big
+//!   data and directories.
+//!
+//! The helpers here are what several families share: the store opened from
+//! the global options, the input of a command ([`input`]), big data read
+//! and written ([`read_data`], [`write_data`]), the reference's wording of
+//! errors ([`reference_message`]) and the loop over several items
+//! ([`Each`]).
 
 mod admin;
 mod check;
+mod containers;
 mod copy;
 mod data;
 mod diffs;
+mod images;
 mod layers;
 mod mounts;
 mod names;
 mod progress;
+mod transfer;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use strata_store::{Safety, Store, StoreOptions};
+use strata_store::{Error, Kind, NameOp, Safety, Store, StoreOptions};
 
-use crate::args::{Cli, Cmd};
-use crate::output;
+use crate::args::{Cli, Cmd, MetadataSource};
+use crate::output::{self, go_quote};
 
 fn open(cli: &Cli) -> Result<Store> {
     let mut opts = StoreOptions::load().context("loading storage configuration")?;
@@ -73,6 +81,8 @@ fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::CreateLayer(o) => layers::create(s, &o),
         Cmd::ImportLayer(o) => layers::import(s, &o),
+        Cmd::ImportImage(o) => transfer::import_image(s, &o),
+        Cmd::ExportImage(o) => transfer::export_image(s, &o),
         Cmd::DeleteLayer(o) => layers::delete(s, &o, Safety::Checked),
         Cmd::Delete(o) => layers::delete(s, &o, Safety::Unchecked),
         Cmd::Layers(o) => layers::list(s, &o),
@@ -83,8 +93,8 @@ fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Metadata(o) => names::metadata(s, &o),
         Cmd::SetMetadata(o) => names::set_metadata(s, &o),
         Cmd::GetNames(o) => names::get(s, &o),
-        Cmd::AddNames(o) => names::add(s, &o),
-        Cmd::SetNames(o) => names::set(s, &o),
+        Cmd::AddNames(o) => names::change(s, &o, NameOp::Append),
+        Cmd::SetNames(o) => names::change(s, &o, NameOp::Set),
         Cmd::Changes(o) => diffs::changes(s, &o),
         Cmd::Diff(o) => diffs::diff(s, &o),
         Cmd::Diffsize(o) => diffs::size(s, &o),
@@ -96,6 +106,28 @@ fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
         Cmd::GetLayerData(o) => data::get(s, &o),
         Cmd::SetLayerData(o) => data::set(s, &o),
         Cmd::Copy(o) => copy::run(s, &o),
+        Cmd::CreateImage(o) => images::create(s, &o),
+        Cmd::Images(o) => images::list(s, &o),
+        Cmd::ImagesByDigest(o) => images::by_digest(s, &o),
+        Cmd::Image(o) => images::examine(s, &o),
+        Cmd::ListImageData(o) => images::list_data(s, &o),
+        Cmd::GetImageData(o) => images::get_data(s, &o),
+        Cmd::GetImageDataSize(o) => images::data_size(s, &o),
+        Cmd::GetImageDataDigest(o) => images::data_digest(s, &o),
+        Cmd::SetImageData(o) => images::set_data(s, &o),
+        Cmd::DeleteImage(o) => images::delete(s, &o),
+        Cmd::CreateContainer(o) => containers::create(s, &o),
+        Cmd::Containers(o) => containers::list(s, &o),
+        Cmd::Container(o) => containers::examine(s, &o),
+        Cmd::ListContainerData(o) => containers::list_data(s, &o),
+        Cmd::GetContainerData(o) => containers::get_data(s, &o),
+        Cmd::GetContainerDataSize(o) => containers::data_size(s, &o),
+        Cmd::GetContainerDataDigest(o) => containers::data_digest(s, &o),
+        Cmd::SetContainerData(o) => containers::set_data(s, &o),
+        Cmd::GetContainerDir(o) => containers::dir(s, &o, false),
+        Cmd::GetContainerRunDir(o) => containers::dir(s, &o, true),
+        Cmd::ContainerParentOwners(o) => containers::parent_owners(s, &o),
+        Cmd::DeleteContainer(o) => containers::delete(s, &o),
         Cmd::Status(o) => admin::status(s, &o),
         Cmd::Wipe(o) => admin::wipe(s, &o),
         Cmd::Shutdown(o) => admin::shutdown(s, &o),
@@ -138,9 +170,19 @@ impl<'a, T> Each<'a, T> {
             .filter_map(|(i, r)| r.as_ref().ok().map(|v| (*i, v)))
     }
 
+    /// Whether every item succeeded.
+    fn all_ok(&self) -> bool {
+        self.results.iter().all(|(_, r)| r.is_ok())
+    }
+
     /// Prints `[{"id": …, <fields of a success>, "error": ""|"…"}, …]`, the
-    /// per-item report of mount, unmount and mounted.
-    fn print_report(&self, fields: impl Fn(&T) -> Vec<(&'static str, String)>) -> Result<()> {
+    /// per-item report of mount, unmount and mounted; a failed item has
+    /// each of `empty` as an empty string, as the reference's report does.
+    fn print_report(
+        &self,
+        fields: impl Fn(&T) -> Vec<(&'static str, String)>,
+        empty: &[&'static str],
+    ) -> Result<()> {
         let records: Vec<serde_json::Value> = self
             .results
             .iter()
@@ -154,7 +196,12 @@ impl<'a, T> Each<'a, T> {
                         }
                         String::new()
                     }
-                    Err(e) => e.to_string(),
+                    Err(e) => {
+                        for k in empty {
+                            rec.insert((*k).into(), "".into());
+                        }
+                        reference_message(e)
+                    }
                 };
                 rec.insert("error".into(), error.into());
                 rec.into()
@@ -170,6 +217,78 @@ impl<'a, T> Each<'a, T> {
             Some(e) => Err(e.into()),
         }
     }
+}
+
+/// Prints the reference's message for a failure; the command fails.
+fn fail(msg: impl std::fmt::Display) -> Result<ExitCode> {
+    eprintln!("{msg}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// A store error as the reference words it (most messages are the
+/// library's own; these differ because the reference's name no key).
+fn reference_message(e: &Error) -> String {
+    match e {
+        Error::Unknown { kind, .. } => format!("{kind} not known"),
+        Error::DuplicateId {
+            kind: Kind::Container,
+            ..
+        } => "that ID is already in use".into(),
+        Error::DuplicateName {
+            kind: Kind::Container,
+            name,
+            owner,
+        } => format!(
+            "the container name {} is already in use by {owner}. You have to remove that \
+             container to be able to reuse that name: that name is already in use",
+            go_quote(name.as_bytes())
+        ),
+        Error::InUse {
+            kind: Kind::Image,
+            user,
+            ..
+        } => format!("image used by {user}: image is in use by a container"),
+        Error::Mounted(_) => "a layer is mounted: layer is in use by a container".into(),
+        Error::HasChildren(_, kid) => format!("used by layer {kid}: layer has children"),
+        Error::SizeUnknown { .. } => "size is not known".into(),
+        Error::DigestUnknown { .. } => "could not compute digest of item".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The `--metadata-file` (which wins) or `--metadata` of a command.
+fn metadata_arg(m: &MetadataSource) -> Result<Option<String>> {
+    match (&m.file, &m.metadata) {
+        (Some(f), _) => Ok(Some(
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        )),
+        (None, m) => Ok(m.clone()),
+    }
+}
+
+/// Big data from `--file`, else stdin.
+fn read_data(file: Option<&Path>) -> Result<Vec<u8>> {
+    match file {
+        Some(f) => std::fs::read(f).with_context(|| format!("reading {}", f.display())),
+        None => {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v)?;
+            Ok(v)
+        }
+    }
+}
+
+/// Big data to `--file`, else stdout.
+fn write_data(file: Option<&Path>, data: &[u8]) -> Result<ExitCode> {
+    match file {
+        Some(f) => std::fs::write(f, data).with_context(|| format!("writing {}", f.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Success, or failure without a message (the command printed its own).

@@ -5,13 +5,15 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use strata_store::{Force, MountRequest, Store};
+use strata_store::{ErrorKind, Force, MountRequest, Store};
 
-use super::Each;
+use super::{reference_message, status, Each};
 use crate::args::{Items, MountOpts, UnmountOpts};
 use crate::output::print;
 
-/// `mount`: prints each mount point.
+/// `mount`: a line per item with its mount point (empty when it failed,
+/// the failure on stderr as `ERROR while mounting ITEM`). With `--ro` an
+/// image's top layer is mounted read-only, as `noexec,nosuid` too.
 pub(super) fn mount(s: &Store, o: &MountOpts) -> Result<ExitCode> {
     let mut options: Vec<String> = o
         .opt
@@ -24,48 +26,84 @@ pub(super) fn mount(s: &Store, o: &MountOpts) -> Result<ExitCode> {
         })
         .unwrap_or_default();
     if o.ro {
-        options.push("ro".into());
+        options.extend(["ro", "noexec", "nosuid"].map(String::from));
     }
     let req = MountRequest {
         mount_label: o.label.clone(),
         options,
     };
-    let each = Each::run(&o.layers, |l| s.mount(l, &req));
-    if o.json.json {
-        each.print_report(|p| vec![("mountpoint", p.display().to_string())])?;
-    } else {
-        for (_, p) in each.ok() {
-            print(&format!("{}\n", p.display()))?;
+    let each = Each::run(&o.layers, |l| {
+        if o.ro {
+            s.images().mount(l, &req)
+        } else {
+            s.mount(l, &req)
+        }
+    });
+    let mut out = String::new();
+    for (l, r) in &each.results {
+        match r {
+            Ok(p) => out.push_str(&format!("{}\n", p.display())),
+            Err(e) => {
+                if !o.json.json {
+                    eprintln!("{} while mounting {l}", reference_message(e));
+                }
+                out.push('\n');
+            }
         }
     }
-    each.finish()
+    if o.json.json {
+        each.print_report(
+            |p| vec![("mountpoint", p.display().to_string())],
+            &["mountpoint"],
+        )?;
+    } else {
+        print(&out)?;
+    }
+    Ok(status(each.all_ok()))
 }
 
-/// `unmount`: says which layers are no longer mounted.
+/// `unmount`: `ITEM mountpoint unmounted` for each container or layer no
+/// longer mounted; an image's top layer is unmounted quietly.
 pub(super) fn unmount(s: &Store, o: &UnmountOpts) -> Result<ExitCode> {
     let force = if o.force.force { Force::Yes } else { Force::No };
-    let each = Each::run(&o.layers, |l| s.unmount(l, force));
-    for (l, still) in each.ok() {
-        if !still {
-            print(&format!("{l} mountpoint unmounted\n"))?;
+    let each = Each::run(&o.layers, |l| match s.unmount(l, force) {
+        Err(e) if e.kind() == ErrorKind::NotFound => match s.images().lookup(l) {
+            Ok(Some(_)) => s.images().unmount(l, force).map(|_| None),
+            _ => Err(e),
+        },
+        r => r.map(Some),
+    });
+    for (l, r) in &each.results {
+        match r {
+            Ok(Some(false)) => print(&format!("{l} mountpoint unmounted\n"))?,
+            Ok(_) => {}
+            Err(e) if !o.json.json => {
+                eprintln!("{} while unmounting {l}", reference_message(e))
+            }
+            Err(_) => {}
         }
     }
     if o.json.json {
-        each.print_report(|_| Vec::new())?;
+        each.print_report(|_| Vec::new(), &[])?;
     }
-    each.finish()
+    Ok(status(each.all_ok()))
 }
 
-/// `mounted`: says which layers are mounted.
+/// `mounted`: `ITEM mounted` for each container or layer mounted.
 pub(super) fn mounted(s: &Store, o: &Items) -> Result<ExitCode> {
     let each = Each::run(&o.layers, |l| s.mounted(l));
-    for (l, (n, _)) in each.ok() {
-        if *n > 0 {
-            print(&format!("{l} mounted\n"))?;
+    for (l, r) in &each.results {
+        match r {
+            Ok((n, _)) if *n > 0 => print(&format!("{l} mounted\n"))?,
+            Ok(_) => {}
+            Err(e) if !o.json.json => {
+                eprintln!("{} checking if {l} is mounted", reference_message(e))
+            }
+            Err(_) => {}
         }
     }
     if o.json.json {
-        each.print_report(|_| Vec::new())?;
+        each.print_report(|_| Vec::new(), &[])?;
     }
-    each.finish()
+    Ok(status(each.all_ok()))
 }

@@ -5,21 +5,27 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use strata_store::Store;
+use anyhow::Result;
+use strata_store::{ErrorKind, NameOp, Store};
 
-use super::{status, Each};
-use crate::args::{ExistsOpts, Items, MetadataOpts, NamesOpts, SetMetadataOpts};
+use super::{fail, metadata_arg, status, Each};
+use crate::args::{ExistsOpts, Items, MetadataOpts, MetadataSource, NamesOpts, SetMetadataOpts};
 use crate::output::{print, print_json, print_lines};
 
-/// `exists`: fails unless every name is found (as the kind asked for).
+/// `exists`: `NAME: true|false` per name; fails unless every name is
+/// found, and (with `--layer`, `--image` or `--container`) is of a kind
+/// asked for.
 pub(super) fn exists(s: &Store, o: &ExistsOpts) -> Result<ExitCode> {
     let mut all = true;
     let mut map = BTreeMap::new();
+    let any_kind = !(o.layer || o.image || o.container);
     for n in &o.names {
         let found = s.exists(n)?;
-        // strata keeps no images or containers yet: a match is a layer.
-        let ok = found && !o.image && !o.container;
+        let ok = found
+            && (any_kind
+                || (o.layer && s.layer(n).is_ok())
+                || (o.image && s.images().exists(n)?)
+                || (o.container && s.containers().exists(n)?));
         all &= ok;
         if !o.quiet && !o.json.json {
             print(&format!("{n}: {found}\n"))?;
@@ -32,61 +38,77 @@ pub(super) fn exists(s: &Store, o: &ExistsOpts) -> Result<ExitCode> {
     Ok(status(all))
 }
 
-/// `metadata`: the metadata of each layer found (keys sorted in JSON).
+/// `metadata`: the metadata of each layer, image or container (an unknown
+/// one prints as empty and fails the command; JSON keys sorted).
 pub(super) fn metadata(s: &Store, o: &MetadataOpts) -> Result<ExitCode> {
-    let each = Each::run(&o.layers, |l| s.layer(l));
+    // The reference drops one trailing newline of each.
+    let each = Each::run(&o.layers, |k| {
+        s.metadata(k)
+            .map(|m| m.strip_suffix('\n').map(str::to_string).unwrap_or(m))
+    });
     if o.json.json {
-        let map: BTreeMap<&str, &str> = each.ok().map(|(l, r)| (l, r.metadata.as_str())).collect();
+        let map: BTreeMap<&str, &str> = each.ok().map(|(k, m)| (k, m.as_str())).collect();
         print_json(&map)?;
     } else {
-        for (l, r) in each.ok() {
+        let mut out = String::new();
+        for (k, m) in &each.results {
+            let m = m.as_deref().unwrap_or("");
             if o.quiet {
-                print(&format!("{}\n", r.metadata))?;
+                out.push_str(&format!("{m}\n"));
             } else {
-                print(&format!("{l}: {}\n", r.metadata))?;
+                out.push_str(&format!("{k}: {m}\n"));
             }
         }
+        print(&out)?;
     }
-    each.finish()
+    Ok(status(each.ok().count() == o.layers.len()))
 }
 
 /// `set-metadata`: from `--metadata-file`, else `--metadata`.
 pub(super) fn set_metadata(s: &Store, o: &SetMetadataOpts) -> Result<ExitCode> {
-    let m = match (&o.metadata, &o.file) {
-        (_, Some(f)) => {
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
-        }
-        (Some(m), None) => m.clone(),
-        (None, None) => {
-            bail!("set-metadata: no metadata given (use --metadata or --metadata-file)")
-        }
+    let source = MetadataSource {
+        metadata: o.metadata.clone(),
+        file: o.file.clone(),
     };
-    s.set_metadata(&o.layer, &m)?;
+    let Some(m) = metadata_arg(&source)? else {
+        return fail("no new metadata provided");
+    };
+    match s.set_metadata(&o.layer, &m) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fail("identifier is not a layer, image, or container")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `get-names`: the names of a layer, image or container (the first
+/// argument; the reference ignores the others).
+pub(super) fn get(s: &Store, o: &Items) -> Result<ExitCode> {
+    let key = o.layers.first().map(String::as_str).unwrap_or_default();
+    let names = match s.names(key) {
+        Ok(n) => n,
+        Err(e) if e.kind() == ErrorKind::NotFound => return fail("layer not known"),
+        Err(e) => return Err(e.into()),
+    };
+    if o.json.json {
+        print_json(&names)?;
+    } else {
+        print_lines(&names)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `get-names`: the names of all the layers, in order.
-pub(super) fn get(s: &Store, o: &Items) -> Result<ExitCode> {
-    let mut all = Vec::new();
-    for l in &o.layers {
-        all.extend(s.layer(l)?.names);
+/// `add-names` (after the names it has) and `set-names`; with `--json`,
+/// the names it ends up with.
+pub(super) fn change(s: &Store, o: &NamesOpts, op: NameOp) -> Result<ExitCode> {
+    match s.change_names(&o.layer, &o.names, op) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return fail("layer not known"),
+        Err(e) => return Err(e.into()),
     }
     if o.json.json {
-        print_json(&all)?;
-    } else {
-        print_lines(&all)?;
+        print_json(&s.names(&o.layer)?)?;
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `add-names`.
-pub(super) fn add(s: &Store, o: &NamesOpts) -> Result<ExitCode> {
-    s.add_names(&o.layer, &o.names)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `set-names`.
-pub(super) fn set(s: &Store, o: &NamesOpts) -> Result<ExitCode> {
-    s.set_names(&o.layer, &o.names)?;
     Ok(ExitCode::SUCCESS)
 }

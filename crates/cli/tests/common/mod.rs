@@ -2,40 +2,29 @@
 //! `strata` binary and, where installed, the reference `containers-storage`.
 #![allow(dead_code)]
 
+pub mod records;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The reference binary.
-pub const REFERENCE: &str = "/usr/bin/containers-storage";
+pub use strata_testsupport::REFERENCE;
+use strata_testsupport::{current_test, Corpus, Scratch};
 
 /// Whether the reference binary is installed; under CI its absence fails.
 pub fn have_reference() -> bool {
-    if Path::new(REFERENCE).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {REFERENCE} is missing"
-    );
-    eprintln!("skipping: {REFERENCE} not installed");
-    false
+    strata_testsupport::reference(&current_test()).is_some()
 }
 
 /// Whether we are root (needed for overlay mounts); under CI not being
 /// root fails.
 pub fn is_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI is set but not root");
-    eprintln!("skipping: needs root");
-    false
+    strata_testsupport::need_root(&current_test())
 }
 
 /// A fresh store (graph and run roots in a temp dir) used with one driver.
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    pub dir: Scratch,
     pub driver: String,
     conf: PathBuf,
 }
@@ -43,10 +32,7 @@ pub struct Env {
 impl Env {
     /// A new store for `driver`.
     pub fn new(driver: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-cli-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
+        let dir = Scratch::new("strata-cli-");
         // A configuration of our own so the machine's storage.conf (and
         // its overlay mount options) does not leak into tests.
         let conf = dir.path().join("storage.conf");
@@ -142,31 +128,6 @@ impl Env {
             .join(format!("{}-layers/layers.json", self.driver));
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Detach every mount under our own temp dir, deepest first.
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mine: Vec<String> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(unescape)
-            .filter(|p| p.starts_with(&format!("{root}/")))
-            .collect();
-        mine.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in mine {
-            let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 fn run(mut c: Command, input: &[u8]) -> Output {
@@ -275,18 +236,12 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// A real Debian tree as a tar: `$STRATA_CORPUS/debian-minbase.tar` when
-/// set, else a tar of /usr/share/doc made with GNU tar (real files of this
-/// machine).
+/// A real Debian tree as a tar: the corpus' debian-minbase.tar (required
+/// under CI), else a tar of /usr/share/doc made with GNU tar (real files of
+/// this machine).
 pub fn real_tar(dir: &Path) -> PathBuf {
-    if let Some(c) = std::env::var_os("STRATA_CORPUS") {
-        let p = PathBuf::from(c).join("debian-minbase.tar");
-        assert!(
-            p.exists(),
-            "STRATA_CORPUS is set but {} is missing",
-            p.display()
-        );
-        return p;
+    if let Some(c) = Corpus::find(&current_test(), &["debian-minbase.tar"]) {
+        return c.file("debian-minbase.tar");
     }
     let out = dir.join("real.tar");
     let st = Command::new("tar")

@@ -224,6 +224,29 @@ pub fn cut_points(c: &Counts) -> Vec<Cut> {
     v
 }
 
+/// How many cuts each operation gets: `STRATA_POWER_CUTS=all` for every
+/// cut point (the full run whose figures docs/check.md gives), a number for
+/// that many, and by default a fixed budget that keeps the suite's time
+/// bounded.
+pub fn cut_budget() -> Option<usize> {
+    const DEFAULT: usize = 6;
+    match std::env::var("STRATA_POWER_CUTS").as_deref() {
+        Ok("all") => None,
+        Ok(n) => Some(n.parse().expect("STRATA_POWER_CUTS: a number or all")),
+        Err(_) => Some(DEFAULT),
+    }
+}
+
+/// At most `budget` of `cuts`, spread evenly over them; the last (after
+/// the operation returned) is always among them.
+pub fn within_budget(cuts: Vec<Cut>, budget: Option<usize>) -> Vec<Cut> {
+    let n = cuts.len();
+    match budget {
+        Some(b) if b < n && b > 0 => (1..=b).map(|i| cuts[i * n / b - 1]).collect(),
+        _ => cuts,
+    }
+}
+
 /// sha256 of bytes, hex.
 pub fn sha(d: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(d))

@@ -7,7 +7,88 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::Env;
+use strata_testsupport::{LoopFs, LoopOptions};
+
+/// A small xorshift generator: reproducible runs from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `$var` when set, else from the clock; the seed is
+    /// printed so that a failing run can be repeated.
+    pub fn from_env(var: &str) -> Self {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("seed: {var}={seed}");
+        Self(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// An index below `n`.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+}
+
+fn spawn(e: &Env, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("CONTAINERS_STORAGE_CONF", e.dir.path().join("storage.conf"))
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .arg("-g")
+        .arg(e.graph())
+        .arg("-R")
+        .arg(e.run_root())
+        .arg("-s")
+        .arg(&e.driver)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs strata with `args`, SIGKILLs it after `delay` unless it ended;
+/// returns whether it was killed before finishing.
+pub fn kill_after(e: &Env, args: &[&str], delay: Duration) -> bool {
+    let mut c = spawn(e, args);
+    let start = Instant::now();
+    loop {
+        if let Some(_st) = c.try_wait().unwrap() {
+            return false;
+        }
+        if start.elapsed() >= delay {
+            let _ = c.kill();
+            let _ = c.wait();
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
 
 /// Builds tar streams byte by byte, with no validation at all.
 #[derive(Default)]
@@ -274,109 +355,22 @@ pub fn layer_home(graph: &Path, driver: &str, id: &str) -> PathBuf {
     }
 }
 
-/// A filesystem image loop-mounted at a directory; unmounted (detached)
-/// on drop, which also frees the loop device (`mount -o loop` sets
-/// autoclear).
-pub struct LoopFs {
-    /// Mount point.
-    pub mnt: PathBuf,
+/// A loop-mounted filesystem of type `fstype` (`size_mib`) made from the
+/// image file `image` and mounted at `mnt`, both in the test's directory;
+/// unmounted and detached on drop. `None` (after saying why) when it cannot
+/// be had here; under CI that fails.
+pub fn loop_fs(image: &Path, mnt: &Path, fstype: &'static str, size_mib: u64) -> Option<LoopFs> {
+    let test = strata_testsupport::current_test();
+    LoopFs::at(&test, image, mnt, &LoopOptions::new(fstype, size_mib))
 }
 
-impl LoopFs {
-    /// Makes a `size_mib` image of type `fstype` at `image` and mounts it
-    /// at `mnt`. Returns `None` (printing why) when the tools are missing
-    /// and CI is unset.
-    pub fn new(image: &Path, mnt: &Path, fstype: &str, size_mib: u64) -> Option<Self> {
-        let mkfs = format!("/usr/sbin/mkfs.{fstype}");
-        if !Path::new(&mkfs).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but {mkfs} is missing"
-            );
-            eprintln!("skipping: {mkfs} missing");
-            return None;
-        }
-        let f = std::fs::File::create(image).unwrap();
-        f.set_len(size_mib << 20).unwrap();
-        drop(f);
-        let q = match fstype {
-            "ext4" => "-qF",
-            _ => "-f",
-        };
-        let o = Command::new(&mkfs).arg(q).arg(image).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{mkfs}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::create_dir_all(mnt).unwrap();
-        let o = Command::new("mount")
-            .args(["-o", "loop", "-t", fstype])
-            .arg(image)
-            .arg(mnt)
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but mounting {fstype} failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            eprintln!(
-                "skipping: mount {fstype}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
-        Some(Self {
-            mnt: mnt.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        // Mounts below ours first (a driver may have left some).
-        let root = self.mnt.to_string_lossy().into_owned();
-        for p in mounts_under(&self.mnt) {
-            if p != root {
-                let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
-            }
-        }
-        let _ = rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
-/// Mount points at or under `dir`, deepest first.
+/// Mount points at or under `dir`, deepest first, as strings (the form
+/// mountpoints.json records).
 pub fn mounts_under(dir: &Path) -> Vec<String> {
-    let root = dir.to_string_lossy().into_owned();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|s| {
-            s.replace("\\040", " ")
-                .replace("\\011", "\t")
-                .replace("\\012", "\n")
-                .replace("\\134", "\\")
-        })
-        .filter(|p| *p == root || p.starts_with(&format!("{root}/")))
-        .collect();
-    v.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    v
-}
-
-/// Whether btrfs can be used here (tools present and the module loads).
-pub fn have_btrfs() -> bool {
-    let ok = Path::new("/usr/sbin/mkfs.btrfs").exists();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but mkfs.btrfs is missing"
-        );
-        eprintln!("skipping btrfs: mkfs.btrfs missing");
-    }
-    ok
+    strata_testsupport::mounts_under(dir)
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Members of a tar stream (entries without the root), as

@@ -42,9 +42,6 @@ pub struct Suite {
     pub init: InitFn,
     /// Driver options given at every init.
     pub options: Vec<String>,
-    /// Mode of an empty base layer's root (the reference makes 0555 for
-    /// vfs and overlay).
-    pub empty_root_mode: u32,
     /// Option key naming additional image stores (`imagestore`), or `None`
     /// when the driver has none.
     pub image_store_key: Option<&'static str>,
@@ -53,14 +50,13 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// A suite for driver `name` with defaults: root mode 0555, image stores
-    /// under the `imagestore` key, no setup.
+    /// A suite for driver `name` with defaults: image stores under the
+    /// `imagestore` key, no setup.
     pub fn new(name: &'static str, init: InitFn) -> Self {
         Self {
             name,
             init,
             options: Vec::new(),
-            empty_root_mode: 0o555,
             image_store_key: Some("imagestore"),
             prepare: None,
         }

@@ -67,18 +67,11 @@ impl Overlay {
         // In-process chunks rather than an OS pipe: with a 64 KiB pipe and
         // a write per tar header the two threads mostly switched, and every
         // byte crossed the kernel twice more (the export took 0.7x the
-        // reference's time instead of under 0.5x).
-        let (mut w, r) = crate::stream::chunk_pipe();
-        std::thread::Builder::new()
-            .name("overlay-diff".into())
-            .spawn(move || {
-                let res = export_overlay_upper(&upper, &lowers, &opts, &mut w);
-                if let Err(e) = &res {
-                    tracing::error!(error = %e, "overlay diff export failed");
-                }
-                w.finish(res.err().map(|e| std::io::Error::other(e.to_string())));
-            })
-            .map_err(|e| Error::path("spawn", "overlay-diff", e))?;
+        // reference's time instead of under 0.5x). An export that fails or
+        // dies is an error at the reader, never a short tar.
+        let r = strata_archive::chunks::spawn_reader("overlay-diff", move |w| {
+            export_overlay_upper(&upper, &lowers, &opts, w)
+        })?;
         Ok(Box::new(r))
     }
 

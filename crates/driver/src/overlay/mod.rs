@@ -363,8 +363,10 @@ impl Driver for Overlay {
             &req.id_mappings
         };
         let root = maps.root_pair()?;
-        // A child's diff takes its parent's mode and owner, as with the
-        // reference, so a child of an ID-mapped layer stays mapped.
+        // A child's diff takes its parent's mode, and the owner of its own
+        // maps' root, as the reference makes it: a root chowned in the
+        // parent shows as the child's root again in the child (the
+        // reference's merged root does not inherit the owner).
         let (mode, owner, parent) = match &req.parent {
             Some(p) => {
                 let (pdir, in_store) = self
@@ -373,13 +375,13 @@ impl Driver for Overlay {
                 if !in_store {
                     self.layout.repair(p)?;
                 }
-                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                use std::os::unix::fs::PermissionsExt;
                 let d = pdir.join("diff");
                 let md = fs::metadata(&d).map_err(|e| Error::path("stat", &d, e))?;
                 let mode = md.permissions().mode() & 0o7777;
                 (
                     mode,
-                    (md.uid(), md.gid()),
+                    (root.uid, root.gid),
                     Some(layout::ParentLinks::read(&pdir)?),
                 )
             }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 use strata_driver::overlay::layout::{is_link_id, Layout};
 
+use super::items::Items;
 use super::{salvage, CheckMode, Problem, Report};
-use crate::layers::{Layer, MountRecord};
+use crate::layers::{Layer, MountRecord, FLAG_INCOMPLETE};
 use crate::lockfile::LockMode;
 use crate::{Result, Store};
 
@@ -123,17 +124,37 @@ impl Store {
         if let (Some(d), Some(p)) = (&loaded.mounts_damage, self.mounts_json()) {
             report.push(p.display().to_string(), Problem::MountsDamaged(d.clone()));
         }
+        let items = self.load_items()?;
         for l in &loaded.layers {
-            self.check_layer(l, &loaded.layers, mode, &mut report);
+            match self.completable(l, &items) {
+                Some((container, done)) => {
+                    report.push(&l.id, Problem::ContainerLayerIncomplete(container));
+                    self.check_layer(&done, &loaded.layers, mode, &mut report);
+                }
+                None => self.check_layer(l, &loaded.layers, mode, &mut report),
+            }
         }
         mark_dependents(&loaded.layers, &mut report);
         let ids: BTreeSet<&str> = loaded.layers.iter().map(|l| l.id.as_str()).collect();
         self.check_unnamed(&ids, &mut report);
         self.check_mounts(&loaded.mounts, &ids, &mut report);
         let layer_ids: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
-        let items = self.load_items()?;
         self.check_items(&items, &layer_ids, mode, &mut report);
         Ok((report, loaded))
+    }
+
+    /// A container's layer left flagged incomplete (create-container was
+    /// cut after the container's record was written) whose data the driver
+    /// has: opening the store completes such a layer, and so does repair.
+    /// Returns the container and the layer as it is once completed.
+    fn completable(&self, l: &Layer, items: &Items) -> Option<(String, Layer)> {
+        if !l.is_incomplete() || !self.driver.exists(&l.id).unwrap_or(false) {
+            return None;
+        }
+        let c = items.containers.iter().find(|c| c.layer == l.id)?;
+        let mut done = l.clone();
+        done.flags.remove(FLAG_INCOMPLETE);
+        Some((c.id.clone(), done))
     }
 
     fn check_layer(&self, l: &Layer, all: &[Layer], mode: CheckMode, report: &mut Report) {

@@ -97,6 +97,9 @@ pub enum Problem {
     MountsDamaged(String),
     /// The layer was left incomplete by an interrupted writer.
     Incomplete,
+    /// The layer of this container was left flagged incomplete by an
+    /// interrupted create-container; its data is there (repair completes it).
+    ContainerLayerIncomplete(String),
     /// The parent layer is not listed.
     ParentMissing(String),
     /// An ancestor is damaged.
@@ -162,6 +165,7 @@ impl Problem {
             self,
             Problem::RecordsDamaged(_)
                 | Problem::MountsDamaged(_)
+                | Problem::ContainerLayerIncomplete(_)
                 | Problem::Links(_)
                 | Problem::Unnamed(_)
                 | Problem::StaleMount { .. }
@@ -172,9 +176,13 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::RecordsDamaged(r) => write!(f, "layer records damaged: {r}"),
+            Problem::RecordsDamaged(r) => write!(f, "records damaged: {r}"),
             Problem::MountsDamaged(r) => write!(f, "mount records damaged: {r}"),
             Problem::Incomplete => f.write_str("layer is incomplete (interrupted write)"),
+            Problem::ContainerLayerIncomplete(c) => write!(
+                f,
+                "layer of container {c} is flagged incomplete (interrupted create-container)"
+            ),
             Problem::ParentMissing(p) => write!(f, "parent layer {p} is missing"),
             Problem::ParentDamaged(p) => write!(f, "depends on damaged layer {p}"),
             Problem::DataMissing => f.write_str("layer data is missing"),
@@ -284,4 +292,6 @@ pub struct Repaired {
     pub moved_aside: Vec<(PathBuf, PathBuf)>,
     /// Layers whose stale mount counts were dropped.
     pub mounts_dropped: Vec<String>,
+    /// Containers' layers left flagged incomplete, completed.
+    pub completed: Vec<String>,
 }

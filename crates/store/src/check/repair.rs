@@ -97,6 +97,11 @@ impl Store {
                     self.remove_unnamed(&f.id, path)?;
                     done.removed_unnamed.push(path.clone());
                 }
+                Problem::ContainerLayerIncomplete(_) if !damaged.contains(&f.id) => {
+                    tracing::info!("completing the layer {} of a container", f.id);
+                    self.complete_layer(tx, &f.id)?;
+                    done.completed.push(f.id.clone());
+                }
                 Problem::StaleMount { .. } if !damaged.contains(&f.id) => {
                     tx.mounts.records_mut().remove(&f.id);
                     done.mounts_dropped.push(f.id.clone());

@@ -112,7 +112,7 @@ impl<'a> Containers<'a> {
                 ..Default::default()
             },
             parent.as_ref(),
-            Fill::Empty,
+            Fill::ForContainer,
         )?;
         let record = Container {
             id,
@@ -124,7 +124,10 @@ impl<'a> Containers<'a> {
             ..Default::default()
         };
         match self.cs().create(&mut containers, record, req) {
-            Ok(c) => Ok(c),
+            Ok(c) => {
+                st.complete_layer(&mut tx, &layer.id)?;
+                Ok(c)
+            }
             Err(e) => {
                 if let Err(x) = st.remove_layer_locked(&mut tx, &layer.id) {
                     tracing::warn!("removing the layer of a failed container: {x}");
@@ -302,7 +305,7 @@ impl<'a> Containers<'a> {
     /// cannot represent.
     pub fn parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let c = self.get(key)?;
-        self.store.layer_parent_owners(&c.layer)
+        self.store.parent_owners(&c.layer, "ContainerParentOwner")
     }
 }
 

@@ -113,7 +113,8 @@ impl<'a> Images<'a> {
         let mut images = st.image_store.write()?;
         let containers = st.container_store.write()?;
         let image = images.get(key)?.clone();
-        if let Some(c) = containers.list().iter().find(|c| c.image == image.id) {
+        // The reference names the last such container.
+        if let Some(c) = containers.list().iter().rev().find(|c| c.image == image.id) {
             return Err(Error::InUse {
                 kind: Kind::Image,
                 id: image.id,

@@ -221,6 +221,11 @@ impl Store {
     /// its mount point and the directories above it inside the driver's
     /// home (as the reference computes them); empty for unmapped layers.
     pub fn layer_parent_owners(&self, key: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        self.parent_owners(key, "LayerParentOwner")
+    }
+
+    /// [`Store::layer_parent_owners`], its errors prefixed with `who`.
+    pub(crate) fn parent_owners(&self, key: &str, who: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let r = self.layer_store.read()?;
         let l = r.layers.get(key)?;
         if l.uid_map.is_empty() && l.gid_map.is_empty() {
@@ -229,7 +234,7 @@ impl Store {
         let m = r
             .mount_of(&l.id)
             .filter(|m| m.count > 0)
-            .ok_or_else(|| Error::Invalid("LayerParentOwner: layer is not mounted".into()))?;
+            .ok_or_else(|| Error::Invalid(format!("{who}: layer is not mounted")))?;
         let mut uids = Vec::new();
         let mut gids = Vec::new();
         let home = self.graph_root.join(self.driver.name());

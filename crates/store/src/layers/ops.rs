@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use strata_archive::{ApplyReport, Compression};
 use strata_driver::{Access, ApplyDiffOptions, CreateRequest, LayerRef};
 use strata_idmap::IdMap;
 
@@ -54,13 +55,45 @@ pub struct NewLayer {
 }
 
 /// What a new layer's content is.
+/// What an imported stream must turn out to be before its layer counts as
+/// complete (see [`Store::import_layer_checked`]).
+pub struct LayerCheck<'a> {
+    /// Called with what the pipeline measured (digests and sizes of the
+    /// input and of the tar); an error rejects the layer, which is then
+    /// removed. The error comes back as [`Error::Rejected`].
+    pub verify: &'a (dyn Fn(&ApplyReport) -> std::result::Result<(), BoxError> + Sync),
+    /// How the layer's compressed digest, size and compression are recorded.
+    pub record: RecordInput,
+}
+
+/// An error a [`LayerCheck`] returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How an imported layer's `compressed-*` fields are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordInput {
+    /// As the input was (its digest, size and compression).
+    #[default]
+    AsRead,
+    /// As the uncompressed tar (what containers/image records for a stream
+    /// it decompressed itself, such as a docker-archive layer).
+    AsUncompressed,
+}
+
 pub(crate) enum Fill<'a> {
     /// Empty, or a copy of the parent for drivers that copy.
     Empty,
     /// A layer stream applied to it.
     Diff(&'a mut (dyn Read + Send)),
+    /// A tar stream that must pass a check before the layer is complete.
+    Checked(&'a mut (dyn Read + Send), &'a LayerCheck<'a>),
     /// An ID-mapped copy of this layer (a mapped top layer of an image).
     Template(&'a Layer),
+    /// Empty, and still flagged incomplete when this returns: a
+    /// container's layer, which the container's record completes
+    /// ([`Store::complete_layer`]), so that a crash in between leaves a
+    /// layer the next open removes instead of an orphan.
+    ForContainer,
 }
 
 /// How [`Store::delete_layer`] treats layers that others depend on.
@@ -165,6 +198,21 @@ impl Store {
         self.put_layer(req, Fill::Diff(diff))
     }
 
+    /// Like [`Store::import_layer`], but the stream must pass `check`
+    /// before the layer counts as complete; a layer that fails it is
+    /// removed, so no one ever sees it (image imports verify blob and diff
+    /// digests this way without hashing twice).
+    pub fn import_layer_checked(
+        &self,
+        req: &NewLayer,
+        diff: &mut (dyn Read + Send),
+        check: &LayerCheck<'_>,
+    ) -> Result<Layer> {
+        // The check's own lifetime is enough for this call.
+        let check: &LayerCheck<'_> = check;
+        self.put_layer(req, Fill::Checked(diff, check))
+    }
+
     fn put_layer(&self, req: &NewLayer, fill: Fill<'_>) -> Result<Layer> {
         let mut tx = self.layers_tx()?;
         let parent = match req.parent.as_deref().filter(|p| !p.is_empty()) {
@@ -250,12 +298,15 @@ impl Store {
             .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
         tx.layers.records_mut().push(layer.clone());
         tx.save()?;
+        let pending = matches!(fill, Fill::ForContainer);
         let filled = match fill {
             Fill::Template(t) => self.fill_from_template(&mut layer, req, t),
-            Fill::Diff(d) => self.fill_layer(&mut layer, req, Some(d)),
-            Fill::Empty => self.fill_layer(&mut layer, req, None),
+            Fill::Diff(d) => self.fill_layer(&mut layer, req, Some((d, None))),
+            Fill::Checked(d, c) => self.fill_layer(&mut layer, req, Some((d, Some(c)))),
+            Fill::Empty | Fill::ForContainer => self.fill_layer(&mut layer, req, None),
         };
         match filled {
+            Ok(()) if pending => Ok(layer),
             Ok(()) => {
                 layer.flags.remove(FLAG_INCOMPLETE);
                 let done = layer.clone();
@@ -272,21 +323,30 @@ impl Store {
         }
     }
 
+    /// Clears the incomplete flag of a layer made with
+    /// [`Fill::ForContainer`].
+    pub(crate) fn complete_layer(&self, tx: &mut LayersTx<'_>, id: &str) -> Result<()> {
+        tx.layers
+            .records_mut()
+            .update(id, |l| l.flags.remove(FLAG_INCOMPLETE));
+        tx.save()
+    }
+
     /// Driver create, optional apply, then a sync so the data is durable
     /// before the incomplete flag goes.
     fn fill_layer(
         &self,
         layer: &mut Layer,
         req: &NewLayer,
-        diff: Option<&mut (dyn Read + Send)>,
+        diff: Option<(&mut (dyn Read + Send), Option<&LayerCheck<'_>>)>,
     ) -> Result<()> {
         let creq = self.create_request(layer, req);
         // A vfs child is a full copy of its parent: its writeback overlaps
         // the copy as an apply's does.
         crate::flush::while_applying(self.sync, &self.graph_root, || self.driver.create(&creq))
             .map_err(|e| Error::driver("creating layer", &layer.id, e))?;
-        if let Some(diff) = diff {
-            self.apply_into(layer, diff)?;
+        if let Some((diff, check)) = diff {
+            self.apply_into(layer, diff, check)?;
         }
         self.sync.sync(&self.graph_root)
     }
@@ -337,7 +397,7 @@ impl Store {
     pub fn apply_diff(&self, key: &str, diff: &mut (dyn Read + Send)) -> Result<u64> {
         let mut tx = self.layers_tx()?;
         let mut layer = tx.get(key)?.clone();
-        self.apply_into(&mut layer, diff)?;
+        self.apply_into(&mut layer, diff, None)?;
         self.sync.sync(&self.graph_root)?;
         let size = layer.uncompressed_size as u64;
         let id = layer.id.clone();
@@ -346,7 +406,12 @@ impl Store {
         Ok(size)
     }
 
-    fn apply_into(&self, layer: &mut Layer, diff: &mut (dyn Read + Send)) -> Result<()> {
+    fn apply_into(
+        &self,
+        layer: &mut Layer,
+        diff: &mut (dyn Read + Send),
+        check: Option<&LayerCheck<'_>>,
+    ) -> Result<()> {
         let final_path = self.layer_store.tar_split(&layer.id);
         let tmp = self
             .layer_store
@@ -387,6 +452,15 @@ impl Store {
                 return Err(Error::driver("applying diff to", &layer.id, e));
             }
         };
+        if let Some(c) = check {
+            if let Err(e) = (c.verify)(&report) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Rejected {
+                    layer: layer.id.clone(),
+                    source: e,
+                });
+            }
+        }
         if let Some(name) = &report.replaced_member {
             // The record could not rebuild the tar (an earlier member's
             // content is gone from the layer): keep none, so `diff` uses
@@ -406,11 +480,17 @@ impl Store {
             std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
             layer.flags.remove(super::record::FLAG_NO_TAR_SPLIT);
         }
-        layer.compressed_digest = report.compressed_digest;
-        layer.compressed_size = report.compressed_size as i64;
+        if check.map(|c| c.record).unwrap_or_default() == RecordInput::AsUncompressed {
+            layer.compressed_digest = report.uncompressed_digest.clone();
+            layer.compressed_size = report.uncompressed_size as i64;
+            layer.compression = Compression::None.as_u8();
+        } else {
+            layer.compressed_digest = report.compressed_digest;
+            layer.compressed_size = report.compressed_size as i64;
+            layer.compression = report.compression.as_u8();
+        }
         layer.uncompressed_digest = report.uncompressed_digest;
         layer.uncompressed_size = report.uncompressed_size as i64;
-        layer.compression = report.compression.as_u8();
         layer.uids = report.uids;
         layer.gids = report.gids;
         Ok(())
@@ -451,13 +531,8 @@ impl Store {
         let containers = self.container_store.read()?;
         let id = tx.get(key)?.id.clone();
         if safety == Safety::Checked {
-            if let Some(c) = containers.by_alt_key(&id) {
-                return Err(Error::InUse {
-                    kind: Kind::Layer,
-                    id,
-                    user_kind: Kind::Container,
-                    user: c.id.clone(),
-                });
+            if let Some(kid) = children(tx.layers.list(), &id).first() {
+                return Err(Error::HasChildren(id, kid.clone()));
             }
             if let Some(i) = images.list().iter().find(|i| i.top_layer == id) {
                 return Err(Error::InUse {
@@ -467,8 +542,13 @@ impl Store {
                     user: i.id.clone(),
                 });
             }
-            if let Some(kid) = children(tx.layers.list(), &id).first() {
-                return Err(Error::HasChildren(id, kid.clone()));
+            if let Some(c) = containers.by_alt_key(&id) {
+                return Err(Error::InUse {
+                    kind: Kind::Layer,
+                    id,
+                    user_kind: Kind::Container,
+                    user: c.id.clone(),
+                });
             }
         }
         self.remove_layer_locked(&mut tx, &id)?;
@@ -496,9 +576,15 @@ impl Store {
             });
             tx.save()?;
         }
-        self.driver
-            .remove(id)
-            .map_err(|e| Error::driver("removing layer", id, e))?;
+        match self.driver.remove(id) {
+            Ok(()) => {}
+            // An ID the driver refuses is one it never made a layer for
+            // (its create failed the same way): nothing to remove.
+            Err(e) if e.kind() == strata_driver::ErrorKind::InvalidInput => {
+                tracing::info!("layer {id}: the driver has nothing to remove: {e}");
+            }
+            Err(e) => return Err(Error::driver("removing layer", id, e)),
+        }
         remove_file_if_exists(&self.layer_store.tar_split(id))?;
         remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         // With sync=filesystem the removals are made durable before the

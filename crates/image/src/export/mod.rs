@@ -1,0 +1,376 @@
+//! Writing an image to `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or
+//! `docker-archive:FILE[:NAME]`.
+//!
+//! Layers arrive as uncompressed tars (from a store: the tar-split replay,
+//! the imported bytes exactly) and are checked against the config's diff
+//! IDs as they stream. For OCI they are compressed (gzip by default) and
+//! described by a new OCI manifest; a docker-archive holds them
+//! uncompressed under `<diff ID hex>.tar` with `manifest.json`, as
+//! `docker save` and skopeo write it. The config is written byte for byte.
+
+mod out;
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::location::{ArchiveRef, Location};
+use crate::manifest::{parse_config, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use crate::{Error, Result};
+use out::{Hashing, Out};
+
+/// Layer compression of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// gzip (the OCI default).
+    Gzip,
+    /// zstd.
+    Zstd,
+    /// Plain tar (the docker-archive form).
+    None,
+}
+
+impl Compress {
+    /// Parses `gzip`, `zstd` or `none`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "gzip" => Ok(Compress::Gzip),
+            "zstd" => Ok(Compress::Zstd),
+            "none" => Ok(Compress::None),
+            o => Err(Error::Location {
+                input: o.to_string(),
+                reason: "compression is gzip, zstd or none".into(),
+            }),
+        }
+    }
+
+    fn oci_layer_type(self) -> &'static str {
+        match self {
+            Compress::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compress::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compress::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+}
+
+/// Writes the uncompressed tar of layer `index` (base first) to `out`.
+pub type LayerWriter<'a> = dyn FnMut(usize, &mut dyn Write) -> Result<()> + 'a;
+
+/// What is exported.
+#[derive(Debug, Clone)]
+pub struct ExportImage {
+    /// The config, byte for byte; its `rootfs.diff_ids` give the layers.
+    pub config: Vec<u8>,
+}
+
+/// An image as a store keeps it, for export.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// The config, byte for byte.
+    pub config: Vec<u8>,
+    /// Its layers, base first.
+    pub layers: Vec<String>,
+}
+
+/// What an export needs from a store. [`strata_store::Store`] implements it.
+pub trait ExportStore {
+    /// The image with this ID or name: its config (the big-data item the
+    /// manifest's config digest names) and its layer chain.
+    fn image_for_export(&self, key: &str) -> Result<StoredImage>;
+    /// Writes a layer's uncompressed tar (its diff against its parent).
+    fn layer_tar(&self, id: &str, out: &mut dyn Write) -> Result<()>;
+}
+
+/// Exports the image `key` of `store` to `dest`.
+pub fn export_from_store(
+    store: &dyn ExportStore,
+    key: &str,
+    dest: &Location,
+    compress: Option<Compress>,
+) -> Result<Exported> {
+    let stored = store.image_for_export(key)?;
+    let diff_ids = parse_config(&stored.config, key)?.diff_ids;
+    if diff_ids.len() != stored.layers.len() {
+        return Err(Error::document(
+            "config",
+            key,
+            format!(
+                "rootfs.diff_ids has {} entries, the image has {} layers",
+                diff_ids.len(),
+                stored.layers.len()
+            ),
+        ));
+    }
+    let mut layers = |i: usize, out: &mut dyn Write| store.layer_tar(&stored.layers[i], out);
+    export(
+        &ExportImage {
+            config: stored.config.clone(),
+        },
+        &mut layers,
+        dest,
+        compress,
+    )
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// The digest of the manifest written (of `manifest.json` for a
+    /// docker-archive).
+    pub manifest: Digest,
+    /// The layer blobs' digests, base first.
+    pub layers: Vec<Digest>,
+}
+
+/// Writes `image` to `dest`; `compress` defaults to gzip for OCI and must
+/// be none (or unset) for a docker-archive.
+pub fn export(
+    image: &ExportImage,
+    layers: &mut LayerWriter<'_>,
+    dest: &Location,
+    compress: Option<Compress>,
+) -> Result<Exported> {
+    let config = parse_config(&image.config, "of the image")?;
+    match dest {
+        Location::Oci { dir, reference } => {
+            std::fs::create_dir_all(dir.join("blobs/sha256"))
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let mut out = Out::Dir(dir.clone());
+            let index = std::fs::read(dir.join("index.json")).ok();
+            let done = write_oci(
+                &mut out,
+                image,
+                &config.diff_ids,
+                layers,
+                compress,
+                reference.as_deref(),
+                index,
+            )?;
+            out.finish()?;
+            Ok(done)
+        }
+        Location::OciArchive { file, reference } => {
+            let mut out = Out::tar(file)?;
+            let done = write_oci(
+                &mut out,
+                image,
+                &config.diff_ids,
+                layers,
+                compress,
+                reference.as_deref(),
+                None,
+            )?;
+            out.finish()?;
+            Ok(done)
+        }
+        Location::DockerArchive { file, reference } => {
+            if compress.is_some_and(|c| c != Compress::None) {
+                return Err(Error::Unsupported(
+                    "compressed layers in a docker-archive (its layers are plain tars)".into(),
+                ));
+            }
+            let tags = match reference {
+                None => Vec::new(),
+                Some(ArchiveRef::Name(n)) => vec![n.clone()],
+                Some(ArchiveRef::Index(_)) => {
+                    return Err(Error::Location {
+                        input: file.display().to_string(),
+                        reason: "an export destination takes a name, not @N".into(),
+                    })
+                }
+            };
+            let mut out = Out::tar(file)?;
+            let done = write_docker(&mut out, image, &config.diff_ids, layers, tags)?;
+            out.finish()?;
+            Ok(done)
+        }
+    }
+}
+
+/// Streams layer `index` into `out`, compressed, checking its diff ID.
+fn write_layer(
+    layers: &mut LayerWriter<'_>,
+    index: usize,
+    diff_id: &Digest,
+    compress: Compress,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let enc = match compress {
+        Compress::None => Encoder::Plain(out),
+        Compress::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::default(),
+        )),
+        Compress::Zstd => Encoder::Zstd(
+            zstd::stream::write::Encoder::new(out, 3).map_err(|e| Error::io("starting zstd", e))?,
+        ),
+    };
+    let mut plain = Hashing::new(enc);
+    layers(index, &mut plain)?;
+    let (enc, written) = plain.finish();
+    enc.finish()
+        .map_err(|e| Error::io("compressing layer", e))?;
+    if written.digest != *diff_id {
+        return Err(Error::Blob {
+            what: "layer",
+            digest: diff_id.to_string(),
+            reason: format!("the stored layer's tar has digest {}", written.digest),
+        });
+    }
+    Ok(())
+}
+
+enum Encoder<'a> {
+    Plain(&'a mut dyn Write),
+    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
+}
+
+impl Encoder<'_> {
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.finish()?.flush(),
+            Encoder::Zstd(e) => e.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Encoder<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    schema_version: u32,
+    media_type: &'static str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+fn write_oci(
+    out: &mut Out,
+    image: &ExportImage,
+    diff_ids: &[Digest],
+    layers: &mut LayerWriter<'_>,
+    compress: Option<Compress>,
+    reference: Option<&str>,
+    old_index: Option<Vec<u8>>,
+) -> Result<Exported> {
+    let compress = compress.unwrap_or(Compress::Gzip);
+    let blob_name = |d: &Digest| d.blob_path();
+    let mut descs = Vec::new();
+    for (i, diff_id) in diff_ids.iter().enumerate() {
+        let w = out.blob(blob_name, |o| write_layer(layers, i, diff_id, compress, o))?;
+        descs.push(Descriptor {
+            media_type: compress.oci_layer_type().into(),
+            digest: w.digest.to_string(),
+            size: w.size,
+            annotations: None,
+        });
+    }
+    let cd = Digest::of(&image.config);
+    out.file(&cd.blob_path(), &image.config)?;
+    let m = Manifest {
+        schema_version: 2,
+        media_type: OCI_MANIFEST,
+        config: Descriptor {
+            media_type: OCI_CONFIG.into(),
+            digest: cd.to_string(),
+            size: image.config.len() as u64,
+            annotations: None,
+        },
+        layers: descs,
+    };
+    let mbytes = serde_json::to_vec(&m).map_err(|e| Error::document("manifest", "new", e))?;
+    let md = Digest::of(&mbytes);
+    out.file(&md.blob_path(), &mbytes)?;
+    let mut entry = serde_json::json!({
+        "mediaType": OCI_MANIFEST, "digest": md.to_string(), "size": mbytes.len(),
+    });
+    if let Some(r) = reference {
+        entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": r});
+    }
+    let mut entries: Vec<serde_json::Value> = old_index
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+        .unwrap_or_default();
+    if let Some(r) = reference {
+        entries
+            .retain(|e| e["annotations"]["org.opencontainers.image.ref.name"].as_str() != Some(r));
+    }
+    entries.push(entry);
+    let index =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
+    out.file("oci-layout", br#"{"imageLayoutVersion": "1.0.0"}"#)?;
+    out.file(
+        "index.json",
+        &serde_json::to_vec(&index).map_err(|e| Error::document("index", "new", e))?,
+    )?;
+    Ok(Exported {
+        manifest: md,
+        layers: m
+            .layers
+            .iter()
+            .map(|d| Digest::parse(&d.digest))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn write_docker(
+    out: &mut Out,
+    image: &ExportImage,
+    diff_ids: &[Digest],
+    layers: &mut LayerWriter<'_>,
+    tags: Vec<String>,
+) -> Result<Exported> {
+    let mut names = Vec::new();
+    for (i, diff_id) in diff_ids.iter().enumerate() {
+        let name = format!("{}.tar", diff_id.hex());
+        // The same layer twice in one image is one member.
+        if !names.contains(&name) {
+            let fixed = name.clone();
+            out.blob(
+                move |_| fixed.clone(),
+                |o| write_layer(layers, i, diff_id, Compress::None, o),
+            )?;
+        }
+        names.push(name);
+    }
+    let cd = Digest::of(&image.config);
+    let config_name = format!("{}.json", cd.hex());
+    out.file(&config_name, &image.config)?;
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": tags, "Layers": names}]);
+    let bytes =
+        serde_json::to_vec(&manifest).map_err(|e| Error::document("manifest.json", "new", e))?;
+    out.file("manifest.json", &bytes)?;
+    Ok(Exported {
+        manifest: Digest::of(&bytes),
+        layers: diff_ids.to_vec(),
+    })
+}
