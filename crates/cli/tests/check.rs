@@ -476,7 +476,7 @@ fn container_layer_left_incomplete_is_completed() {
     assert_eq!(
         out,
         format!(
-            "layer {layer}:\n layer of container {ctr} is flagged incomplete (interrupted create-container)\n"
+            "layer {layer}:\n layer of container {ctr} is flagged incomplete (interrupted create or delete)\n"
         )
     );
     let (ok, _, err) = check(&e, &["-r"]);

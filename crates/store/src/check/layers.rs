@@ -143,9 +143,11 @@ impl Store {
         Ok((report, loaded))
     }
 
-    /// A container's layer left flagged incomplete (create-container was
-    /// cut after the container's record was written) whose data the driver
-    /// has: opening the store completes such a layer, and so does repair.
+    /// A container's layer left flagged incomplete (strata's create-container
+    /// cut after the container's record was written, or the reference's
+    /// delete-container cut after it flagged the layer) whose data the
+    /// driver has: opening the store completes such a layer, and so does
+    /// repair (the container stays; its contents are what the disk kept).
     /// Returns the container and the layer as it is once completed.
     fn completable(&self, l: &Layer, items: &Items) -> Option<(String, Layer)> {
         if !l.is_incomplete() || !self.driver.exists(&l.id).unwrap_or(false) {

@@ -98,7 +98,8 @@ pub enum Problem {
     /// The layer was left incomplete by an interrupted writer.
     Incomplete,
     /// The layer of this container was left flagged incomplete by an
-    /// interrupted create-container; its data is there (repair completes it).
+    /// interrupted create (or the reference's delete); its data is there
+    /// (repair completes it, as opening the store does).
     ContainerLayerIncomplete(String),
     /// The parent layer is not listed.
     ParentMissing(String),
@@ -181,7 +182,7 @@ impl fmt::Display for Problem {
             Problem::Incomplete => f.write_str("layer is incomplete (interrupted write)"),
             Problem::ContainerLayerIncomplete(c) => write!(
                 f,
-                "layer of container {c} is flagged incomplete (interrupted create-container)"
+                "layer of container {c} is flagged incomplete (interrupted create or delete)"
             ),
             Problem::ParentMissing(p) => write!(f, "parent layer {p} is missing"),
             Problem::ParentDamaged(p) => write!(f, "depends on damaged layer {p}"),
