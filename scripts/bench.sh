@@ -18,6 +18,12 @@
 #                     minbase + layer2 in gzip and zstd, minbase cut into 8 layers), against
 #                     `skopeo copy oci:… containers-storage:[driver@graph+run]…`
 #   layers-<layout>   the same blobs as a plain import-layer sequence (vs containers-storage)
+#   records: a store of 250, then 1,000 images of 5 layers each (and 200 containers), built
+#   once with strata and copied for the reference, so both work on the same files:
+#     images-N, layers-N, containers-200   list them (N images, 5N layers: linear in N?)
+#     image-one                            image NAME (walks its layers for the size)
+#     create-container, delete-container   one container on an image of the big store
+#     delete-image                         an image of 5 layers of its own, with them
 #   check-full        check of a store holding minbase and layer2 (replays both tar-split
 #                     records), against reading those layers' files once (find | xargs cat),
 #                     caches dropped before every run; containers-storage 1.43 has no check
@@ -72,7 +78,7 @@ reset_store() {
   local s
   s=$(readlink -m "$1")
   case "$s" in "$W"/*) ;; *) echo "refusing to reset $s" >&2; return 1 ;; esac
-  grep -o " $s/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $s/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$s"; mkdir -p "$s/root" "$s/run"
 }
 cleanup() {
@@ -164,6 +170,41 @@ PY
   tail -1 "$RESULTS" >&2
 }
 
+# records DRIVER: the image and container benchmarks (see the header).
+records() {
+  local drv=$1 st="\$X -g \$G -R \$R -s $1" n=0
+  local S="$BIN -g $W/s/root -R $W/s/run -s $drv"
+  reset_store "$W/s"
+  # grow N: images n+1..N, each on a chain of 5 layers of its own.
+  grow() {
+    for i in $(seq $((n + 1)) "$1"); do
+      $S create-layer --id "l$i-1" >/dev/null
+      for j in 2 3 4 5; do $S create-layer --id "l$i-$j" "l$i-$((j - 1))" >/dev/null; done
+      $S create-image -i "img$i" -n "localhost/img:$i" "l$i-5" >/dev/null
+    done
+    n=$1
+  }
+  same_store() { reset_store "$W/p"; cp -a "$W/s/." "$W/p/"; }
+  grow 250; same_store
+  time_one images-250 "$drv" "" "$st images > /dev/null"
+  time_one layers-1250 "$drv" "" "$st layers > /dev/null"
+  grow 1000
+  for i in $(seq 1 200); do $S create-container -i "c$i" "img$i" >/dev/null; done
+  same_store
+  time_one images-1000 "$drv" "" "$st images > /dev/null"
+  time_one layers-5000 "$drv" "" "$st layers > /dev/null"
+  time_one containers-200 "$drv" "" "$st containers > /dev/null"
+  time_one image-one "$drv" "" "$st image localhost/img:500 > /dev/null"
+  time_one create-container "$drv" "$st delete-container bc >/dev/null 2>&1 || true" \
+    "$st create-container -i bc img600 > /dev/null"
+  time_one delete-container "$drv" "$st create-container -i bd img601 >/dev/null 2>&1 || true" \
+    "$st delete-container bd > /dev/null"
+  local chain="$st create-layer --id d1 >/dev/null 2>&1 || true; \
+for j in 2 3 4 5; do $st create-layer --id d\$j d\$((j - 1)) >/dev/null 2>&1 || true; done; \
+$st create-image -i bi d5 >/dev/null 2>&1 || true"
+  time_one delete-image "$drv" "$chain" "$st delete-image bi 2> /dev/null"
+}
+
 for DRV in $DRIVERS; do
   st="\$X -g \$G -R \$R -s $DRV"
   fresh='reset_store $G/..'
@@ -205,6 +246,9 @@ $st unmount edited >/dev/null"
   fi
   if [ "$DRV" = overlay ]; then
     SYNCED=1 time_one chain-1000 "$DRV" "$fresh; settle" "$(chain 1000)"
+  fi
+  if echo "images- layers- containers- image-one create-container delete-container delete-image" | grep -Eq "$ONLY"; then
+    records "$DRV"
   fi
 done
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # strata's main job on a fresh machine: import a small layer stack, create a
-# container layer on it, mount it, change files, and show `changes` and `diff`.
+# container layer on it, mount it, change files, and show `changes` and `diff`;
+# then make an image of the stack and a container from it.
 #
 # Runs as root (mounts). The driver is overlay unless STRATA_DRIVER says
 # otherwise (vfs works everywhere). The store lives in a temporary directory
@@ -54,3 +55,22 @@ else
   echo "diff of the base layer differs from the imported tar" >&2; exit 1
 fi
 echo "layers:"; st layers -t | sed 's/^/  /'
+
+# An image on the two layers, with the manifest and config engines look for,
+# and a container made from it: a new layer on the image's top layer.
+diff_ids=$(for l in "$base" "$top"; do printf '"sha256:%s",' "$(st diff -u "$l" | sha256sum | cut -c1-64)"; done)
+printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]}}' "${diff_ids%,}" > "$W/config.json"
+cfg=sha256:$(sha256sum < "$W/config.json" | cut -c1-64)
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[]}' \
+  "$cfg" "$(stat -c %s "$W/config.json")" > "$W/manifest.json"
+img=$(st create-image -n localhost/demo:1 "$top" | head -n1)
+st set-image-data -f "$W/manifest.json" "$img" manifest
+st set-image-data -f "$W/config.json" "$img" "$cfg"
+echo "image:"; st image localhost/demo:1 | sed 's/^/  /'
+st create-container -n web localhost/demo:1 >/dev/null
+echo "container:"; st container web | sed 's/^/  /'
+web=$(st mount web)
+echo "the container sees etc/motd: $(cat "$web/etc/motd")"
+st unmount web >/dev/null
+st delete-container web
+echo "images and containers after deleting the container:"; st images | sed 's/^/  /'; st containers | sed 's/^/  /'

@@ -199,9 +199,8 @@ interop!(
     one_writes_other_reads("overlay", Writer::Strata, Remount::Check)
 );
 // The reference removes `merged/` when it unmounts; strata's overlay
-// driver does not yet recreate it before mounting.
+// driver makes it again before mounting.
 interop!(
-    #[ignore = "overlay driver: mount fails when merged/ was removed by containers-storage's unmount"]
     privileged_interop_overlay_reference_writes,
     one_writes_other_reads("overlay", Writer::Reference, Remount::Check)
 );

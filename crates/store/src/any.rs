@@ -193,20 +193,28 @@ impl Store {
             self.image_store.delete(&mut images, &id)?;
         }
         images.save()?;
-        loop {
-            let leaf = tx
-                .layers
-                .list()
-                .iter()
-                .rev()
-                .find(|l| !tx.layers.list().iter().any(|k| k.parent == l.id))
-                .map(|l| l.id.clone());
-            match leaf {
-                Some(id) => self.remove_layer_locked(&mut tx, &id)?,
-                None => break,
+        // Children before parents: the reverse of an order where every
+        // parent comes before its children.
+        let mut order: Vec<String> = Vec::new();
+        let mut placed = std::collections::HashSet::new();
+        let list = tx.layers.list();
+        while order.len() < list.len() {
+            let before = order.len();
+            for l in list {
+                let ready = l.parent.is_empty()
+                    || placed.contains(l.parent.as_str())
+                    || tx.layers.by_id(&l.parent).is_none();
+                if ready && !placed.contains(l.id.as_str()) {
+                    placed.insert(l.id.as_str());
+                    order.push(l.id.clone());
+                }
+            }
+            if order.len() == before {
+                break;
             }
         }
-        tx.save()
+        order.reverse();
+        self.remove_layers_locked(&mut tx, &order)
     }
 
     /// Releases the driver. Refuses while layers are mounted, unless

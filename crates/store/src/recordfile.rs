@@ -293,6 +293,22 @@ impl<R: Record> Records<R> {
     }
 }
 
+/// Whether `hay` contains `needle` (a plain scan for its first byte).
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(i) = hay[at..].iter().position(|&c| c == first) {
+        let start = at + i;
+        if hay[start..].starts_with(needle) {
+            return true;
+        }
+        at = start + 1;
+    }
+    false
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -379,6 +395,23 @@ impl<R: Record> RecordFile<R> {
     /// Whether this file can be written.
     pub fn is_read_only(&self) -> bool {
         self.loc.mode == Mode::ReadOnly || !self.lock.is_writable()
+    }
+
+    /// Whether the files' bytes contain `needle`, read under a shared lock
+    /// without parsing them: a cheap test before a full load (is any layer
+    /// flagged incomplete?).
+    pub fn mentions(&self, needle: &[u8]) -> Result<bool> {
+        let _guard = self.lock.lock(LockMode::Shared)?;
+        let files = std::iter::once(&self.loc.path).chain(self.loc.volatile.as_ref());
+        for f in files {
+            match std::fs::read(f) {
+                Ok(b) if contains(&b, needle) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("read", f, e)),
+            }
+        }
+        Ok(false)
     }
 
     /// Removes the temporary files a killed writer left beside the JSON
@@ -743,6 +776,13 @@ mod tests {
         };
         assert_eq!(r.by_id("a").unwrap().names, ["y"]);
         assert_eq!(r.name_owner("x").unwrap().id, "b");
+    }
+
+    #[test]
+    fn byte_search() {
+        assert!(contains(b"ab\"incomplete\":true", b"\"incomplete\""));
+        assert!(!contains(b"\"incomplet", b"\"incomplete\""));
+        assert!(contains(b"x", b""));
     }
 
     #[test]

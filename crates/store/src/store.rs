@@ -221,7 +221,10 @@ impl Store {
     /// while such files exist, so under those locks every one is stale.
     fn remove_incomplete(&self) -> Result<()> {
         let ls = &self.layer_store;
-        let any = ls.read()?.layers.list().iter().any(|l| l.is_incomplete());
+        // Most opens find no incomplete layer: look for the flag's name
+        // in the bytes before parsing every record.
+        let any = ls.records().mentions(b"\"incomplete\"")?
+            && ls.read()?.layers.list().iter().any(|l| l.is_incomplete());
         let mut dirs = vec![ls.dir().to_path_buf()];
         dirs.extend(ls.mounts_dir().map(Path::to_path_buf));
         let tmp_files = || -> Vec<PathBuf> {

@@ -127,9 +127,7 @@ impl<'a> Images<'a> {
             return Ok(doomed);
         }
         st.image_store.delete(&mut images, &image.id)?;
-        for id in &doomed {
-            st.remove_layer_locked(&mut tx, id)?;
-        }
+        st.remove_layers_locked(&mut tx, &doomed)?;
         Ok(doomed)
     }
 

@@ -563,35 +563,57 @@ impl Store {
 
     /// Removes a layer with the layer locks held; saves.
     pub(crate) fn remove_layer_locked(&self, tx: &mut LayersTx<'_>, id: &str) -> Result<()> {
-        while tx.mount_count(id) > 0 {
-            self.unmount_locked(tx, id, crate::Force::No)?;
+        self.remove_layers_locked(tx, &[id.to_string()])
+    }
+
+    /// Removes layers with the layer locks held: unmounts each as often as
+    /// it is mounted, flags them all incomplete in one save, removes their
+    /// data, tar-split and big data, then their records in one more save.
+    pub(crate) fn remove_layers_locked(&self, tx: &mut LayersTx<'_>, ids: &[String]) -> Result<()> {
+        for id in ids {
+            while tx.mount_count(id) > 0 {
+                self.unmount_locked(tx, id, crate::Force::No)?;
+            }
         }
-        // Flag the record first: a crash while the data goes leaves a
-        // layer the next read-write open finishes deleting, never a listed
+        // Flag the records first: a crash while the data goes leaves
+        // layers the next read-write open finishes deleting, never a listed
         // layer with half its files.
-        if tx.layers.by_id(id).is_some_and(|l| !l.is_incomplete()) {
-            tx.layers.records_mut().update(id, |l| {
-                l.flags
-                    .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
-            });
+        let unflagged: Vec<&String> = ids
+            .iter()
+            .filter(|id| tx.layers.by_id(id).is_some_and(|l| !l.is_incomplete()))
+            .collect();
+        if !unflagged.is_empty() {
+            for id in unflagged {
+                tx.layers.records_mut().update(id, |l| {
+                    l.flags
+                        .insert(FLAG_INCOMPLETE.to_string(), Value::Bool(true));
+                });
+            }
             tx.save()?;
         }
-        match self.driver.remove(id) {
-            Ok(()) => {}
-            // An ID the driver refuses is one it never made a layer for
-            // (its create failed the same way): nothing to remove.
-            Err(e) if e.kind() == strata_driver::ErrorKind::InvalidInput => {
-                tracing::info!("layer {id}: the driver has nothing to remove: {e}");
+        for id in ids {
+            match self.driver.remove(id) {
+                Ok(()) => {}
+                // An ID the driver refuses is one it never made a layer for
+                // (its create failed the same way): nothing to remove.
+                Err(e) if e.kind() == strata_driver::ErrorKind::InvalidInput => {
+                    tracing::info!("layer {id}: the driver has nothing to remove: {e}");
+                }
+                Err(e) => return Err(Error::driver("removing layer", id, e)),
             }
-            Err(e) => return Err(Error::driver("removing layer", id, e)),
+            remove_file_if_exists(&self.layer_store.tar_split(id))?;
+            remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         }
-        remove_file_if_exists(&self.layer_store.tar_split(id))?;
-        remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         // With sync=filesystem the removals are made durable before the
-        // record goes: a power cut must not leave data no record names.
+        // records go: a power cut must not leave data no record names.
         self.sync.sync(&self.graph_root)?;
-        tx.layers.records_mut().remove(id);
-        tx.mounts.records_mut().remove(id);
+        let gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        tx.layers
+            .records_mut()
+            .retain(|l| !gone.contains(l.id.as_str()));
+        tx.mounts
+            .records_mut()
+            .retain(|m| !gone.contains(m.id.as_str()));
         tx.save()
     }
 
