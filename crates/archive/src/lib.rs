@@ -6,6 +6,8 @@
 //! This crate turns such a stream into files on disk and files on disk back
 //! into such a stream:
 //!
+//! - [`confined`]: the one confined open every lookup inside a layer goes
+//!   through (`openat2(RESOLVE_IN_ROOT)`, or a component walk);
 //! - [`compression`]: sniff gzip/zstd/bzip2/xz by magic bytes and decompress;
 //! - [`entry`]: the parsed form of a tar member that flows between stages;
 //! - [`reader`]: a streaming tar reader (ustar, GNU, PAX, sparse) that also
@@ -31,11 +33,28 @@
 //! ```
 //!
 //! Stages run on separate threads joined by bounded channels.
+//!
+//! Every lookup inside a layer is confined to it, as in a chroot:
+//!
+//! ```
+//! use std::os::fd::AsFd;
+//! use rustix::fs::OFlags;
+//! use strata_archive::confined::{open, How};
+//! let layer = tempfile::tempdir()?;
+//! std::fs::write(layer.path().join("passwd"), "inside\n")?;
+//! std::os::unix::fs::symlink("/passwd", layer.path().join("abs"))?;
+//! let root = std::fs::File::open(layer.path())?;
+//! // `..` stops at the root, absolute symlinks restart there.
+//! let fd = open(root.as_fd(), b"../../abs", &How::new(OFlags::RDONLY))?;
+//! assert_eq!(std::io::read_to_string(std::fs::File::from(fd))?, "inside\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod apply;
 pub mod changes;
 pub mod chunks;
 pub mod compression;
+pub mod confined;
 pub mod copy;
 pub mod entry;
 mod error;

@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{have_reference, is_root, Env};
+use common::{have_reference, is_root, Env, Lookups};
 
 /// Content of the victim's file; it must never show up in a layer.
 const SECRET: &str = "host secret";
@@ -110,8 +110,8 @@ fn ups(n: usize) -> String {
     "../".repeat(n)
 }
 
-fn source_side(driver: &str) {
-    let e = Env::new(driver);
+fn source_side(driver: &str, lookups: Lookups) {
+    let e = Env::with_lookups(driver, lookups);
     let v = victim(&e);
     let before = snapshot(&v);
     let vrel = v.strip_prefix("/").unwrap().display().to_string();
@@ -171,8 +171,8 @@ fn source_side(driver: &str) {
     assert_eq!(snapshot(&v), before, "{driver}: victim changed");
 }
 
-fn dest_side(driver: &str) {
-    let e = Env::new(driver);
+fn dest_side(driver: &str, lookups: Lookups) {
+    let e = Env::with_lookups(driver, lookups);
     let v = victim(&e);
     let before = snapshot(&v);
     let vrel = v.strip_prefix("/").unwrap().display().to_string();
@@ -244,7 +244,9 @@ fn privileged_copy_source_symlinks_stay_in_the_layer() {
         return;
     }
     for d in ["vfs", "overlay"] {
-        source_side(d);
+        for l in [Lookups::Fast, Lookups::Walk] {
+            source_side(d, l);
+        }
     }
 }
 
@@ -254,7 +256,9 @@ fn privileged_copy_destination_symlinks_stay_in_the_layer() {
         return;
     }
     for d in ["vfs", "overlay"] {
-        dest_side(d);
+        for l in [Lookups::Fast, Lookups::Walk] {
+            dest_side(d, l);
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{is_root, Env};
+use common::{is_root, Env, Lookups};
 use robust_support::*;
 
 /// What the layer tar of a case may see of its surroundings.
@@ -773,8 +773,8 @@ fn make_victim(dir: &Path) {
     std::os::unix::fs::chown(dir.join("secret"), Some(4321), Some(4321)).unwrap();
 }
 
-fn run_driver(driver: &str) {
-    let e = Env::new(driver);
+fn run_driver(driver: &str, lookups: Lookups) {
+    let e = Env::with_lookups(driver, lookups);
     let img = e.dir.path().join("btrfs.img");
     let _fs = if driver == "btrfs" {
         match loop_fs(&img, &e.graph(), "btrfs", 300) {
@@ -1018,21 +1018,38 @@ fn allowed_change(p: &Path, e: &Env, driver: &str, id: &str, layer_kept: bool) -
 #[test]
 fn privileged_hostile_vfs() {
     if is_root() {
-        run_driver("vfs");
+        run_driver("vfs", Lookups::Fast);
     }
 }
 
 #[test]
 fn privileged_hostile_overlay() {
     if is_root() {
-        run_driver("overlay");
+        run_driver("overlay", Lookups::Fast);
     }
 }
 
 #[test]
 fn privileged_hostile_btrfs() {
     if is_root() {
-        run_driver("btrfs");
+        run_driver("btrfs", Lookups::Fast);
+    }
+}
+
+/// The table again with the confined open's fallback walk forced in
+/// every strata process (one driver per kind of diff getter: vfs reads
+/// the layer's tree, overlay its upper directory).
+#[test]
+fn privileged_hostile_vfs_forced_walk() {
+    if is_root() {
+        run_driver("vfs", Lookups::Walk);
+    }
+}
+
+#[test]
+fn privileged_hostile_overlay_forced_walk() {
+    if is_root() {
+        run_driver("overlay", Lookups::Walk);
     }
 }
 

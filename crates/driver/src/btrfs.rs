@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use rustix::fs::{Mode, OFlags};
 
 use crate::fsmagic::{fs_magic, FsMagic};
-use crate::overlay::options::parse_size;
+use crate::options::{self, DriverOption};
 use crate::{
     CreateRequest, DiskUsage, Driver, Error, IdMappings, InitOptions, MountOptions, Result,
 };
@@ -39,30 +39,17 @@ pub struct BtrfsOptions {
 }
 
 impl BtrfsOptions {
-    /// Parses `btrfs.`-prefixed (or bare) options; other drivers' options
-    /// are ignored, unknown keys refused.
+    /// Parses the driver options (grammar: [`crate::options`]).
     pub fn parse(opts: &[String]) -> Result<Self> {
         let mut o = Self::default();
-        for raw in opts {
-            let (k, v) = raw.split_once('=').ok_or_else(|| Error::InvalidOption {
-                key: raw.clone(),
-                reason: "expected key=value".into(),
-            })?;
-            let key = k.trim().to_ascii_lowercase();
-            let key = match key.split_once('.') {
-                Some(("btrfs", rest)) => rest.to_string(),
-                Some(_) => continue,
-                None => key,
-            };
-            match key.as_str() {
-                "min_space" => o.min_space = Some(parse_size(k, v)?),
-                "size" => o.size = Some(parse_size(k, v)?),
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.to_string(),
-                        reason: "unknown btrfs option".into(),
-                    })
+        for opt in options::parse("btrfs", opts)? {
+            match opt.key.as_str() {
+                "min_space" => o.min_space = Some(opt.size()?),
+                "size" => o.size = Some(opt.size()?),
+                "mountopt" => {
+                    return Err(opt.invalid("btrfs driver does not support mount options"))
                 }
+                _ => return Err(opt.unknown("btrfs")),
             }
         }
         Ok(o)
@@ -101,16 +88,6 @@ fn nearest_existing(p: &Path) -> &Path {
         }
     }
     cur
-}
-
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
-        return Err(Error::InvalidOption {
-            key: "id".into(),
-            reason: format!("{id:?} is not a valid layer ID"),
-        });
-    }
-    Ok(())
 }
 
 impl Btrfs {
@@ -233,17 +210,13 @@ impl Driver for Btrfs {
     }
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
-        check_id(&req.id)?;
+        crate::check_layer_id(&req.id)?;
         let mut size = self.opts.size;
         for (k, v) in &req.storage_opt {
-            match k.as_str() {
-                "size" => size = Some(parse_size(k, v)?),
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.clone(),
-                        reason: "unknown storage option for btrfs".into(),
-                    })
-                }
+            let opt = DriverOption::from_pair(k, v);
+            match opt.key.as_str() {
+                "size" => size = Some(opt.size()?),
+                _ => return Err(opt.unknown("btrfs")),
             }
         }
         if self.dir(&req.id).symlink_metadata().is_ok() {
@@ -253,7 +226,7 @@ impl Driver for Btrfs {
         let name = OsStr::new(&req.id);
         match &req.parent {
             Some(p) => {
-                check_id(p)?;
+                crate::check_layer_id(p)?;
                 let src = open_dir(&self.dir(p)).map_err(|e| match e.kind() {
                     crate::ErrorKind::NotFound => Error::LayerUnknown(p.clone()),
                     _ => e,
@@ -294,7 +267,7 @@ impl Driver for Btrfs {
     }
 
     fn remove(&self, id: &str) -> Result<()> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         if self.dir(id).symlink_metadata().is_err() {
             return Ok(());
         }
@@ -302,7 +275,7 @@ impl Driver for Btrfs {
     }
 
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         if opts.options.iter().any(|o| o != "ro" && o != "rw") {
             return Err(Error::Unsupported(format!(
                 "btrfs driver does not support mount options {:?}",
@@ -325,11 +298,16 @@ impl Driver for Btrfs {
     }
 
     fn put(&self, id: &str) -> Result<()> {
-        check_id(id)
+        // Nothing is mounted per layer; only an unknown layer is an error.
+        if self.exists(id)? {
+            Ok(())
+        } else {
+            Err(Error::LayerUnknown(id.to_string()))
+        }
     }
 
     fn exists(&self, id: &str) -> Result<bool> {
-        check_id(id)?;
+        crate::check_layer_id(id)?;
         match self.dir(id).symlink_metadata() {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

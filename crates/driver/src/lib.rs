@@ -16,6 +16,32 @@
 //!
 //! On-disk layout of each driver is documented in its module.
 //!
+//! ```
+//! use strata_driver::{Access, CreateRequest, InitOptions, MountOptions};
+//! let dir = tempfile::tempdir()?;
+//! let vfs = strata_driver::vfs::init(&InitOptions {
+//!     home: dir.path().join("vfs"),
+//!     run_root: dir.path().join("run"),
+//!     ..Default::default()
+//! })?;
+//! let layer = |id: &str, parent: Option<&str>| CreateRequest {
+//!     id: id.into(),
+//!     parent: parent.map(str::to_string),
+//!     access: Access::ReadWrite,
+//!     ..Default::default()
+//! };
+//! vfs.create(&layer("base", None))?;
+//! let root = vfs.get("base", &MountOptions::default())?;
+//! std::fs::write(root.join("hello"), "world")?;
+//! vfs.put("base")?;
+//! // A child shows its parent's tree.
+//! vfs.create(&layer("child", Some("base")))?;
+//! let child = vfs.get("child", &MountOptions::default())?;
+//! assert_eq!(std::fs::read_to_string(child.join("hello"))?, "world");
+//! vfs.put("child")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The seed's API, item by item
 //!
 //! Every item of the Go `drivers` package (the seed) and where it lives here:
@@ -55,6 +81,7 @@ pub use strata_idmap::{IdMap, IdMappings};
 
 pub mod btrfs;
 pub mod chown;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 mod error;
 pub mod fsmagic;
@@ -68,6 +95,19 @@ pub mod usage;
 pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// Checks a layer ID: not empty, not `.` or `..`, no `/` or NUL (it names
+/// a directory of the driver's home). [`ErrorKind::InvalidInput`] naming
+/// the ID otherwise.
+pub fn check_layer_id(id: &str) -> Result<()> {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+        return Err(Error::InvalidOption {
+            key: "id".into(),
+            reason: format!("{id:?} is not a valid layer ID"),
+        });
+    }
+    Ok(())
+}
 
 /// How a driver is initialised (the seed's `Options`).
 #[derive(Debug, Clone, Default)]
@@ -255,20 +295,59 @@ pub trait DifferSupport: Send + Sync {
 }
 
 /// A graph driver.
+///
+/// # The contract
+///
+/// What every driver does, whatever its storage; the conformance suite
+/// (module `conformance`, feature `testsuite`) asserts each point on every
+/// driver:
+///
+/// - **IDs.** A layer ID is a non-empty name without `/` or NUL, not `.`
+///   or `..` ([`check_layer_id`]; a driver may refuse more names it uses
+///   itself). A method given an invalid ID fails with
+///   [`ErrorKind::InvalidInput`] and changes nothing.
+/// - **Unknown layers.** Every method that needs the layer fails with
+///   [`ErrorKind::NotFound`] for an ID that does not exist (or names a
+///   missing parent), except [`Driver::exists`] (`false`) and
+///   [`Driver::remove`] (nothing to do).
+/// - **Mounts are counted.** Each [`Driver::get`] is matched by one
+///   [`Driver::put`]; the tree stays usable until the last put, which
+///   releases it. A get without a put keeps the layer mounted until it is
+///   put, removed, or the driver cleaned up.
+/// - **Failures leave nothing behind.** A create that fails leaves no
+///   layer under the ID; an existing layer is never touched by a create of
+///   the same ID.
 pub trait Driver: Send + Sync {
     /// Name (`overlay`, `vfs`, `btrfs`, …).
     fn name(&self) -> &str;
 
-    /// Creates an empty layer, or a child of `req.parent`.
+    /// Creates an empty layer, or a child of `req.parent` showing the
+    /// parent's tree.
+    ///
+    /// An existing ID fails with [`ErrorKind::AlreadyExists`] (the layer
+    /// stays as it was); a missing parent with [`ErrorKind::NotFound`],
+    /// leaving no layer behind.
     fn create(&self, req: &CreateRequest) -> Result<()>;
 
-    /// Removes a layer. Removing a missing layer is not an error.
+    /// Removes a layer and its content.
+    ///
+    /// A missing layer is not an error (removal is idempotent). A layer
+    /// that is mounted is released first, whatever its count; it is then
+    /// unknown to every method.
     fn remove(&self, id: &str) -> Result<()>;
 
-    /// Mounts a layer and returns where its merged tree is.
+    /// Mounts a layer (or counts one more use of its mount) and returns
+    /// where its tree is; a second get returns the same path.
+    ///
+    /// A missing layer fails with [`ErrorKind::NotFound`]; a mount option
+    /// the driver does not support is an error and mounts nothing.
     fn get(&self, id: &str, opts: &MountOptions) -> Result<PathBuf>;
 
-    /// Releases one mount of a layer.
+    /// Releases one [`Driver::get`] of a layer; the last one unmounts it.
+    ///
+    /// A put of a layer that is not mounted (never got, or put as often as
+    /// got) does nothing; a put of a missing layer fails with
+    /// [`ErrorKind::NotFound`].
     fn put(&self, id: &str) -> Result<()>;
 
     /// Whether the layer exists. An I/O error is an error, not "no".
@@ -277,13 +356,17 @@ pub trait Driver: Send + Sync {
     /// Diagnostic key/value pairs (`Backing Filesystem`, …).
     fn status(&self) -> Vec<(String, String)>;
 
-    /// Low-level facts about one layer (`UpperDir`, `LowerDir`, …).
+    /// Low-level facts about one layer (`UpperDir`, `LowerDir`, …); a
+    /// missing layer fails with [`ErrorKind::NotFound`].
     fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>>;
 
-    /// Disk usage of the layer's own (writable) directory.
+    /// Disk usage of the layer's own (writable) directory; a missing layer
+    /// fails with [`ErrorKind::NotFound`].
     fn read_write_disk_usage(&self, id: &str) -> Result<DiskUsage>;
 
-    /// Releases everything the driver holds (mounts, the home bind mount).
+    /// Releases everything the driver holds (mounts, the home bind mount),
+    /// also the mounts of layers got and never put. Calling it again does
+    /// nothing.
     fn cleanup(&self) -> Result<()>;
 
     /// Read-only stores whose layers may serve as lowers.
@@ -296,7 +379,8 @@ pub trait Driver: Send + Sync {
         Capabilities::default()
     }
 
-    /// A file source over the layer's own files, for tar-split replay.
+    /// A file source over the layer's own files, for tar-split replay; a
+    /// missing layer fails with [`ErrorKind::NotFound`].
     fn diff_getter(&self, id: &str) -> Result<FileSource> {
         naive::diff_getter(self, id)
     }
@@ -311,7 +395,9 @@ pub trait Driver: Send + Sync {
         None
     }
 
-    /// A tar of the layer's changes against the parent.
+    /// A tar of the layer's changes against the parent. A missing layer
+    /// or parent fails with [`ErrorKind::NotFound`] (so do
+    /// [`Driver::changes`] and [`Driver::diff_size`]).
     fn diff(&self, req: &DiffRequest) -> Result<Box<dyn Read + Send>> {
         naive::diff(self, req)
     }
@@ -322,7 +408,8 @@ pub trait Driver: Send + Sync {
     }
 
     /// Applies a (possibly compressed) layer stream to layer `id`, whose
-    /// parent is `parent`. Returns what the pass measured.
+    /// parent is `parent`. Returns what the pass measured. A missing layer
+    /// fails with [`ErrorKind::NotFound`] before any input is read.
     fn apply_diff(
         &self,
         target: LayerRef<'_>,
@@ -339,7 +426,8 @@ pub trait Driver: Send + Sync {
     }
 
     /// Re-owns the layer's files from `to_container`'s host IDs to
-    /// `to_host`'s host IDs for the same container IDs.
+    /// `to_host`'s host IDs for the same container IDs; a missing layer
+    /// fails with [`ErrorKind::NotFound`].
     fn update_layer_id_map(
         &self,
         id: &str,
@@ -355,7 +443,9 @@ pub trait Driver: Send + Sync {
         false
     }
 
-    /// Creates `req.id` with the same content as `template`.
+    /// Creates `req.id` with the same content as `template`. A missing
+    /// template fails with [`ErrorKind::NotFound`], leaving no layer
+    /// behind.
     fn create_from_template(
         &self,
         req: &CreateRequest,

@@ -207,9 +207,10 @@ pub fn create_from_template<D: Driver + ?Sized>(
     }
 }
 
-/// A [`strata_archive::tarsplit::FileSource`] over a directory, confined to it:
-/// names resolve with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
-/// so `..` and absolute symlinks cannot leave the root.
+/// A [`strata_archive::tarsplit::FileSource`] over a directory, confined to it
+/// by the one confined open ([`strata_archive::confined`]): `..` and absolute
+/// symlinks cannot leave the root, and a symlink named by a record is not
+/// followed.
 pub struct DirFileSource {
     root: OwnedFd,
 }
@@ -225,22 +226,11 @@ impl DirFileSource {
 
 impl strata_archive::tarsplit::FileSource for DirFileSource {
     fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
-        use rustix::fs::{Mode, OFlags, ResolveFlags};
-        use std::os::unix::ffi::OsStrExt;
-        let name = std::ffi::OsStr::from_bytes(name);
-        let rel = Path::new(name);
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        let fd = rustix::fs::openat2(
-            &self.root,
-            rel,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )?;
+        use rustix::fs::OFlags;
+        use std::os::fd::AsFd;
+        use strata_archive::confined::{self, How};
+        let how = How::new(OFlags::RDONLY | OFlags::NOFOLLOW);
+        let fd = confined::open(self.root.as_fd(), name, &how)?;
         Ok(Box::new(std::fs::File::from(fd)))
     }
 }

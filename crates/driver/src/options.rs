@@ -1,44 +1,126 @@
-//! Driver options: `key=value` strings parsed once, at the edge, into typed
-//! per-driver structs.
+//! Driver options: one grammar for every driver and for the store, parsed
+//! once, at the edge, into typed per-driver structs.
 //!
-//! A key may carry its driver's prefix (`vfs.ignore_chown_errors=true`,
-//! `overlay.mount_program=/usr/bin/fuse-overlayfs`), a bare leading dot
-//! (`.mountopt=nodev`), or none (`mountopt=nodev`). Keys are compared
-//! lowercase. An option prefixed with the name of *another* built-in driver
-//! is not for us and is skipped (a store passes one option list to whichever
-//! driver it ends up with); any other unknown key is an
-//! [`Error::InvalidOption`] naming the key as given.
+//! An option is `[<prefix>.]<key>=<value>`:
 //!
-//! Drivers use [`parse`] to split and filter, then match on
-//! [`DriverOption::key`] and convert values with [`DriverOption::bool`],
-//! [`DriverOption::size`] or [`DriverOption::paths`].
+//! - it is split at the first `=` (none is an error); key and value are
+//!   trimmed, the key compared lowercase;
+//! - the part of the key before its first `.` is a driver prefix. No prefix,
+//!   or an empty one (`.mountopt=nodev`), means "whichever driver runs"; the
+//!   driver's own name (or an alias, `overlay2.` for overlay) means this
+//!   driver; the name of another built-in driver
+//!   ([`builtin_names`](crate::table::builtin_names)) means that
+//!   driver, and the option is skipped (one option list serves whichever
+//!   driver a store ends up with); any other prefix is an error naming it,
+//!   so that a typo (`ovelray.mount_program=…`) is never dropped silently;
+//! - a key the driver does not know is an error naming the option as given.
+//!
+//! Values, the same for every key of every driver: booleans
+//! ([`DriverOption::bool`]: `1 t true yes y on` / `0 f false no n off`, any
+//! case), sizes ([`DriverOption::size`]: `1024`, `10k`, `1.5G`, `2GiB`, `10 G`;
+//! binary units), counts ([`DriverOption::count`]), lists of absolute paths
+//! ([`DriverOption::paths`]) and file modes ([`DriverOption::mode`]).
+//!
+//! Where this accepts what containers-storage 1.43 refuses, or the other
+//! way round, README's "Differences" section says so.
 
 use std::path::PathBuf;
 
+use crate::table::{builtin_name, builtin_names};
 use crate::{Error, Result};
 
-/// Names of the built-in drivers; an option prefixed with one of them that
-/// is not the current driver is meant for that driver and skipped.
-pub const DRIVER_NAMES: &[&str] = &["overlay", "overlay2", "btrfs", "zfs", "vfs", "aufs"];
-
-/// One option meant for the current driver.
+/// One option, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverOption {
+    /// Driver prefix, lowercase (`overlay`); `None` for a bare key or one
+    /// with an empty prefix (`.mountopt`).
+    pub prefix: Option<String>,
     /// Key without prefix, lowercase (`mount_program`).
     pub key: String,
-    /// Value as given (may be empty).
+    /// Value as given, trimmed (may be empty).
     pub value: String,
     /// The option exactly as given, for messages.
     pub given: String,
 }
 
+/// Whom an option is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// No prefix: whichever driver runs.
+    Any,
+    /// A built-in driver, by its canonical name (`overlay` for `overlay2.`).
+    Driver(&'a str),
+}
+
 impl DriverOption {
+    /// Splits one `[<prefix>.]<key>=<value>` option.
+    pub fn parse(given: &str) -> Result<Self> {
+        let (k, v) = given.split_once('=').ok_or_else(|| Error::InvalidOption {
+            key: given.to_string(),
+            reason: "expected key=value".into(),
+        })?;
+        let k = k.trim().to_ascii_lowercase();
+        let (prefix, key) = match k.split_once('.') {
+            Some(("", key)) => (None, key.to_string()),
+            Some((p, key)) => (Some(p.to_string()), key.to_string()),
+            None => (None, k),
+        };
+        if key.is_empty() {
+            return Err(Error::InvalidOption {
+                key: given.to_string(),
+                reason: "empty key".into(),
+            });
+        }
+        Ok(Self {
+            prefix,
+            key,
+            value: v.trim().to_string(),
+            given: given.to_string(),
+        })
+    }
+
+    /// An option from a key and a value given apart (a layer's storage
+    /// options, `size` → `10G`).
+    pub fn from_pair(key: &str, value: &str) -> Self {
+        Self {
+            prefix: None,
+            key: key.trim().to_ascii_lowercase(),
+            value: value.trim().to_string(),
+            given: format!("{key}={value}"),
+        }
+    }
+
+    /// Whom the option is for; an unknown prefix is an error naming it.
+    pub fn target(&self) -> Result<Target<'static>> {
+        let Some(p) = &self.prefix else {
+            return Ok(Target::Any);
+        };
+        match builtin_name(p) {
+            Some(b) => Ok(Target::Driver(b)),
+            None => Err(self.invalid(format!(
+                "unknown driver prefix {p:?} (drivers: {})",
+                builtin_names().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Whether the option is for `driver`: unprefixed or prefixed with its
+    /// name (or an alias of it). `false` for another built-in driver; an
+    /// unknown prefix is an error.
+    pub fn is_for(&self, driver: &str) -> Result<bool> {
+        match &self.prefix {
+            None => Ok(true),
+            Some(p) if p == driver => Ok(true),
+            Some(p) if builtin_name(p).is_some() && builtin_name(p) == builtin_name(driver) => {
+                Ok(true)
+            }
+            Some(_) => self.target().map(|_| false),
+        }
+    }
+
     /// The "unknown key" error for this option.
     pub fn unknown(&self, driver: &str) -> Error {
-        Error::InvalidOption {
-            key: self.given_key(),
-            reason: format!("{driver} driver does not support this option"),
-        }
+        self.invalid(format!("the {driver} driver does not support this option"))
     }
 
     /// An "invalid value" error for this option.
@@ -53,10 +135,12 @@ impl DriverOption {
         self.given
             .split_once('=')
             .map_or(self.given.as_str(), |(k, _)| k)
+            .trim()
             .to_string()
     }
 
-    /// The value as a boolean (`1 t true yes` / `0 f false no`, any case).
+    /// The value as a boolean (`1 t true yes y on` / `0 f false no n off`,
+    /// any case).
     pub fn bool(&self) -> Result<bool> {
         parse_bool(&self.value)
             .ok_or_else(|| self.invalid(format!("{:?} is not a boolean", self.value)))
@@ -68,13 +152,45 @@ impl DriverOption {
             .ok_or_else(|| self.invalid(format!("{:?} is not a size", self.value)))
     }
 
-    /// The value as a comma-separated list of absolute paths.
-    pub fn paths(&self) -> Result<Vec<PathBuf>> {
+    /// The value as a count (a decimal number).
+    pub fn count(&self) -> Result<u64> {
+        self.value
+            .parse()
+            .map_err(|_| self.invalid(format!("{:?} is not a number", self.value)))
+    }
+
+    /// The value as a file mode: octal up to `7777`, or `shared` (0755) or
+    /// `private` (0700).
+    pub fn mode(&self) -> Result<u32> {
+        match self.value.as_str() {
+            "shared" => Ok(0o755),
+            "private" => Ok(0o700),
+            v => u32::from_str_radix(v, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    self.invalid(format!(
+                        "{v:?} is not an octal mode, \"shared\" or \"private\""
+                    ))
+                }),
+        }
+    }
+
+    /// The value as a comma-separated list (empty items dropped).
+    pub fn list(&self) -> Vec<String> {
         self.value
             .split(',')
             .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The value as a comma-separated list of absolute paths.
+    pub fn paths(&self) -> Result<Vec<PathBuf>> {
+        self.list()
+            .into_iter()
             .map(|s| {
-                let p = PathBuf::from(s);
+                let p = PathBuf::from(&s);
                 if p.is_absolute() {
                     Ok(p)
                 } else {
@@ -85,46 +201,22 @@ impl DriverOption {
     }
 }
 
-/// Splits `raw` into the options meant for `driver`. Options without `=`
-/// are malformed; options prefixed with another built-in driver are skipped.
+/// The options in `raw` meant for `driver`: every one is split (a malformed
+/// option or an unknown prefix is an error), those for another built-in
+/// driver are left out.
 pub fn parse(driver: &str, raw: &[String]) -> Result<Vec<DriverOption>> {
     let mut out = Vec::new();
     for given in raw {
-        let (k, v) = given.split_once('=').ok_or_else(|| Error::InvalidOption {
-            key: given.clone(),
-            reason: "expected key=value".into(),
-        })?;
-        let k = k.trim().to_ascii_lowercase();
-        let key = match k.split_once('.') {
-            Some((prefix, rest)) if prefix.is_empty() || prefix == driver => rest.to_string(),
-            Some((prefix, _)) if DRIVER_NAMES.contains(&prefix) => continue,
-            Some(_) => {
-                return Err(Error::InvalidOption {
-                    key: given
-                        .split_once('=')
-                        .map_or(given.as_str(), |(k, _)| k)
-                        .into(),
-                    reason: format!("unknown driver prefix (this is the {driver} driver)"),
-                })
-            }
-            None => k,
-        };
-        if key.is_empty() {
-            return Err(Error::InvalidOption {
-                key: given.clone(),
-                reason: "empty key".into(),
-            });
+        let o = DriverOption::parse(given)?;
+        if o.is_for(driver)? {
+            out.push(o);
         }
-        out.push(DriverOption {
-            key,
-            value: v.trim().to_string(),
-            given: given.clone(),
-        });
     }
     Ok(out)
 }
 
-/// Parses a boolean the way Go's `strconv.ParseBool` and config files spell it.
+/// Parses a boolean: Go's `strconv.ParseBool` spellings and `yes`/`no`,
+/// `y`/`n`, `on`/`off`, in any case.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "y" | "on" => Some(true),
@@ -163,8 +255,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub struct VfsOptions {
     /// Turn chown failures during apply into warnings (`ignore_chown_errors`).
     pub ignore_chown_errors: bool,
-    /// Read-only stores whose layers may be used (`imagestore`,
-    /// `additionalimagestore`).
+    /// Read-only stores whose layers may be used (`imagestore`).
     pub image_stores: Vec<PathBuf>,
 }
 
@@ -175,7 +266,7 @@ impl VfsOptions {
         for opt in parse("vfs", raw)? {
             match opt.key.as_str() {
                 "ignore_chown_errors" => o.ignore_chown_errors = opt.bool()?,
-                "imagestore" | "additionalimagestore" => o.image_stores.extend(opt.paths()?),
+                "imagestore" => o.image_stores.extend(opt.paths()?),
                 "mountopt" => return Err(opt.invalid("vfs driver does not support mount options")),
                 _ => return Err(opt.unknown("vfs")),
             }
@@ -199,7 +290,8 @@ mod tests {
             &v(&[
                 "overlay.mount_program=/usr/bin/fuse-overlayfs",
                 ".mountopt=nodev",
-                "MountOpt=metacopy=on",
+                " MountOpt = metacopy=on ",
+                "overlay2.skip_mount_home=true",
                 "vfs.ignore_chown_errors=true",
                 "btrfs.min_space=10G",
             ]),
@@ -215,30 +307,46 @@ mod tests {
                 ("mount_program", "/usr/bin/fuse-overlayfs"),
                 ("mountopt", "nodev"),
                 ("mountopt", "metacopy=on"),
+                ("skip_mount_home", "true"),
             ]
+        );
+        let o = DriverOption::parse("Overlay2.X=1").unwrap();
+        assert_eq!(o.target().unwrap(), Target::Driver("overlay"));
+        assert!(o.is_for("overlay").unwrap() && !o.is_for("vfs").unwrap());
+        assert_eq!(
+            DriverOption::parse("x=1").unwrap().target().unwrap(),
+            Target::Any
         );
     }
 
     #[test]
-    fn malformed() {
+    fn malformed_and_unknown_prefixes() {
         let cases: &[(&str, &str)] = &[
             ("novalue", "novalue"),
             ("foo.bar=1", "foo.bar"),
+            ("ovelray.mount_program=/x", "ovelray.mount_program"),
             ("=x", "=x"),
             ("vfs.=x", "vfs.=x"),
         ];
-        for (given, key) in cases {
-            match parse("vfs", &v(&[given])).unwrap_err() {
-                Error::InvalidOption { key: k, .. } => assert_eq!(k, *key, "{given}"),
-                e => panic!("{given}: {e}"),
+        for driver in ["vfs", "overlay", "btrfs"] {
+            for (given, key) in cases {
+                match parse(driver, &v(&[given])).unwrap_err() {
+                    Error::InvalidOption { key: k, .. } => assert_eq!(k, *key, "{given}"),
+                    e => panic!("{given}: {e}"),
+                }
             }
         }
+        let e = parse("overlay", &v(&["ovelray.mount_program=/x"])).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown driver prefix \"ovelray\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn vfs_options() {
         let o = VfsOptions::parse(&v(&[
-            "vfs.ignore_chown_errors=true",
+            "vfs.ignore_chown_errors=on",
             "vfs.imagestore=/a,/b",
             "overlay.mountopt=nodev",
         ]))
@@ -254,6 +362,7 @@ mod tests {
             ("vfs.size=10G", "vfs.size"),
             ("ignore_chown_errors=maybe", "ignore_chown_errors"),
             ("vfs.imagestore=relative", "vfs.imagestore"),
+            ("vfs.additionalimagestore=/a", "vfs.additionalimagestore"),
         ] {
             let e = VfsOptions::parse(&v(&[bad])).unwrap_err();
             assert!(e.to_string().contains(key), "{bad}: {e}");
@@ -262,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_bools() {
+    fn values() {
         let cases: &[(&str, Option<u64>)] = &[
             ("0", Some(0)),
             ("1024", Some(1024)),
@@ -270,6 +379,7 @@ mod tests {
             ("1.5G", Some(3 << 29)),
             ("2GiB", Some(2 << 30)),
             ("3mb", Some(3 << 20)),
+            ("10 G", Some(10 << 30)),
             ("x", None),
             ("10q", None),
             ("", None),
@@ -277,8 +387,25 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_size(s), *want, "{s}");
         }
-        assert_eq!(parse_bool("TRUE"), Some(true));
-        assert_eq!(parse_bool("0"), Some(false));
-        assert_eq!(parse_bool("2"), None);
+        for (s, want) in [
+            ("TRUE", Some(true)),
+            ("on", Some(true)),
+            ("Yes", Some(true)),
+            ("t", Some(true)),
+            ("0", Some(false)),
+            ("off", Some(false)),
+            ("F", Some(false)),
+            ("2", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_bool(s), want, "{s}");
+        }
+        let o = |v: &str| DriverOption::from_pair("k", v);
+        assert_eq!(o("private").mode().unwrap(), 0o700);
+        assert_eq!(o("4755").mode().unwrap(), 0o4755);
+        assert!(o("999").mode().is_err() && o("17777").mode().is_err());
+        assert_eq!(o("5").count().unwrap(), 5);
+        assert!(o("-1").count().is_err());
+        assert_eq!(o("a,,b").list(), ["a", "b"]);
     }
 }

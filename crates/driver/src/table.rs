@@ -27,8 +27,37 @@ use strata_idmap::IdMappings;
 
 use crate::{Driver, Error, ErrorKind, InitFn, InitOptions, Result};
 
-/// Names tried, in order, when no driver is named.
+/// The built-in drivers: the one list of driver names that the table, the
+/// option prefixes ([`crate::options`]) and the store's configuration use.
+const BUILTIN: &[(&str, InitFn)] = &[
+    ("overlay", crate::overlay::init),
+    ("btrfs", crate::btrfs::init),
+    ("zfs", zfs_init),
+    ("vfs", crate::vfs::init),
+    ("aufs", aufs_init),
+];
+
+/// Other names of built-in drivers (the reference takes `overlay2.`
+/// options for overlay).
+const ALIASES: &[(&str, &str)] = &[("overlay2", "overlay")];
+
+/// Names tried, in order, when no driver is named (`aufs` never is).
 pub const PRIORITY: &[&str] = &["overlay", "btrfs", "zfs", "vfs"];
+
+/// The built-in drivers' names, in registration order.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(n, _)| *n)
+}
+
+/// The built-in driver `name` stands for, by its own name (`overlay` for
+/// `overlay2`); `None` when it names none.
+pub fn builtin_name(name: &str) -> Option<&'static str> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, n)| n);
+    builtin_names().find(|n| *n == name)
+}
 
 /// Where a store lives and how its driver is configured.
 #[derive(Debug, Clone, Default)]
@@ -92,13 +121,9 @@ impl Drivers {
 
     /// The built-in drivers: overlay, btrfs, vfs; zfs and aufs refuse.
     pub fn builtin() -> Self {
-        let mut d = Self::empty();
-        d.entries.push(("overlay".into(), crate::overlay::init));
-        d.entries.push(("btrfs".into(), crate::btrfs::init));
-        d.entries.push(("zfs".into(), zfs_init));
-        d.entries.push(("vfs".into(), crate::vfs::init));
-        d.entries.push(("aufs".into(), aufs_init));
-        d
+        Self {
+            entries: BUILTIN.iter().map(|(n, f)| (n.to_string(), *f)).collect(),
+        }
     }
 
     /// Adds a driver (the seed's `Register`). A taken name is an error.

@@ -45,16 +45,10 @@ impl LoopBtrfs {
 }
 
 /// Mounts a fresh loop-backed btrfs on a conformance case's graph root.
-fn prepare(graph: &Path) -> Result<Box<dyn std::any::Any>, String> {
+fn prepare(case: &str, graph: &Path) -> Option<Box<dyn std::any::Any>> {
     let img = graph.with_file_name("btrfs.img");
-    LoopFs::at(
-        "btrfs conformance",
-        &img,
-        graph,
-        &LoopOptions::new("btrfs", 512),
-    )
-    .map(|fs| Box::new(fs) as Box<dyn std::any::Any>)
-    .ok_or_else(|| "no btrfs here".to_string())
+    let fs = LoopFs::at(case, &img, graph, &LoopOptions::new("btrfs", 512))?;
+    Some(Box::new(fs))
 }
 
 fn suite() -> Suite {

@@ -12,6 +12,17 @@
 //! `{"container_id":0,"host_id":100000,"size":65536}`.
 //!
 //! Everything is `u32`: Linux IDs are 32 bits and `u32::MAX` is the invalid ID.
+//!
+//! ```
+//! use strata_idmap::{parse_maps, IdMappings, IdPair};
+//! let ranges = parse_maps("0:100000:65536")?;
+//! let maps = IdMappings::new(ranges.clone(), ranges);
+//! let root = IdPair { uid: 0, gid: 0 };
+//! let on_disk = maps.to_host(root)?;
+//! assert_eq!(on_disk, IdPair { uid: 100000, gid: 100000 });
+//! assert_eq!(maps.to_container(on_disk)?, root);
+//! # Ok::<(), strata_idmap::Error>(())
+//! ```
 
 use std::fmt;
 

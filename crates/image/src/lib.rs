@@ -23,6 +23,20 @@
 //! - [`source`]: the three source formats;
 //! - [`import`]: layers and image record into a store;
 //! - [`export`]: an image out to any of the three formats.
+//!
+//! ```
+//! use strata_image::{ArchiveRef, Location};
+//! let l = Location::parse("docker-archive:/tmp/app.tar:@1")?;
+//! assert_eq!(l.path(), std::path::Path::new("/tmp/app.tar"));
+//! assert_eq!(
+//!     l,
+//!     Location::DockerArchive {
+//!         file: "/tmp/app.tar".into(),
+//!         reference: Some(ArchiveRef::Index(1)),
+//!     }
+//! );
+//! # Ok::<(), strata_image::Error>(())
+//! ```
 
 pub mod digest;
 mod error;

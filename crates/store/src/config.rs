@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use strata_driver::options::DriverOption;
 use strata_idmap::IdMap;
 
 use crate::{Error, Result};
@@ -173,13 +174,15 @@ impl StoreOptions {
     }
 
     /// Selects a driver by name (a command-line choice). Options meant for
-    /// another driver (`other.key=…`) are dropped, so that a configuration
-    /// written for overlay does not break `-s vfs`.
+    /// another built-in driver (`vfs.key=…` when choosing overlay) are
+    /// dropped, so that a configuration written for overlay does not break
+    /// `-s vfs`; the rest, malformed ones and unknown prefixes included,
+    /// stay for the driver to take or refuse.
     pub fn set_driver(&mut self, name: &str) {
-        let prefix = format!("{name}.");
         self.driver_options.retain(|o| {
-            let key = o.split('=').next().unwrap_or("");
-            !key.contains('.') || key.starts_with(&prefix)
+            DriverOption::parse(o)
+                .and_then(|opt| opt.is_for(name))
+                .unwrap_or(true)
         });
         self.driver = Some(name.to_string());
     }
@@ -262,6 +265,29 @@ sync = "filesystem"
         o.set_driver("vfs");
         assert!(o.driver_options.is_empty());
         assert_eq!(o.driver.as_deref(), Some("vfs"));
+        // Unprefixed options and unknown prefixes stay: the driver takes
+        // the one and refuses the other, naming it.
+        o.driver_options = [
+            ".mountopt=nodev",
+            "mountopt=nodev",
+            "overlay2.mountopt=nodev",
+            "btrfs.min_space=1G",
+            "ovelray.mount_program=/x",
+            "novalue",
+        ]
+        .map(String::from)
+        .into();
+        o.set_driver("overlay");
+        assert_eq!(
+            o.driver_options,
+            [
+                ".mountopt=nodev",
+                "mountopt=nodev",
+                "overlay2.mountopt=nodev",
+                "ovelray.mount_program=/x",
+                "novalue"
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::Duration;
 
+use strata_driver::options::DriverOption;
+
 use crate::files::{syncfs, Persist};
 use crate::{Error, Result};
 
@@ -51,23 +53,21 @@ impl SyncMode {
         }
     }
 
-    /// Takes the `sync` option (`sync=…` or `<driver>.sync=…`) out of a
-    /// store's driver options, so the driver never sees it; the last one
-    /// given wins.
-    pub fn take_from(options: &mut Vec<String>) -> Result<Self> {
-        let mut mode = SyncMode::default();
-        let mut rest = Vec::with_capacity(options.len());
-        for o in options.drain(..) {
-            let (key, value) = o.split_once('=').unwrap_or((o.as_str(), ""));
-            let key = key.trim().to_ascii_lowercase();
-            if key == "sync" || key.ends_with(".sync") {
-                mode = Self::parse(value.trim())?;
-            } else {
-                rest.push(o);
+    /// Takes the `sync` options (`sync=…`, `<driver>.sync=…`) out of a
+    /// store's driver options, so that no driver sees them. Which one
+    /// applies is known once the driver is: [`SyncOptions::mode_for`]. An
+    /// option the grammar refuses ([`strata_driver::options`]) stays, for
+    /// the driver to report.
+    pub fn take_from(options: &mut Vec<String>) -> SyncOptions {
+        let mut taken = Vec::new();
+        options.retain(|o| match DriverOption::parse(o) {
+            Ok(opt) if opt.key == "sync" && opt.target().is_ok() => {
+                taken.push(opt);
+                false
             }
-        }
-        *options = rest;
-        Ok(mode)
+            _ => true,
+        });
+        SyncOptions(taken)
     }
 
     /// Makes what was written under `root` durable, in `Filesystem` mode.
@@ -84,6 +84,24 @@ impl SyncMode {
             SyncMode::Filesystem => Persist::Durable,
             SyncMode::None => Persist::Ordered,
         }
+    }
+}
+
+/// The `sync` options of a store, taken out of its driver options.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions(Vec<DriverOption>);
+
+impl SyncOptions {
+    /// The mode for `driver`: the last `sync` option meant for it (none:
+    /// the default).
+    pub fn mode_for(&self, driver: &str) -> Result<SyncMode> {
+        let mut mode = SyncMode::default();
+        for o in &self.0 {
+            if o.is_for(driver).unwrap_or(false) {
+                mode = SyncMode::parse(&o.value)?;
+            }
+        }
+        Ok(mode)
     }
 }
 
@@ -224,20 +242,32 @@ mod tests {
             "overlay.mountopt=nodev",
             "overlay.sync=filesystem",
             "size=1G",
+            "ovelray.sync=none",
         ]
         .map(String::from)
         .into();
-        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::Filesystem);
-        assert_eq!(o, ["overlay.mountopt=nodev", "size=1G"]);
+        let taken = SyncMode::take_from(&mut o);
+        assert_eq!(taken.mode_for("overlay").unwrap(), SyncMode::Filesystem);
+        assert_eq!(taken.mode_for("vfs").unwrap(), SyncMode::None);
+        // A typo'd prefix stays for the driver to refuse, naming it.
+        assert_eq!(
+            o,
+            ["overlay.mountopt=nodev", "size=1G", "ovelray.sync=none"]
+        );
         let mut o = vec!["vfs.sync=filesystem".to_string(), "SYNC=none".to_string()];
-        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::None);
+        let taken = SyncMode::take_from(&mut o);
+        assert_eq!(taken.mode_for("vfs").unwrap(), SyncMode::None);
         assert!(o.is_empty());
         let mut o = vec!["mountopt=nodev".to_string()];
-        assert_eq!(SyncMode::take_from(&mut o).unwrap(), SyncMode::None);
-        let err = SyncMode::take_from(&mut vec!["vfs.sync=always".into()]).unwrap_err();
+        let taken = SyncMode::take_from(&mut o);
+        assert_eq!(taken.mode_for("vfs").unwrap(), SyncMode::None);
+        let taken = SyncMode::take_from(&mut vec!["vfs.sync=always".into()]);
+        let err = taken.mode_for("vfs").unwrap_err();
         assert!(
             err.to_string().contains("invalid sync mode \"always\""),
             "{err}"
         );
+        // Meant for another driver: not this one's business.
+        assert_eq!(taken.mode_for("overlay").unwrap(), SyncMode::None);
     }
 }

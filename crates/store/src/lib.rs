@@ -77,7 +77,7 @@ pub use containers::ops::Containers;
 pub use containers::{Container, Durability, NewContainer};
 pub use copy::{CopyPath, CopyRequest};
 pub use error::{Error, ErrorKind, Result};
-pub use flush::{SyncMode, FLUSH_PERIOD};
+pub use flush::{SyncMode, SyncOptions, FLUSH_PERIOD};
 pub use images::ops::{DeleteMode, Images};
 pub use images::{BigDataItem, Image, NameOp, NewImage};
 pub use layers::mount::{is_mount_root, Force, MountRequest};

@@ -98,7 +98,7 @@ impl Store {
         let ids = IdMappings::new(opts.uid_map.clone(), opts.gid_map.clone());
         // `sync` is the store's to honour; the driver gets the rest.
         let mut driver_options = opts.driver_options.clone();
-        let sync = crate::SyncMode::take_from(&mut driver_options)?;
+        let sync_options = crate::SyncMode::take_from(&mut driver_options);
         let driver = match given {
             Some(d) => d,
             None => {
@@ -107,6 +107,7 @@ impl Store {
             }
         };
         let name = driver.name().to_string();
+        let sync = sync_options.mode_for(&name)?;
         let persist = sync.persist();
         for dir in [
             run_root.join(format!("{name}-containers")),

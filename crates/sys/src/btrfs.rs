@@ -2,8 +2,11 @@
 //! qgroup create/destroy and limits, and the subvolume ID of a directory.
 //!
 //! Argument structs are local `#[repr(C)]` copies of `linux/btrfs.h`
-//! (sizes checked by tests); request numbers are computed with the
-//! `_IOW`/`_IOR`/`_IOWR` encoding of the generic ioctl ABI.
+//! (sizes checked by tests); request numbers are written as the header's
+//! `_IOW`/`_IOR`/`_IOWR` definitions, and tests compare them with the
+//! numbers the kernel headers give on x86_64. The calls are documented in
+//! [ioctl_btrfs(2)](https://man7.org/linux/man-pages/man2/ioctl_btrfs.2.html)
+//! and the kernel's `Documentation/filesystems/btrfs.rst`.
 //!
 //! # Safety
 //!
@@ -18,7 +21,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
-const MAGIC: u64 = 0x94;
+/// `BTRFS_IOCTL_MAGIC`.
+const MAGIC: u8 = 0x94;
 const PATH_NAME_MAX: usize = 4087;
 const SUBVOL_NAME_MAX: usize = 4039;
 /// Objectid of the root directory of every subvolume.
@@ -27,12 +31,6 @@ pub const FIRST_FREE_OBJECTID: u64 = 256;
 const LIMIT_MAX_RFER: u64 = 1;
 /// `BTRFS_QUOTA_CTL_ENABLE`.
 const QUOTA_CTL_ENABLE: u64 = 1;
-
-const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
-    (dir << 30) | ((size as u64) << 16) | (MAGIC << 8) | nr
-}
-const W: u64 = 1;
-const R: u64 = 2;
 
 #[repr(C)]
 struct VolArgs {
@@ -83,13 +81,22 @@ struct InoLookupArgs {
     name: [u8; 4080],
 }
 
-const IOC_SNAP_CREATE_V2: u64 = ioc(W, 23, std::mem::size_of::<VolArgsV2>());
-const IOC_SUBVOL_CREATE: u64 = ioc(W, 14, std::mem::size_of::<VolArgs>());
-const IOC_SNAP_DESTROY: u64 = ioc(W, 15, std::mem::size_of::<VolArgs>());
-const IOC_QUOTA_CTL: u64 = ioc(W | R, 40, std::mem::size_of::<QuotaCtlArgs>());
-const IOC_QGROUP_CREATE: u64 = ioc(W, 42, std::mem::size_of::<QgroupCreateArgs>());
-const IOC_QGROUP_LIMIT: u64 = ioc(R, 43, std::mem::size_of::<QgroupLimitArgs>());
-const IOC_INO_LOOKUP: u64 = ioc(W | R, 18, std::mem::size_of::<InoLookupArgs>());
+use crate::ioc::{ior, iow, iowr};
+
+/// `_IOW(BTRFS_IOCTL_MAGIC, 23, struct btrfs_ioctl_vol_args_v2)`.
+const IOC_SNAP_CREATE_V2: u64 = iow::<VolArgsV2>(MAGIC, 23);
+/// `_IOW(BTRFS_IOCTL_MAGIC, 14, struct btrfs_ioctl_vol_args)`.
+const IOC_SUBVOL_CREATE: u64 = iow::<VolArgs>(MAGIC, 14);
+/// `_IOW(BTRFS_IOCTL_MAGIC, 15, struct btrfs_ioctl_vol_args)`.
+const IOC_SNAP_DESTROY: u64 = iow::<VolArgs>(MAGIC, 15);
+/// `_IOWR(BTRFS_IOCTL_MAGIC, 40, struct btrfs_ioctl_quota_ctl_args)`.
+const IOC_QUOTA_CTL: u64 = iowr::<QuotaCtlArgs>(MAGIC, 40);
+/// `_IOW(BTRFS_IOCTL_MAGIC, 42, struct btrfs_ioctl_qgroup_create_args)`.
+const IOC_QGROUP_CREATE: u64 = iow::<QgroupCreateArgs>(MAGIC, 42);
+/// `_IOR(BTRFS_IOCTL_MAGIC, 43, struct btrfs_ioctl_qgroup_limit_args)`.
+const IOC_QGROUP_LIMIT: u64 = ior::<QgroupLimitArgs>(MAGIC, 43);
+/// `_IOWR(BTRFS_IOCTL_MAGIC, 18, struct btrfs_ioctl_ino_lookup_args)`.
+const IOC_INO_LOOKUP: u64 = iowr::<InoLookupArgs>(MAGIC, 18);
 
 fn copy_name(dst: &mut [u8], name: &OsStr) -> io::Result<()> {
     let b = name.as_bytes();
@@ -214,6 +221,8 @@ mod tests {
         assert_eq!(IOC_SNAP_DESTROY, 0x5000_940f);
         assert_eq!(IOC_QUOTA_CTL, 0xc010_9428);
         assert_eq!(IOC_QGROUP_LIMIT, 0x8030_942b);
+        assert_eq!(IOC_QGROUP_CREATE, 0x4010_942a);
+        assert_eq!(IOC_INO_LOOKUP, 0xd000_9412);
     }
 
     #[test]

@@ -1,18 +1,26 @@
-//! Mount helpers: overlay mounts through the new mount API (`fsopen` with one
-//! `lowerdir+` per layer) or classic `mount(2)`, idmapped mounts
-//! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_IDMAP)`), and
-//! user namespaces to carry ID maps.
+//! Mount helpers: overlay mounts through the new mount API
+//! ([fsopen(2)](https://man7.org/linux/man-pages/man2/fsopen.2.html) with one
+//! `lowerdir+` per layer) or classic
+//! [mount(2)](https://man7.org/linux/man-pages/man2/mount.2.html), idmapped
+//! mounts ([open_tree(2)](https://man7.org/linux/man-pages/man2/open_tree.2.html)
+//! `OPEN_TREE_CLONE` +
+//! [mount_setattr(2)](https://man7.org/linux/man-pages/man2/mount_setattr.2.html)
+//! `MOUNT_ATTR_IDMAP`), and user namespaces
+//! ([unshare(2)](https://man7.org/linux/man-pages/man2/unshare.2.html)) to
+//! carry ID maps.
 //!
 //! rustix 1.1 wraps `fsopen`, `fsconfig_*`, `fsmount`, `move_mount` and
 //! `open_tree`; it lacks `mount_setattr(2)`, which is wrapped here.
 //!
 //! # Safety
 //!
-//! Two blocks are unsafe: the raw `mount_setattr` system call, whose argument
-//! struct is a local `#[repr(C)]` copy of the kernel's `struct mount_attr`
-//! passed with its exact size, and `unshare(CLONE_FS)`, called only on a
-//! thread spawned for that purpose, so the changed working directory is
-//! private to that thread and never observed by other code.
+//! Three blocks are unsafe: the raw `mount_setattr` system call, whose
+//! argument struct is a local `#[repr(C)]` copy of the kernel's `struct
+//! mount_attr` passed with its exact size; `unshare(CLONE_FS)`, called only
+//! on a thread spawned for that purpose, so the changed working directory is
+//! private to that thread and never observed by other code; and
+//! `unshare(CLONE_NEWUSER)` in a forked child before `exec` (`pre_exec`),
+//! which makes only that async-signal-safe system call.
 
 #![allow(unsafe_code)]
 
@@ -253,7 +261,9 @@ pub fn mount_overlay_relative(m: &OverlayMount, base: &Path, target: &Path) -> i
     })
 }
 
-/// Unmounts `target`; with `detach`, lazily (`MNT_DETACH`).
+/// Unmounts `target` with
+/// [umount2(2)](https://man7.org/linux/man-pages/man2/umount2.2.html);
+/// `flags` may ask for a lazy unmount (`MNT_DETACH`).
 pub fn unmount(target: &Path, flags: UnmountFlags) -> io::Result<()> {
     rustix::mount::unmount(target, flags)
         .map_err(|e| with_context("umount", &target.to_string_lossy(), e))
@@ -311,10 +321,10 @@ fn mnt_id(path: &Path) -> io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
-/// `MOUNT_ATTR_IDMAP` of `mount_setattr(2)`.
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-/// `AT_RECURSIVE`.
-const AT_RECURSIVE: u32 = 0x8000;
+/// `MOUNT_ATTR_IDMAP` of `mount_setattr(2)` (`linux/mount.h`).
+const MOUNT_ATTR_IDMAP: u64 = MountAttrFlags::MOUNT_ATTR_IDMAP.bits() as u64;
+/// `AT_RECURSIVE` (`linux/fcntl.h`).
+const AT_RECURSIVE: u32 = libc::AT_RECURSIVE as u32;
 
 /// The kernel's `struct mount_attr` (first version, 32 bytes).
 #[repr(C)]

@@ -1,6 +1,9 @@
 //! XFS-style project quotas: project IDs on directories
-//! (`FS_IOC_FSGETXATTR`/`FS_IOC_FSSETXATTR` with `FS_XFLAG_PROJINHERIT`) and
-//! limits set through `quotactl_fd(2)` (kernel 5.14+) with `Q_XSETQLIM`.
+//! (`FS_IOC_FSGETXATTR`/`FS_IOC_FSSETXATTR` of
+//! [ioctl_xfs_fsgetxattr(2)](https://man7.org/linux/man-pages/man2/ioctl_xfs_fsgetxattr.2.html),
+//! with `FS_XFLAG_PROJINHERIT`) and limits set through
+//! [quotactl_fd(2)](https://man7.org/linux/man-pages/man2/quotactl.2.html)
+//! (kernel 5.14+) with `Q_XSETQLIM`.
 //!
 //! # Safety
 //!
@@ -55,15 +58,27 @@ struct FsDiskQuota {
     padding4: [u8; 8],
 }
 
-const FS_IOC_FSGETXATTR: u64 = 0x801c_581f;
-const FS_IOC_FSSETXATTR: u64 = 0x401c_5820;
+/// `_IOR('X', 31, struct fsxattr)` (`linux/fs.h`).
+const FS_IOC_FSGETXATTR: u64 = crate::ioc::ior::<FsXattr>(b'X', 31);
+/// `_IOW('X', 32, struct fsxattr)` (`linux/fs.h`).
+const FS_IOC_FSSETXATTR: u64 = crate::ioc::iow::<FsXattr>(b'X', 32);
 /// `FS_XFLAG_PROJINHERIT`: new entries inherit the directory's project ID.
 const FS_XFLAG_PROJINHERIT: u32 = 0x200;
-const SYS_QUOTACTL_FD: libc::c_long = 443;
-/// `QCMD(Q_XSETQLIM, PRJQUOTA)`.
-const Q_XSETQLIM_PRJ: u32 = (0x5804 << 8) | 2;
-/// `QCMD(Q_XGETQUOTA, PRJQUOTA)`.
-const Q_XGETQUOTA_PRJ: u32 = (0x5803 << 8) | 2;
+const SYS_QUOTACTL_FD: libc::c_long = libc::SYS_quotactl_fd;
+/// `PRJQUOTA` (`linux/quota.h`).
+const PRJQUOTA: u32 = 2;
+/// `XQM_CMD(x)`: `('X' << 8) + x` (`linux/dqblk_xfs.h`).
+const fn xqm_cmd(x: u32) -> u32 {
+    ((b'X' as u32) << 8) + x
+}
+/// `QCMD(cmd, type)`: `(cmd << 8) | (type & 0xff)` (`linux/quota.h`).
+const fn qcmd(cmd: u32, ty: u32) -> u32 {
+    (cmd << 8) | (ty & 0xff)
+}
+/// `QCMD(Q_XSETQLIM, PRJQUOTA)`; `Q_XSETQLIM` is `XQM_CMD(4)`.
+const Q_XSETQLIM_PRJ: u32 = qcmd(xqm_cmd(4), PRJQUOTA);
+/// `QCMD(Q_XGETQUOTA, PRJQUOTA)`; `Q_XGETQUOTA` is `XQM_CMD(3)`.
+const Q_XGETQUOTA_PRJ: u32 = qcmd(xqm_cmd(3), PRJQUOTA);
 const FS_DQUOT_VERSION: i8 = 1;
 const FS_PROJ_QUOTA: i8 = 2;
 const FS_DQ_IHARD: u16 = 1 << 1;
@@ -77,7 +92,7 @@ fn check(rc: libc::c_long) -> io::Result<()> {
     }
 }
 
-/// The project ID of the file `fd`.
+/// The project ID of the file `fd` (`ioctl(FS_IOC_FSGETXATTR)`).
 pub fn project_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let mut x = FsXattr::default();
     // SAFETY: see module docs; `x` is a `struct fsxattr`.
@@ -86,7 +101,7 @@ pub fn project_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
 }
 
 /// Sets the project ID of directory `fd` and marks it so that new entries
-/// inherit it.
+/// inherit it (`ioctl(FS_IOC_FSGETXATTR)`, then `FS_IOC_FSSETXATTR`).
 pub fn set_project_id(fd: BorrowedFd<'_>, projid: u32) -> io::Result<()> {
     let mut x = FsXattr::default();
     // SAFETY: see module docs; `x` is a `struct fsxattr`.
@@ -160,6 +175,10 @@ mod tests {
     fn layouts_match_the_kernel_abi() {
         assert_eq!(std::mem::size_of::<FsXattr>(), 28);
         assert_eq!(std::mem::size_of::<FsDiskQuota>(), 112);
+        // Values the kernel headers give on x86_64.
         assert_eq!(Q_XSETQLIM_PRJ, 0x0058_0402);
+        assert_eq!(Q_XGETQUOTA_PRJ, 0x0058_0302);
+        assert_eq!(FS_IOC_FSGETXATTR, 0x801c_581f);
+        assert_eq!(FS_IOC_FSSETXATTR, 0x401c_5820);
     }
 }

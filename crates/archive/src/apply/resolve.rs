@@ -1,25 +1,13 @@
-//! Confined resolution of directories inside the layer root, with a cache.
-//!
-//! Two resolvers give the same answers:
-//! - the fast path, `openat2(root, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`:
-//!   the kernel treats `root` as `/` for this lookup, so `..` stops there and
-//!   absolute symlinks are re-rooted (Linux 5.6+);
-//! - a component-by-component walk for kernels without openat2, paths longer
-//!   than `PATH_MAX`, and for creating missing parents: each component is
-//!   opened with `O_PATH | O_NOFOLLOW` relative to the previous one, symlinks
-//!   are read and their targets spliced into the remaining components
-//!   (absolute targets restart at the root), `..` at depth 0 stays at the
-//!   root. The walk counts its depth itself; `..` below the root is opened
-//!   from the current directory, which is correct as long as nobody renames
-//!   directories of the layer while it is applied (the applier is the only
-//!   writer of a layer being made).
+//! Directories inside the layer root, resolved by the one confined open
+//! ([`crate::confined`]) and cached.
 //!
 //! Resolved directories are cached by their normalised name. Layers list
 //! entries mostly in directory order, so the parent of an entry is usually
 //! cached or is one real (non-symlink) directory below a cached one, which
 //! costs a single `openat(O_NOFOLLOW)`. The cache is cleared whenever a
 //! directory or symlink is removed or replaced, since that may change what a
-//! cached name resolves to.
+//! cached name resolves to. Missing parents are made by the confined walk,
+//! never through a symlink's target.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -28,22 +16,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+pub(crate) use crate::confined::MadeDir;
+pub use crate::confined::Resolution;
+use crate::confined::{self, How, Route, WalkError};
 use crate::{Error, Result};
-
-/// How paths inside the root are resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Resolution {
-    /// `openat2(RESOLVE_IN_ROOT)` when the kernel has it, else the walk.
-    #[default]
-    Auto,
-    /// Always `openat2`; an error where the kernel lacks it.
-    Openat2,
-    /// Always the component-by-component walk (for tests and old kernels).
-    ManualWalk,
-}
 
 /// Counters of how directories were resolved (for tests and tuning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,10 +37,6 @@ pub struct ResolveStats {
     pub walked: u64,
 }
 
-/// Longest symlink chain followed in one resolution (as the kernel's 40).
-const MAX_LINKS: u32 = 40;
-/// Paths at least this long go to the walk (`PATH_MAX` includes the NUL).
-const PATH_MAX: usize = 4096;
 /// Cache size before it is cleared.
 const CACHE_CAP: usize = 512;
 
@@ -117,9 +92,6 @@ impl CachedDir {
     }
 }
 
-/// Callback for a directory made while resolving: (parent, name, new dir).
-pub(crate) type MadeDir<'a> = dyn FnMut(BorrowedFd<'_>, &[u8], BorrowedFd<'_>) -> Result<()> + 'a;
-
 /// What to do about missing directories.
 pub(crate) enum Missing<'a> {
     /// Fail with `ENOENT`.
@@ -133,7 +105,7 @@ pub(crate) enum Missing<'a> {
 /// Resolves directories inside one root.
 pub(crate) struct Resolver {
     root: Rc<CachedDir>,
-    use_openat2: bool,
+    resolution: Resolution,
     cache: HashMap<Vec<u8>, Rc<CachedDir>>,
     pub(crate) stats: ResolveStats,
 }
@@ -150,22 +122,6 @@ fn path_err(op: &'static str, path: &[u8], e: Errno) -> Error {
     }
 }
 
-fn openat2_supported(root: BorrowedFd<'_>) -> bool {
-    match fs::openat2(
-        root,
-        ".",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::debug!("openat2 unavailable ({e}); using the component walk");
-            false
-        }
-    }
-}
-
 impl Resolver {
     pub(crate) fn new(root: BorrowedFd<'_>, resolution: Resolution) -> Result<Self> {
         let root_fd = fs::openat(
@@ -175,21 +131,14 @@ impl Resolver {
             Mode::empty(),
         )
         .map_err(|e| path_err("open root", b".", e))?;
-        let use_openat2 = match resolution {
-            Resolution::Auto => openat2_supported(root),
-            Resolution::Openat2 => {
-                if !openat2_supported(root) {
-                    return Err(Error::Unsupported(
-                        "openat2(RESOLVE_IN_ROOT) is not available on this kernel".into(),
-                    ));
-                }
-                true
-            }
-            Resolution::ManualWalk => false,
-        };
+        if resolution == Resolution::Openat2 && !confined::openat2_available() {
+            return Err(Error::Unsupported(
+                "openat2(RESOLVE_IN_ROOT) is not available on this kernel".into(),
+            ));
+        }
         Ok(Self {
             root: CachedDir::new(root_fd),
-            use_openat2,
+            resolution,
             cache: HashMap::new(),
             stats: ResolveStats::default(),
         })
@@ -250,7 +199,7 @@ impl Resolver {
                 Missing::Fail => return Err(e),
                 Missing::Create(cb) => {
                     self.stats.walked += 1;
-                    self.walk(path, Some(cb))?
+                    self.walk(path, cb)?
                 }
             },
             Err(e) => return Err(e),
@@ -261,131 +210,29 @@ impl Resolver {
     }
 
     fn resolve_full(&mut self, path: &[u8]) -> Result<OwnedFd> {
-        if self.use_openat2 && path.len() < PATH_MAX {
-            let mut tries = 0;
-            loop {
-                match fs::openat2(
-                    &self.root.fd,
-                    path,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                ) {
-                    Ok(fd) => {
-                        self.stats.openat2 += 1;
-                        return Ok(fd);
-                    }
-                    // A rename or mount raced with the lookup: retry.
-                    Err(Errno::AGAIN) if tries < 16 => tries += 1,
-                    Err(e) => return Err(path_err("resolve", path, e)),
-                }
-            }
+        let how = How {
+            resolution: self.resolution,
+            ..How::dir()
+        };
+        let (fd, route) = confined::open_routed(self.root.fd.as_fd(), path, &how)
+            .map_err(|e| path_err("resolve", path, e))?;
+        match route {
+            Route::Openat2 => self.stats.openat2 += 1,
+            Route::Walk => self.stats.walked += 1,
         }
-        self.stats.walked += 1;
-        self.walk(path, None)
+        Ok(fd)
     }
 
-    /// The component walk. With `create`, missing components named by
-    /// `path` itself (not by a symlink target) are created.
-    fn walk(&self, path: &[u8], mut create: Option<&mut MadeDir<'_>>) -> Result<OwnedFd> {
-        // Pending components, last to process at the end; the flag marks
-        // components that come from a symlink target.
-        let mut pending: Vec<(Vec<u8>, bool)> = path
-            .split(|&b| b == b'/')
-            .rev()
-            .map(|c| (c.to_vec(), false))
-            .collect();
-        let mut cur: Option<OwnedFd> = None;
-        let mut depth = 0usize;
-        let mut links = 0u32;
-        let err = |op, e| path_err(op, path, e);
-        while let Some((comp, from_link)) = pending.pop() {
-            let at = cur.as_ref().map_or(self.root.fd.as_fd(), |f| f.as_fd());
-            match comp.as_slice() {
-                b"" | b"." => continue,
-                b".." => {
-                    if depth > 0 {
-                        let up = fs::openat(
-                            at,
-                            "..",
-                            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| err("resolve", e))?;
-                        depth -= 1;
-                        cur = if depth == 0 { None } else { Some(up) };
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            let fd = match fs::openat(
-                at,
-                comp.as_slice(),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) if create.is_some() && !from_link => {
-                    match fs::mkdirat(at, comp.as_slice(), Mode::from_raw_mode(0o700)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(err("mkdir", e)),
-                    }
-                    let made = fs::openat(
-                        at,
-                        comp.as_slice(),
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| err("mkdir", e))?;
-                    fs::fchmod(&made, Mode::from_raw_mode(0o755)).map_err(|e| err("chmod", e))?;
-                    if let Some(cb) = create.as_mut() {
-                        cb(at, comp.as_slice(), made.as_fd())?;
-                    }
-                    cur = Some(made);
-                    depth += 1;
-                    continue;
-                }
-                Err(e) => return Err(err("resolve", e)),
-            };
-            let st = fs::fstat(&fd).map_err(|e| err("resolve", e))?;
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
-                    cur = Some(fd);
-                    depth += 1;
-                }
-                FileType::Symlink => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(err("resolve", Errno::LOOP));
-                    }
-                    let target = fs::readlinkat(&fd, "", Vec::new())
-                        .map_err(|e| err("readlink", e))?
-                        .into_bytes();
-                    if target.first() == Some(&b'/') {
-                        cur = None;
-                        depth = 0;
-                    }
-                    pending.extend(
-                        target
-                            .split(|&b| b == b'/')
-                            .rev()
-                            .map(|c| (c.to_vec(), true)),
-                    );
-                }
-                _ => return Err(err("resolve", Errno::NOTDIR)),
-            }
-        }
-        match cur {
-            Some(fd) => Ok(fd),
-            None => fs::openat(
-                &self.root.fd,
-                ".",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| err("resolve", e)),
-        }
+    /// The confined walk, making missing directories `path` names.
+    fn walk(&self, path: &[u8], create: &mut MadeDir<'_>) -> Result<OwnedFd> {
+        let how = How {
+            resolution: Resolution::ManualWalk,
+            ..How::dir()
+        };
+        confined::walk(self.root.fd.as_fd(), path, &how, Some(create)).map_err(|e| match e {
+            WalkError::Sys(e) => path_err("resolve", path, e),
+            WalkError::Made(e) => e,
+        })
     }
 }
 
@@ -412,34 +259,7 @@ pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
-
-    /// A fixture tree inside `root`, and a victim directory beside it.
-    fn fixture() -> (tempfile::TempDir, std::fs::File) {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        let victim = t.path().join("victim");
-        std::fs::create_dir_all(victim.join("x")).unwrap();
-        for d in ["a/b/c", "run", "var", "etc"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(root.join("file"), b"").unwrap();
-        symlink("/run", root.join("var/run")).unwrap();
-        symlink("../..", root.join("a/b/up2")).unwrap();
-        symlink("../../../../..", root.join("a/b/c/up5")).unwrap();
-        symlink(&victim, root.join("abs_victim")).unwrap();
-        symlink("../victim", root.join("rel_victim")).unwrap();
-        symlink("/", root.join("slash")).unwrap();
-        symlink("loop2", root.join("loop1")).unwrap();
-        symlink("loop1", root.join("loop2")).unwrap();
-        symlink("file", root.join("to_file")).unwrap();
-        symlink("a/b/up2/a", root.join("chain1")).unwrap();
-        symlink("chain1/b/c/up5/etc", root.join("chain2")).unwrap();
-        symlink("/proc/self/root", root.join("magic")).unwrap();
-        symlink("nowhere/deeper", root.join("dangling")).unwrap();
-        let dir = std::fs::File::open(&root).unwrap();
-        (t, dir)
-    }
+    use crate::confined::tests::fixture;
 
     fn ident(fd: &OwnedFd) -> (u64, u64) {
         let st = fs::fstat(fd).unwrap();

@@ -15,18 +15,19 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use strata_idmap::{IdMappings, IdPair};
 
 use super::meta::{
     self, get_xattr, layer_xattrs, lstat, parse_override_stat, Meta, Names, XattrSet,
 };
 use super::{Change, ChangeKind, ExportOptions, ExportOrder, OverrideStat};
+use crate::confined::{self, How, Symlinks};
 use crate::entry::{EntryKind, Header, Timestamp};
 use crate::writer::{ModeField, TarWriter};
 use crate::{Error, Result};
@@ -162,13 +163,14 @@ pub(crate) fn whiteout_name(path: &[u8]) -> Vec<u8> {
 }
 
 /// Resolves changed paths under the root without following symlinks on
-/// the way, so that a tree changing under the export (a running
-/// container swapping a directory for a symlink) cannot make it read
-/// files outside the root. A path is handed out as
+/// the way (the confined open, [`Symlinks::Refuse`]), so that a tree
+/// changing under the export (a running container swapping a directory
+/// for a symlink) cannot make it read files outside the root, nor a file
+/// of the root under another name. A path is handed out as
 /// `/proc/self/fd/<parent>/<name>`, which names the entry itself (a final
 /// symlink is never followed by the calls made on it).
 struct Beneath {
-    root: Option<OwnedFd>,
+    root: OwnedFd,
     plain: PathBuf,
 }
 
@@ -180,44 +182,34 @@ impl Beneath {
             Mode::empty(),
         )
         .map_err(|e| Error::io(format!("opening {}", root.display()), e.into()))?;
-        // openat2 appeared in Linux 5.6 and needs /proc for the handoff.
-        let usable = Path::new("/proc/self/fd").is_dir()
-            && !matches!(
-                rustix::fs::openat2(&fd, ".", OFlags::PATH, Mode::empty(), ResolveFlags::BENEATH),
-                Err(rustix::io::Errno::NOSYS)
-            );
-        if !usable {
-            tracing::warn!("openat2 or /proc unavailable: export resolves paths by name");
+        if !Path::new("/proc/self/fd").is_dir() {
+            return Err(Error::Unsupported(
+                "exporting changes needs /proc mounted (paths are read through /proc/self/fd)"
+                    .into(),
+            ));
         }
         Ok(Self {
-            root: usable.then_some(fd),
+            root: fd,
             plain: root.to_path_buf(),
         })
     }
 
     /// The entry `rel` as a path plus the descriptor that keeps it valid;
     /// `None` when a parent is missing or no longer a plain directory.
-    fn resolve(&self, rel: &[u8]) -> Result<Option<(Option<OwnedFd>, PathBuf)>> {
-        let Some(root) = &self.root else {
-            return Ok(Some((None, meta::join(&self.plain, rel))));
-        };
+    fn resolve(&self, rel: &[u8]) -> Result<Option<(OwnedFd, PathBuf)>> {
         let (dir, base) = match rel.iter().rposition(|&c| c == b'/') {
             Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => (&b"."[..], rel),
+            None => (&b""[..], rel),
         };
-        let flags = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let dir_os = std::ffi::OsStr::from_bytes(dir);
-        match rustix::fs::openat2(
-            root,
-            dir_os,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            flags,
-        ) {
+        let how = How {
+            symlinks: Symlinks::Refuse,
+            ..How::dir()
+        };
+        match confined::open(self.root.as_fd(), dir, &how) {
             Ok(fd) => {
                 let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
                 let p = meta::join(&p, base);
-                Ok(Some((Some(fd), p)))
+                Ok(Some((fd, p)))
             }
             Err(e)
                 if [

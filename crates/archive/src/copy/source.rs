@@ -1,8 +1,7 @@
 //! The source side of a copy, read through descriptors only.
 //!
 //! The source path is resolved inside its root (a layer's mount, or `/`
-//! for host files) with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
-//! so `..` stops at the root and absolute symlinks in the path are
+//! for host files) by the confined open ([`crate::confined`]), so `..` stops at the root and absolute symlinks in the path are
 //! re-rooted there, as in a chroot. The last component is never followed:
 //! a symlink named by the source is copied as a symlink. Below it every
 //! object is reached by `openat(parent_fd, name, O_NOFOLLOW)` and checked
@@ -15,11 +14,12 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::TopDir;
 use crate::changes::meta::XattrSet;
+use crate::confined::{self, How};
 use crate::entry::{EntryKind, Header, Item, Timestamp, Xattr, CHUNK};
 use crate::{Applier, Error, Result};
 
@@ -42,28 +42,10 @@ impl Node {
     }
 }
 
-/// `openat2` flags that confine a lookup to its root like a chroot.
-pub(super) fn in_root() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
-}
-
-/// Opens the directory `rel` inside `root` (chroot semantics), `O_PATH`.
+/// Opens the directory `rel` inside `root` (chroot semantics), `O_PATH`,
+/// by the confined open.
 pub(super) fn open_dir_in(root: BorrowedFd<'_>, rel: &[u8]) -> std::io::Result<OwnedFd> {
-    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    match fs::openat2(
-        root,
-        OsStr::from_bytes(rel),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        in_root(),
-    ) {
-        Ok(fd) => Ok(fd),
-        Err(Errno::NOSYS) => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "copy needs openat2 (Linux 5.6 or later) to stay inside the layer",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    Ok(confined::open(root, rel, &How::dir())?)
 }
 
 /// Splits `path` into its parent and last component, ignoring trailing

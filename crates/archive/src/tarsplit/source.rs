@@ -2,28 +2,26 @@
 //! lower directories, with every lookup confined to the directory it is made
 //! in.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{openat, openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use super::FileSource;
+use crate::confined::{self, How};
 use crate::reader::fields::normalize;
 use crate::{Error, Result};
 
 /// A [`FileSource`] over a list of directories: the layer directory first,
 /// then its lower directories; the first directory holding the name wins.
 ///
-/// Names are resolved with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`
-/// relative to each directory's handle, so `..` stops at that directory and
-/// absolute symlinks are re-rooted in it: a hostile record naming
-/// `../../etc/shadow` cannot read outside. Where openat2 is missing, a
-/// component walk that refuses symlinks and `..` is used instead.
+/// Names are resolved by the confined open ([`crate::confined`]) relative to
+/// each directory's handle, so `..` stops at that directory and absolute
+/// symlinks are re-rooted in it: a hostile record naming
+/// `../../etc/shadow` cannot read outside.
 pub struct DirSource {
     roots: Vec<OwnedFd>,
 }
@@ -72,50 +70,10 @@ impl FileSource for DirSource {
     }
 }
 
+/// The name under one root, chroot-like ([`crate::confined`]).
 fn open_confined(root: &OwnedFd, rel: &[u8]) -> std::result::Result<OwnedFd, Errno> {
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
-    match openat2(
-        root,
-        OsStr::from_bytes(rel),
-        flags,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Err(Errno::NOSYS) => walk(root, rel, flags),
-        r => r,
-    }
-}
-
-/// Fallback without openat2: open one component at a time, refusing `..`
-/// and symlinks (stricter than openat2, never looser).
-pub(crate) fn walk(
-    root: &OwnedFd,
-    rel: &[u8],
-    flags: OFlags,
-) -> std::result::Result<OwnedFd, Errno> {
-    let comps: Vec<&[u8]> = rel
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .collect();
-    let mut dir: Option<OwnedFd> = None;
-    for (i, comp) in comps.iter().enumerate() {
-        if *comp == b".." {
-            return Err(Errno::XDEV);
-        }
-        let at = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
-        let last = i + 1 == comps.len();
-        let f = if last {
-            flags | OFlags::NOFOLLOW
-        } else {
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-        };
-        let fd = openat(at, OsStr::from_bytes(comp), f, Mode::empty())?;
-        if last {
-            return Ok(fd);
-        }
-        dir = Some(fd);
-    }
-    openat(root, ".", flags, Mode::empty())
+    let how = How::new(OFlags::RDONLY | OFlags::NOCTTY);
+    confined::open(root.as_fd(), rel, &how)
 }
 
 #[cfg(test)]
@@ -141,24 +99,22 @@ mod tests {
             src.open(n)?.read_to_end(&mut v)?;
             Ok(v)
         };
-        assert_eq!(read(b"./d/a").unwrap(), b"upper");
-        assert_eq!(read(b"b").unwrap(), b"lower");
-        // `..` and symlinks never leave the directory they are resolved in.
-        assert_eq!(read(b"../secret").unwrap(), b"inside");
-        assert_eq!(read(b"../../../../secret").unwrap(), b"inside");
-        assert!(
-            read(b"abs").is_err(),
-            "re-rooted into upper: no /secret there"
-        );
-        assert!(read(b"rel").is_err());
-        assert!(read(b"missing").is_err());
-        // The fallback walk agrees on plain names and refuses the rest.
-        let root =
-            rustix::fs::open(&upper, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-        assert!(walk(&root, b"d/a", flags).is_ok());
-        assert_eq!(walk(&root, b"../secret", flags).unwrap_err(), Errno::XDEV);
-        assert!(walk(&root, b"abs", flags).is_err());
-        assert!(walk(&root, b"rel", flags).is_err());
+        // The fast path, then the fallback walk forced: the same answers.
+        for forced in [false, true] {
+            let _walk = forced.then(crate::confined::force_walk);
+            let how = if forced { "walk" } else { "openat2" };
+            assert_eq!(read(b"./d/a").unwrap(), b"upper", "{how}");
+            assert_eq!(read(b"b").unwrap(), b"lower", "{how}");
+            // `..` and symlinks never leave the directory they are
+            // resolved in.
+            assert_eq!(read(b"../secret").unwrap(), b"inside", "{how}");
+            assert_eq!(read(b"../../../../secret").unwrap(), b"inside", "{how}");
+            assert!(
+                read(b"abs").is_err(),
+                "re-rooted into upper: no /secret there ({how})"
+            );
+            assert!(read(b"rel").is_err(), "{how}");
+            assert!(read(b"missing").is_err(), "{how}");
+        }
     }
 }

@@ -27,6 +27,17 @@ pub struct Env {
     pub dir: Scratch,
     pub driver: String,
     conf: PathBuf,
+    lookups: Lookups,
+}
+
+/// How the strata processes of an [`Env`] resolve paths inside layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// openat2 where the kernel has it (the default).
+    Fast,
+    /// The confined open's fallback walk, forced
+    /// (`STRATA_CONFINED_WALK=1`).
+    Walk,
 }
 
 impl Env {
@@ -41,6 +52,16 @@ impl Env {
             dir,
             driver: driver.to_string(),
             conf,
+            lookups: Lookups::Fast,
+        }
+    }
+
+    /// A new store for `driver` whose strata processes resolve paths
+    /// inside layers as `lookups` says.
+    pub fn with_lookups(driver: &str, lookups: Lookups) -> Self {
+        Self {
+            lookups,
+            ..Self::new(driver)
         }
     }
 
@@ -68,7 +89,14 @@ impl Env {
     }
 
     fn store_args(&self, c: &mut Command, args: &[&str]) {
-        c.env("CONTAINERS_STORAGE_CONF", &self.conf)
+        // Relative paths in options (the reference's vfs takes a relative
+        // imagestore and makes it) land in the test's own directory.
+        match self.lookups {
+            Lookups::Fast => c.env_remove("STRATA_CONFINED_WALK"),
+            Lookups::Walk => c.env("STRATA_CONFINED_WALK", "1"),
+        };
+        c.current_dir(self.dir.path())
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
             .env_remove("STORAGE_DRIVER")
             .env_remove("STORAGE_OPTS")
             .arg("-g")

@@ -12,27 +12,7 @@ use crate::{
     MountOptions, Result,
 };
 
-/// A conformance case.
-pub type Case = fn(&Suite);
-
-/// Every case with its name, for [`super::run_all`].
-pub const CASES: &[(&str, Case)] = &[
-    ("create_empty", create_empty),
-    ("base_layer", base_layer),
-    ("child_inherits", child_inherits),
-    ("template_copies", template_copies),
-    ("deep_read_50", deep_read_50),
-    ("diff_apply_round_trip", diff_apply_round_trip),
-    ("changes_after_edits", changes_after_edits),
-    ("recreate_at_depths", recreate_at_depths),
-    ("list_layers", list_layers),
-    ("mount_ref_counting", mount_ref_counting),
-    ("read_128_layers", read_128_layers),
-    ("id_mapped_layer", id_mapped_layer),
-    ("additional_image_store", additional_image_store),
-];
-
-fn req(id: &str, parent: Option<&str>, access: Access) -> CreateRequest {
+pub(super) fn req(id: &str, parent: Option<&str>, access: Access) -> CreateRequest {
     CreateRequest {
         id: id.into(),
         parent: parent.map(str::to_string),
@@ -41,22 +21,22 @@ fn req(id: &str, parent: Option<&str>, access: Access) -> CreateRequest {
     }
 }
 
-fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {
+pub(super) fn create(d: &dyn Driver, id: &str, parent: Option<&str>) {
     d.create(&req(id, parent, Access::ReadOnly))
         .unwrap_or_else(|e| panic!("create {id} (parent {parent:?}): {e}"));
 }
 
-fn mount(d: &dyn Driver, id: &str) -> PathBuf {
+pub(super) fn mount(d: &dyn Driver, id: &str) -> PathBuf {
     d.get(id, &MountOptions::default())
         .unwrap_or_else(|e| panic!("get {id}: {e}"))
 }
 
-fn put(d: &dyn Driver, id: &str) {
+pub(super) fn put(d: &dyn Driver, id: &str) {
     d.put(id).unwrap_or_else(|e| panic!("put {id}: {e}"));
 }
 
 /// Mounts `id`, runs `f` on its root, unmounts.
-fn with_mounted<T>(d: &dyn Driver, id: &str, f: impl FnOnce(&Path) -> T) -> T {
+pub(super) fn with_mounted<T>(d: &dyn Driver, id: &str, f: impl FnOnce(&Path) -> T) -> T {
     let p = mount(d, id);
     let r = f(&p);
     put(d, id);
@@ -64,11 +44,11 @@ fn with_mounted<T>(d: &dyn Driver, id: &str, f: impl FnOnce(&Path) -> T) -> T {
 }
 
 /// Unwraps a step's result, failing the case with the step's name.
-fn step<T>(r: Result<T>, what: &str) -> T {
+pub(super) fn step<T>(r: Result<T>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-fn diff_req(id: &str, parent: Option<&str>) -> DiffRequest {
+pub(super) fn diff_req(id: &str, parent: Option<&str>) -> DiffRequest {
     DiffRequest {
         id: id.into(),
         parent: parent.map(str::to_string),
@@ -100,7 +80,7 @@ fn sorted(mut v: Vec<(String, ChangeKind)>) -> Vec<(String, ChangeKind)> {
     v
 }
 
-fn base_with_fixture(d: &dyn Driver, id: &str) {
+pub(super) fn base_with_fixture(d: &dyn Driver, id: &str) {
     create(d, id, None);
     with_mounted(d, id, |root| Fixture::base().create(root));
 }
@@ -425,50 +405,6 @@ pub fn list_layers(s: &Suite) {
             d.metadata("nosuch").unwrap_err().kind(),
             ErrorKind::NotFound
         );
-    });
-}
-
-/// get twice and put twice: the tree stays usable until the last put, and
-/// a driver that mounts leaves no mount behind after it.
-pub fn mount_ref_counting(s: &Suite) {
-    run_case(s, "mount_ref_counting", |env| {
-        let d = env.driver.as_ref();
-        base_with_fixture(d, "base");
-        create(d, "child", Some("base"));
-        let p1 = mount(d, "child");
-        let p2 = mount(d, "child");
-        assert_eq!(p1, p2);
-        let was_mount = crate::mounts::is_mount_point(&p1).unwrap();
-        put(d, "child");
-        assert_eq!(
-            std::fs::read(p1.join("a")).unwrap(),
-            b"content of a\n",
-            "unmounted too early"
-        );
-        if was_mount {
-            assert!(
-                crate::mounts::is_mount_point(&p1).unwrap(),
-                "unmounted with a reference left"
-            );
-        }
-        put(d, "child");
-        if was_mount {
-            assert!(
-                !crate::mounts::is_mount_point(&p1).unwrap(),
-                "still mounted after the last put"
-            );
-        }
-        let p3 = mount(d, "child");
-        assert_eq!(std::fs::read(p3.join("a")).unwrap(), b"content of a\n");
-        put(d, "child");
-        let e = d.get(
-            "child",
-            &MountOptions {
-                options: vec!["bogus-option".into()],
-                ..Default::default()
-            },
-        );
-        assert!(e.is_err(), "an unknown mount option must be refused");
     });
 }
 

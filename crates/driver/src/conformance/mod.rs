@@ -1,10 +1,12 @@
-//! The conformance suite every driver runs.
+//! The conformance suite every driver runs (feature `testsuite`; not part
+//! of production builds).
 //!
-//! One public function per behaviour, each given a [`Suite`] (how to make
-//! the driver) and run in a fresh temporary directory with no shared state.
-//! When a case fails, the whole store tree is printed (mode, owner, size,
-//! path) before the panic continues. [`conformance_tests!`](crate::conformance_tests)
-//! generates one `#[test]` per case:
+//! One public function per behaviour of the [`Driver`] contract, each
+//! given a [`Suite`] (how to make the driver) and run in fresh directories
+//! with no shared state. When a case fails, the whole tree of the case is
+//! printed (mode, owner, size, path) before the panic continues.
+//! [`conformance_tests!`](crate::conformance_tests) generates one `#[test]`
+//! per case of the one case list ([`CASES`]):
 //!
 //! ```ignore
 //! fn suite() -> strata_driver::conformance::Suite {
@@ -18,20 +20,29 @@
 //! return, and fail when `CI` is set.
 
 mod cases;
+mod contract;
 mod tree;
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use strata_testsupport::Scratch;
+
 use crate::{Driver, InitFn, InitOptions};
 
 pub use cases::*;
+pub use contract::*;
 pub use tree::{dump_tree, Entry, Fixture};
 
 /// Sets up a case's graph root before the driver starts (e.g. mounts a
 /// loop-backed btrfs there); the returned guard is dropped after the case.
-pub type Prepare = fn(&Path) -> std::result::Result<Box<dyn Any>, String>;
+/// `None` when the case cannot run here (after saying why; under `CI` the
+/// setup fails instead).
+pub type Prepare = fn(case: &str, graph: &Path) -> Option<Box<dyn Any>>;
+
+/// A conformance case.
+pub type Case = fn(&Suite);
 
 /// How to make the driver under test.
 #[derive(Clone)]
@@ -47,11 +58,14 @@ pub struct Suite {
     pub image_store_key: Option<&'static str>,
     /// Per-case setup of the graph root.
     pub prepare: Option<Prepare>,
+    /// Cases this driver leaves out, each with the reason, which the case
+    /// prints instead of running.
+    pub left_out: Vec<(&'static str, &'static str)>,
 }
 
 impl Suite {
     /// A suite for driver `name` with defaults: image stores under the
-    /// `imagestore` key, no setup.
+    /// `imagestore` key, no setup, every case.
     pub fn new(name: &'static str, init: InitFn) -> Self {
         Self {
             name,
@@ -59,6 +73,7 @@ impl Suite {
             options: Vec::new(),
             image_store_key: Some("imagestore"),
             prepare: None,
+            left_out: Vec::new(),
         }
     }
 }
@@ -74,25 +89,25 @@ pub struct Env {
     suite: Suite,
     extra: Vec<(Box<dyn Driver>, PathBuf)>,
     _guard: Option<Box<dyn Any>>,
-    tmp: tempfile::TempDir,
+    // Dropped last: detaches whatever is still mounted below it.
+    tmp: Scratch,
 }
 
 impl Env {
-    /// Makes a fresh environment for `suite`.
-    pub fn new(suite: &Suite) -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("strata-conformance-")
-            .tempdir_in("/var/tmp")
-            .expect("temp dir");
+    /// Makes a fresh environment for `suite`; `None` when its setup
+    /// cannot be had here.
+    fn new(suite: &Suite, case: &str) -> Option<Env> {
+        let tmp = Scratch::new("strata-conformance-");
         let graph = tmp.path().join("graph");
         let run = tmp.path().join("run");
         std::fs::create_dir_all(&graph).expect("graph root");
         std::fs::create_dir_all(&run).expect("run root");
-        let guard = suite
-            .prepare
-            .map(|p| p(&graph).unwrap_or_else(|e| panic!("preparing {}: {e}", graph.display())));
+        let guard = match suite.prepare {
+            Some(p) => Some(p(case, &graph)?),
+            None => None,
+        };
         let driver = start(suite, &graph, &run, &[]);
-        Env {
+        Some(Env {
             graph,
             run,
             driver,
@@ -100,7 +115,7 @@ impl Env {
             extra: Vec::new(),
             _guard: guard,
             tmp,
-        }
+        })
     }
 
     /// Starts another driver of the same kind in a sibling store
@@ -156,38 +171,22 @@ impl Drop for Env {
         if let Err(e) = self.driver.cleanup() {
             eprintln!("cleanup: {e}");
         }
-        // Whatever the driver left mounted under our temp dir, detach it so
-        // the temp dir can go. Only paths under our own temp dir.
-        if let Ok(list) = crate::mounts::mounts_under(self.tmp.path()) {
-            for p in list {
-                if p.starts_with(self.tmp.path()) {
-                    let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
-                }
-            }
-        }
     }
 }
 
-/// True when running as root. Otherwise prints why the case is skipped and
-/// returns false, or panics when `CI` is set (CI runs as root).
-pub fn need_root(case: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{case}: needs root, and CI is set"
-    );
-    eprintln!("skipping {case}: needs root");
-    false
-}
-
-/// Runs `body` in a fresh [`Env`]; on panic prints the store tree first.
+/// Runs `body` in a fresh [`Env`]; on panic prints the case's tree first.
+/// A case the suite leaves out says why and returns.
 pub fn run_case(suite: &Suite, case: &str, body: impl FnOnce(&mut Env)) {
-    if !need_root(case) {
+    if let Some((_, why)) = suite.left_out.iter().find(|(c, _)| *c == case) {
+        eprintln!("{} / {case}: left out: {why}", suite.name);
         return;
     }
-    let mut env = Env::new(suite);
+    if !strata_testsupport::need_root(case) {
+        return;
+    }
+    let Some(mut env) = Env::new(suite, case) else {
+        return;
+    };
     let r = catch_unwind(AssertUnwindSafe(|| body(&mut env)));
     if let Err(panic) = r {
         eprintln!(
@@ -210,11 +209,15 @@ pub fn run_all(suite: &Suite) {
     }
 }
 
+crate::conformance_tests!(@list @table);
+
 /// Generates one `#[test]` per conformance case for a [`Suite`] expression.
+/// The arms starting with `@` are the one case list ([`CASES`] is made
+/// from it too) and what is made of it.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($suite:expr) => {
-        $crate::conformance_tests!(@cases $suite;
+    (@list $($mode:tt)*) => {
+        $crate::conformance_tests!($($mode)*;
             privileged_create_empty => create_empty,
             privileged_base_layer => base_layer,
             privileged_child_inherits => child_inherits,
@@ -224,18 +227,31 @@ macro_rules! conformance_tests {
             privileged_changes_after_edits => changes_after_edits,
             privileged_recreate_at_depths => recreate_at_depths,
             privileged_list_layers => list_layers,
-            privileged_mount_ref_counting => mount_ref_counting,
             privileged_read_128_layers => read_128_layers,
             privileged_id_mapped_layer => id_mapped_layer,
             privileged_additional_image_store => additional_image_store,
+            privileged_contract_unknown_layer => contract_unknown_layer,
+            privileged_contract_create => contract_create,
+            privileged_contract_get_and_put => contract_get_and_put,
+            privileged_contract_remove_mounted => contract_remove_mounted,
+            privileged_contract_cleanup => contract_cleanup,
         );
     };
-    (@cases $suite:expr; $($test:ident => $case:ident),* $(,)?) => {
+    (@table; $($test:ident => $case:ident),* $(,)?) => {
+        /// Every case with its name, for [`run_all`] and for drivers that
+        /// run the cases their own way (in a user namespace, say).
+        pub const CASES: &[(&str, $crate::conformance::Case)] =
+            &[$((stringify!($case), $crate::conformance::$case)),*];
+    };
+    (@tests $suite:expr; $($test:ident => $case:ident),* $(,)?) => {
         $(
             #[test]
             fn $test() {
                 $crate::conformance::$case(&$suite);
             }
         )*
+    };
+    ($suite:expr) => {
+        $crate::conformance_tests!(@list @tests $suite);
     };
 }

@@ -27,12 +27,12 @@ impl Overlay {
         to_container: &IdMappings,
         to_host: &IdMappings,
     ) -> Result<()> {
-        if to_container == to_host {
-            return Ok(());
-        }
         let (dir, in_store) = self
             .find_layer(id)?
             .ok_or_else(|| Error::LayerUnknown(id.to_string()))?;
+        if to_container == to_host {
+            return Ok(());
+        }
         if in_store {
             return Err(Error::Unsupported(format!(
                 "re-owning layer {id} of a read-only image store"

@@ -41,18 +41,14 @@ pub fn is_link_id(s: &str) -> bool {
     s.len() == LINK_LEN && s.bytes().all(|b| BASE32.contains(&b))
 }
 
-/// Refuses IDs that would leave the home (`..`, `/`, empty).
+/// Refuses IDs that would leave the home ([`crate::check_layer_id`]) and
+/// `l`, the directory of short links.
 pub fn check_id(id: &str) -> Result<()> {
-    if id.is_empty()
-        || id == "."
-        || id == ".."
-        || id == "l"
-        || id.contains('/')
-        || id.contains('\0')
-    {
+    crate::check_layer_id(id)?;
+    if id == "l" {
         return Err(Error::InvalidOption {
             key: "id".into(),
-            reason: format!("{id:?} is not a valid layer ID"),
+            reason: "\"l\" is not a valid layer ID (the short links' directory)".into(),
         });
     }
     Ok(())

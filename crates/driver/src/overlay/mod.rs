@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::fsmagic::{fs_magic, FsMagic};
+use crate::options::DriverOption;
 use crate::{
     naive, ApplyDiffOptions, ApplyReport, Change, CreateRequest, DiffRequest, DiskUsage, Driver,
     Error, IdMappings, InitOptions, LayerRef, MountOptions, Result,
@@ -138,6 +139,15 @@ impl Overlay {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        // The real owner and mode that force_mask keeps in an xattr are
+        // shown only by a mount program; kernel overlay would show the
+        // mask (the reference refuses it alike).
+        if opts.force_mask.is_some() && mount_program.is_none() {
+            return Err(Error::InvalidOption {
+                key: "force_mask".into(),
+                reason: "'force_mask' is supported only with 'mount_program'".into(),
+            });
         }
         if let Some(p) = &mount_program {
             if !p.exists() {
@@ -332,20 +342,11 @@ impl Driver for Overlay {
             inodes: self.opts.inodes.unwrap_or(0),
         };
         for (k, v) in &req.storage_opt {
-            match k.as_str() {
-                "size" => limits.bytes = options::parse_size(k, v)?,
-                "inodes" => {
-                    limits.inodes = v.parse().map_err(|_| Error::InvalidOption {
-                        key: k.clone(),
-                        reason: format!("{v:?} is not a number"),
-                    })?
-                }
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.clone(),
-                        reason: "unknown storage option for overlay".into(),
-                    })
-                }
+            let opt = DriverOption::from_pair(k, v);
+            match opt.key.as_str() {
+                "size" => limits.bytes = opt.size()?,
+                "inodes" => limits.inodes = opt.count()?,
+                _ => return Err(opt.unknown("overlay")),
             }
         }
         let quota = if limits == strata_sys::quota::ProjectLimits::default() {

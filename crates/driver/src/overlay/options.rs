@@ -1,9 +1,10 @@
 //! Typed options of the overlay driver, parsed once from `key=value`
-//! strings (with or without the `overlay.` prefix, keys case-insensitive).
+//! strings in the grammar of [`crate::options`].
 
 use std::path::PathBuf;
 
-use crate::{Error, Result};
+use crate::options::{parse, DriverOption};
+use crate::Result;
 
 /// Options of the overlay driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,7 +17,8 @@ pub struct OverlayOptions {
     pub skip_mount_home: bool,
     /// Turn chown failures into warnings when applying layers.
     pub ignore_chown_errors: bool,
-    /// Mode forced onto files (real one kept in an xattr).
+    /// Mode forced onto files (real one kept in an xattr); needs a mount
+    /// program, which reads that xattr.
     pub force_mask: Option<u32>,
     /// Default quota size in bytes for new layers.
     pub size: Option<u64>,
@@ -28,109 +30,36 @@ pub struct OverlayOptions {
     pub layer_stores: Vec<super::als::LayerStoreDir>,
 }
 
-/// Parses a size like `10G`, `512m`, `1000` (bytes; binary multiples).
-pub fn parse_size(key: &str, v: &str) -> Result<u64> {
-    let bad = || Error::InvalidOption {
-        key: key.to_string(),
-        reason: format!("{v:?} is not a size"),
-    };
-    let t = v.trim();
-    let lower = t.to_ascii_lowercase();
-    let lower = lower.trim_end_matches('b').trim_end_matches('i');
-    let (num, mult) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
-        _ => (lower, 1),
-    };
-    let n: f64 = num.trim().parse().map_err(|_| bad())?;
-    if n.is_nan() || n < 0.0 || n.is_infinite() {
-        return Err(bad());
-    }
-    Ok((n * mult as f64) as u64)
-}
-
-fn parse_bool(key: &str, v: &str) -> Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "yes" | "y" => Ok(true),
-        "0" | "f" | "false" | "no" | "n" => Ok(false),
-        _ => Err(Error::InvalidOption {
-            key: key.to_string(),
-            reason: format!("{v:?} is not a boolean"),
-        }),
-    }
-}
-
-fn parse_mask(key: &str, v: &str) -> Result<u32> {
-    match v {
-        "shared" => Ok(0o755),
-        "private" => Ok(0o700),
-        _ => u32::from_str_radix(v, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| Error::InvalidOption {
-                key: key.to_string(),
-                reason: format!("{v:?} is not an octal mode, \"shared\" or \"private\""),
-            }),
-    }
-}
-
 impl OverlayOptions {
-    /// Parses the driver options. Options of other drivers (`btrfs.…`,
-    /// `vfs.…`) are ignored; an unknown key is an error naming it.
+    /// Parses the driver options.
     pub fn parse(opts: &[String]) -> Result<Self> {
         let mut o = OverlayOptions::default();
-        for raw in opts {
-            let (k, v) = raw.split_once('=').ok_or_else(|| Error::InvalidOption {
-                key: raw.clone(),
-                reason: "expected key=value".into(),
-            })?;
-            let key = k.trim().to_ascii_lowercase();
-            let key = match key.split_once('.') {
-                Some(("overlay" | "overlay2", rest)) => rest.to_string(),
-                Some((_, _)) => continue,
-                None => key,
-            };
-            let v = v.trim();
-            match key.as_str() {
-                "mountopt" => {
-                    o.mount_options = v
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                }
-                "mount_program" => {
-                    o.mount_program = (!v.is_empty()).then(|| PathBuf::from(v));
-                }
-                "skip_mount_home" => o.skip_mount_home = parse_bool(k, v)?,
-                "ignore_chown_errors" => o.ignore_chown_errors = parse_bool(k, v)?,
-                "force_mask" => o.force_mask = Some(parse_mask(k, v)?),
-                "size" => o.size = Some(parse_size(k, v)?),
-                "inodes" => {
-                    o.inodes = Some(v.parse().map_err(|_| Error::InvalidOption {
-                        key: k.to_string(),
-                        reason: format!("{v:?} is not a number"),
-                    })?)
-                }
-                "additionallayerstore" => o.layer_stores.extend(
-                    v.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(super::als::LayerStoreDir::parse),
-                ),
-                "imagestore" | "additionalimagestore" => o
-                    .image_stores
-                    .extend(v.split(',').filter(|s| !s.is_empty()).map(PathBuf::from)),
-                _ => {
-                    return Err(Error::InvalidOption {
-                        key: k.to_string(),
-                        reason: "unknown overlay option".into(),
-                    })
-                }
-            }
+        for opt in parse("overlay", opts)? {
+            o.set(&opt)?;
         }
         Ok(o)
+    }
+
+    fn set(&mut self, opt: &DriverOption) -> Result<()> {
+        match opt.key.as_str() {
+            "mountopt" => self.mount_options = opt.list(),
+            "mount_program" => {
+                self.mount_program = (!opt.value.is_empty()).then(|| PathBuf::from(&opt.value));
+            }
+            "skip_mount_home" => self.skip_mount_home = opt.bool()?,
+            "ignore_chown_errors" => self.ignore_chown_errors = opt.bool()?,
+            "force_mask" => self.force_mask = Some(opt.mode()?),
+            "size" => self.size = Some(opt.size()?),
+            "inodes" => self.inodes = Some(opt.count()?),
+            "additionallayerstore" => self.layer_stores.extend(
+                opt.list()
+                    .iter()
+                    .map(|s| super::als::LayerStoreDir::parse(s)),
+            ),
+            "imagestore" | "additionalimagestore" => self.image_stores.extend(opt.paths()?),
+            _ => return Err(opt.unknown("overlay")),
+        }
+        Ok(())
     }
 }
 
@@ -147,9 +76,9 @@ mod tests {
         let o = p(&[
             "overlay.mountopt=nodev,metacopy=on",
             "mount_program=/usr/bin/fuse-overlayfs",
-            "Overlay.Skip_Mount_Home=true",
-            "overlay.force_mask=shared",
-            "overlay.size=1G",
+            "Overlay.Skip_Mount_Home=on",
+            "overlay2.force_mask=shared",
+            ".size=1G",
             "overlay.imagestore=/a,/b",
             "btrfs.min_space=1G",
         ])
@@ -167,19 +96,19 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_malformed() {
-        let e = p(&["overlay.bogus=1"]).unwrap_err().to_string();
-        assert!(e.contains("overlay.bogus"), "{e}");
-        assert!(p(&["force_mask=999"]).is_err());
-        assert!(p(&["size=lots"]).is_err());
-        assert!(p(&["skip_mount_home=maybe"]).is_err());
-        assert!(p(&["novalue"]).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("s", "1000").unwrap(), 1000);
-        assert_eq!(parse_size("s", "10k").unwrap(), 10240);
-        assert_eq!(parse_size("s", "2MB").unwrap(), 2 << 20);
-        assert_eq!(parse_size("s", "1.5GiB").unwrap(), 3 << 29);
+        for (bad, named) in [
+            ("overlay.bogus=1", "overlay.bogus"),
+            ("ovelray.mount_program=/x", "ovelray.mount_program"),
+            ("force_mask=999", "force_mask"),
+            ("size=lots", "size"),
+            ("inodes=-1", "inodes"),
+            ("skip_mount_home=maybe", "skip_mount_home"),
+            ("overlay.imagestore=relative", "overlay.imagestore"),
+            ("novalue", "novalue"),
+        ] {
+            let e = p(&[bad]).unwrap_err();
+            assert!(e.to_string().contains(named), "{bad}: {e}");
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
     }
 }

@@ -114,11 +114,14 @@ impl Vfs {
         Ok(())
     }
 
+    /// [`crate::check_layer_id`], and no leading `.`: staging directories
+    /// (`.tmp-…`) are named so.
     fn check_id(id: &str) -> Result<()> {
-        if id.is_empty() || id.starts_with('.') || id.contains('/') || id == ".." {
+        crate::check_layer_id(id)?;
+        if id.starts_with('.') {
             return Err(Error::InvalidOption {
-                key: id.to_string(),
-                reason: "not a valid layer ID".into(),
+                key: "id".into(),
+                reason: format!("{id:?} is not a valid layer ID (a leading dot is vfs's own)"),
             });
         }
         Ok(())
@@ -296,9 +299,10 @@ impl Driver for Vfs {
     }
 
     fn put(&self, id: &str) -> Result<()> {
-        // Nothing is mounted, nothing to release (the reference's vfs
-        // accepts any put too).
-        Self::check_id(id)
+        // Nothing is mounted, nothing to release; only an unknown layer is
+        // an error (the reference's vfs accepts any put, its overlay does
+        // not: one contract for all drivers).
+        self.layer_dir(id).map(drop)
     }
 
     fn exists(&self, id: &str) -> Result<bool> {
