@@ -28,6 +28,10 @@
 #     image-one                            image NAME (walks its layers for the size)
 #     create-container, delete-container   one container on an image of the big store
 #     delete-image                         an image of 5 layers of its own, with them
+#   check-full        check of a store holding minbase and layer2 (replays both tar-split
+#                     records), against reading those layers' files once (find | xargs cat),
+#                     caches dropped before every run; containers-storage 1.43 has no check
+#   check-quick       check --quick of the same store (no content read)
 # and measures each command's peak RSS once with /usr/bin/time.
 # Prints one markdown table per driver; ratios are of medians from the same run.
 set -euo pipefail
@@ -230,6 +234,13 @@ $st unmount edited >/dev/null"
   time_one changes-layer2 "$DRV" "" "$st changes layer2 > /dev/null"
   time_one diffsize-layer2 "$DRV" "" "$st diffsize layer2 > /dev/null"
   SYNCED=1 time_one child-copy "$DRV" "$st delete-layer child >/dev/null 2>&1 || true; settle" "$st create-layer --id child layer2 > /dev/null"
+  if echo "check-full check-quick" | grep -Eq "$ONLY"; then
+    bash -c "$(sub strata "reset_store \$G/..; $st import-layer --id base < $CORPUS/debian-minbase.tar >/dev/null && $st import-layer --id layer2 base < $CORPUS/layer2.tar >/dev/null")"
+    case $DRV in overlay) own="overlay/base/diff overlay/layer2/diff" ;; *) own="$DRV/dir/base $DRV/dir/layer2" ;; esac
+    read_once="cd $W/s/root && find $own -type f -print0 | xargs -0 cat > /dev/null"
+    SETTLE="" time_one check-full "$DRV" "settle" "$st check" "$read_once"
+    SETTLE="" time_one check-quick "$DRV" "settle" "$st check --quick" "$read_once"
+  fi
   chain() { echo "p=\$($st create-layer | tail -1); for i in \$(seq 2 $1); do p=\$($st create-layer \$p | tail -1); done; $st mount \$p > /dev/null"; }
   SYNCED=1 time_one chain-120 "$DRV" "$fresh; settle" "$(chain 120)"
   # ID-mapped children (issue 12): the reference re-owns a copy (vfs) or a snapshot (btrfs)

@@ -55,6 +55,29 @@ pub struct Json {
     pub json: bool,
 }
 
+/// Options of `check`: the reference's later releases' shape
+/// (`check [-q] [-r [-f]] [-j]`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct CheckOpts {
+    /// Perform only quick checks (presence, sizes, records; no content)
+    #[arg(short = 'q', long = "quick", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub quick: bool,
+    /// Remove damaged layers and what depends on them, rebuild what can be rebuilt
+    #[arg(short = 'r', long = "repair", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub repair: bool,
+    /// Remove damaged containers too (implies --repair)
+    #[arg(short = 'f', long = "force", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub force: bool,
+    #[command(flatten)]
+    pub json: Json,
+}
+
 /// Options of `create-layer` and `import-layer`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct LayerOpts {
@@ -160,6 +183,8 @@ pub enum Cmd {
     Layer(Items),
     /// Check if a layer or image or container exists
     Exists(ExistsOpts),
+    /// Check storage consistency (and repair it)
+    Check(CheckOpts),
     /// Check on graph driver status
     Status(Json),
     /// Wipe all layers, images, and containers

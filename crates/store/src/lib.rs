@@ -56,6 +56,7 @@
 
 mod any;
 pub mod bigdata;
+pub mod check;
 mod config;
 pub mod containers;
 mod copy;
@@ -70,6 +71,7 @@ pub mod recordfile;
 mod store;
 
 pub use any::Found;
+pub use check::{CheckMode, RepairScope, Report};
 pub use config::{config_file, StoreOptions, DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 pub use containers::ops::Containers;
 pub use containers::{Container, Durability, NewContainer};

@@ -20,6 +20,13 @@ use crate::lockfile::{LockFile, LockMode};
 use crate::recordfile::Mode;
 use crate::{Error, Result, StoreOptions};
 
+/// Whether opening cleans what interrupted writers left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    Remove,
+    Keep,
+}
+
 /// An open store. Reads take `&self`; a `Store` may be shared between
 /// threads, and two `Store` values on one store exclude each other as two
 /// processes do.
@@ -52,16 +59,28 @@ impl Store {
     /// Opens (creating when missing) the store described by `opts`, and
     /// removes layers left incomplete by an interrupted writer.
     pub fn open(opts: &StoreOptions) -> Result<Self> {
-        Self::open_inner(opts, None)
+        Self::open_inner(opts, None, Leftovers::Remove)
+    }
+
+    /// Opens the store as it is, for [`Store::check`] and
+    /// [`Store::repair`]: incomplete layers and temporary files are left
+    /// for the check to report (a damaged record file is a finding then,
+    /// not an error).
+    pub fn open_for_check(opts: &StoreOptions) -> Result<Self> {
+        Self::open_inner(opts, None, Leftovers::Keep)
     }
 
     /// Opens the store with a driver the caller made (its name decides the
     /// `<driver>-layers` directories).
     pub fn open_with_driver(opts: &StoreOptions, driver: Box<dyn Driver>) -> Result<Self> {
-        Self::open_inner(opts, Some(driver))
+        Self::open_inner(opts, Some(driver), Leftovers::Remove)
     }
 
-    fn open_inner(opts: &StoreOptions, given: Option<Box<dyn Driver>>) -> Result<Self> {
+    fn open_inner(
+        opts: &StoreOptions,
+        given: Option<Box<dyn Driver>>,
+        leftovers: Leftovers,
+    ) -> Result<Self> {
         if opts.graph_root.as_os_str().is_empty() || opts.run_root.as_os_str().is_empty() {
             return Err(Error::Invalid(
                 "no storage runroot or graphroot specified".into(),
@@ -139,9 +158,11 @@ impl Store {
             default_maps: ids,
             sync,
         };
-        store.remove_incomplete()?;
-        store.image_store.records().remove_stale_temporaries()?;
-        store.container_store.records().remove_stale_temporaries()?;
+        if leftovers == Leftovers::Remove {
+            store.remove_incomplete()?;
+            store.image_store.records().remove_stale_temporaries()?;
+            store.container_store.records().remove_stale_temporaries()?;
+        }
         Ok(store)
     }
 

@@ -166,6 +166,40 @@ struct Line {
     payload: Option<String>,
 }
 
+impl Line {
+    /// The archive name of a file entry (`name`, else `name_raw`).
+    fn file_name(&self, n: usize) -> Result<Vec<u8>> {
+        match (&self.name, &self.name_raw) {
+            (Some(s), _) => Ok(s.as_bytes().to_vec()),
+            (None, Some(raw)) => decode_b64(raw, n),
+            (None, None) => Err(corrupt(
+                "tar-split record",
+                format!("line {}: file entry without a name", n + 1),
+            )),
+        }
+    }
+}
+
+/// The regular files with content that a record names, as (archive name,
+/// size), reading the whole record (so a damaged one is an error) but no
+/// file content.
+pub fn files(record: impl BufRead) -> Result<Vec<(Vec<u8>, u64)>> {
+    let mut out = Vec::new();
+    for (n, line) in record.split(b'\n').enumerate() {
+        let line = line.map_err(|e| Error::io("reading tar-split record", e))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let entry: Line = serde_json::from_slice(&line)
+            .map_err(|e| corrupt("tar-split record", format!("line {}: {e}", n + 1)))?;
+        let size = entry.size.unwrap_or(0);
+        if entry.kind == 1 && size > 0 {
+            out.push((entry.file_name(n)?, size as u64));
+        }
+    }
+    Ok(out)
+}
+
 fn corrupt(path: &str, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         path: path.to_string(),
@@ -199,16 +233,7 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                 if size <= 0 {
                     continue;
                 }
-                let name = match (&entry.name, &entry.name_raw) {
-                    (Some(s), _) => s.as_bytes().to_vec(),
-                    (None, Some(raw)) => decode_b64(raw, n)?,
-                    (None, None) => {
-                        return Err(corrupt(
-                            "tar-split record",
-                            format!("line {}: file entry without a name", n + 1),
-                        ))
-                    }
-                };
+                let name = entry.file_name(n)?;
                 let shown = String::from_utf8_lossy(&name).into_owned();
                 let want = decode_b64(entry.payload.as_deref().unwrap_or(""), n)?;
                 let mut file = source

@@ -8,7 +8,8 @@
 //! - [`mounts`]: mount, unmount, mounted;
 //! - [`data`]: big-data items of a layer;
 //! - [`copy`]: files copied into a layer;
-//! - [`admin`]: status, wipe, shutdown, version, completion.
+//! - [`admin`]: status, wipe, shutdown, version, completion;
+//! - [`check`]: check and repair.
 //!
 //! - [`images`]: create, list, examine and delete images, their big data;
 //! - [`containers`]: create, list, examine and delete containers, their big
@@ -21,6 +22,7 @@
 //! ([`Each`]).
 
 mod admin;
+mod check;
 mod containers;
 mod copy;
 mod data;
@@ -56,6 +58,10 @@ fn open(cli: &Cli) -> Result<Store> {
     if !cli.storage_opt.is_empty() {
         opts.driver_options = cli.storage_opt.clone();
     }
+    if matches!(cli.cmd, Cmd::Check(_)) {
+        // A store left damaged must open for check to report it.
+        return Store::open_for_check(&opts).context("error initializing");
+    }
     Store::open(&opts).context("error initializing")
 }
 
@@ -83,6 +89,7 @@ fn dispatch(s: &Store, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Layer(o) => layers::examine(s, &o),
         Cmd::LayerParentOwners(o) => layers::parent_owners(s, &o),
         Cmd::Exists(o) => names::exists(s, &o),
+        Cmd::Check(o) => check::run(s, &o),
         Cmd::Metadata(o) => names::metadata(s, &o),
         Cmd::SetMetadata(o) => names::set_metadata(s, &o),
         Cmd::GetNames(o) => names::get(s, &o),

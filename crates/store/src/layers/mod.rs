@@ -98,6 +98,11 @@ impl LayerStore {
         self.mounts.is_none()
     }
 
+    /// The record file of the mount counts (none for a read-only store).
+    pub(crate) fn mount_records(&self) -> Option<&RecordFile<MountRecord>> {
+        self.mounts.as_ref()
+    }
+
     /// `<id>.tar-split.gz`.
     pub fn tar_split(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.tar-split.gz"))

@@ -502,8 +502,12 @@ impl Store {
             );
             let _ = std::fs::remove_file(&tmp);
             remove_file_if_exists(&final_path)?;
+            layer
+                .flags
+                .insert(super::record::FLAG_NO_TAR_SPLIT.into(), Value::Bool(true));
         } else {
             std::fs::rename(&tmp, &final_path).map_err(|e| Error::io("rename", &final_path, e))?;
+            layer.flags.remove(super::record::FLAG_NO_TAR_SPLIT);
         }
         if check.map(|c| c.record).unwrap_or_default() == RecordInput::AsUncompressed {
             layer.compressed_digest = report.uncompressed_digest.clone();
@@ -629,6 +633,9 @@ impl Store {
             remove_file_if_exists(&self.layer_store.tar_split(id))?;
             remove_dir_if_exists(&self.layer_store.data_dir(id))?;
         }
+        // With sync=filesystem the removals are made durable before the
+        // records go: a power cut must not leave data no record names.
+        self.sync.sync(&self.graph_root)?;
         let gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         tx.layers
             .records_mut()

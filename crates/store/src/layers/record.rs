@@ -15,6 +15,11 @@ use crate::record::{omit, zero_time, Kind, Record};
 /// Flag set while a layer is being made.
 pub const FLAG_INCOMPLETE: &str = "incomplete";
 
+/// Flag strata sets on an imported layer for which it deliberately keeps
+/// no tar-split record (the tar replaced one of its own members), so that
+/// `check` tells that from a record lost to damage.
+pub const FLAG_NO_TAR_SPLIT: &str = "strata-no-tar-split";
+
 /// One layer's record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
@@ -94,6 +99,12 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// Whether strata imported the layer without a tar-split record on
+    /// purpose ([`FLAG_NO_TAR_SPLIT`]).
+    pub fn has_no_tar_split(&self) -> bool {
+        matches!(self.flags.get(FLAG_NO_TAR_SPLIT), Some(Value::Bool(true)))
+    }
+
     /// Whether the incomplete flag is set.
     pub fn is_incomplete(&self) -> bool {
         matches!(self.flags.get(FLAG_INCOMPLETE), Some(Value::Bool(true)))
