@@ -68,6 +68,15 @@ fn privileged_regression_btrfs_seed_1_base_layer_root_mode() {
     check_seed(&BTRFS, 1);
 }
 
+/// Two symlinks retargeted keeping size and time in one layer: one had
+/// another owner before (the reference sees that change and lists it), one
+/// did not (the reference misses it, the listed difference). The model
+/// took both for missed retargets.
+#[test]
+fn privileged_regression_vfs_seed_100307_retarget_with_owner_change() {
+    check_seed(&VFS, 100307);
+}
+
 /// Issue 10: a directory deleted in one layer and recreated with the same
 /// names in the next is new, with all it holds (`Add` for `/d4`,
 /// `/d4/sub`, `/d4/sub/f`); strata listed the children as modified.

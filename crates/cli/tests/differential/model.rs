@@ -125,10 +125,14 @@ pub fn facts(pair: &Pair, layers: &[Layer], i: usize) -> Facts {
             let Some(old) = parent.entries.get(p) else {
                 continue;
             };
+            // The reference's full-tree comparison looks at mode, owner,
+            // size, time and capabilities, not at a link's target.
             if e.kind == "symlink"
                 && old.kind == "symlink"
                 && e.size == old.size
                 && same_time(e.mtime, old.mtime)
+                && (e.mode, e.uid, e.gid) == (old.mode, old.uid, old.gid)
+                && e.xattrs == old.xattrs
                 && e.content != old.content
             {
                 retargets.insert(format!("/{p}"));
