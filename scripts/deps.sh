@@ -8,7 +8,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  containers-storage skopeo podman fuse-overlayfs fuse3 btrfs-progs xfsprogs e2fsprogs attr \
+  containers-storage skopeo podman buildah fuse-overlayfs fuse3 btrfs-progs xfsprogs e2fsprogs attr \
   acl libcap2-bin uidmap passwd util-linux mount kmod zstd xz-utils bzip2 gzip tar mmdebstrap \
   hyperfine time ca-certificates >/dev/null
 # The machine's Node.js (NodeSource) ships its own npm and conflicts with Debian's npm
