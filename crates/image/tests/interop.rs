@@ -88,10 +88,9 @@ fn compare_image(sk: &Path, driver: &str, rec: &ImageRecord) {
 }
 
 fn differential(driver: &str, source: &str, name: &str) {
-    let d = tempfile::Builder::new()
-        .prefix("strata-interop-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    // The overlay stores' bind mounts (`root/overlay` on itself, made by
+    // skopeo and by strata) are detached when `d` goes.
+    let d = strata_testsupport::Scratch::new("strata-interop-");
     let sk = d.path().join("skopeo");
     let st = d.path().join("strata");
     tools::ok(
