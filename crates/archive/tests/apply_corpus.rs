@@ -204,7 +204,7 @@ fn full_opts() -> ApplierOptions {
 /// /var/tmp). `cargo test --release --test apply_corpus bench --
 /// --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "not a test: a profiling harness, run by hand with STRATA_BENCH_TAR set"]
 fn bench_apply_only() {
     let Some(p) = std::env::var_os("STRATA_BENCH_TAR") else {
         eprintln!("set STRATA_BENCH_TAR");

@@ -38,8 +38,8 @@ fn privileged_overlay_xfs_size_needs_project_quota() {
 /// With `prjquota`, sizes and inode counts are enforced. A kernel without
 /// XFS quota support (`CONFIG_XFS_QUOTA`) refuses the mount option: that is
 /// an unmet need, a failure when run. The CI machine's kernel (6.18, built
-/// without `CONFIG_QUOTA` or `CONFIG_XFS_QUOTA`: ext4 refuses `prjquota`
-/// too) cannot enforce a project quota at all, so this test is ignored by
+/// without `CONFIG_XFS_QUOTA`; ext4 refuses `prjquota` too, wanting
+/// `CONFIG_QFMT_V2`) cannot enforce a project quota at all, so this test is ignored by
 /// default, listed as such in every run, and run with `--ignored` on a
 /// kernel that has quotas (README, "Tests that need what CI lacks").
 #[test]
