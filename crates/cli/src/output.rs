@@ -237,6 +237,30 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
     print(&format!("{}\n", json(v)))
 }
 
+/// What a create command prints: the new record as JSON, or its ID on a
+/// line and each name after a tab, each followed by `name_end` (a newline
+/// for layers and images; nothing for containers, as the reference prints
+/// them).
+pub fn print_created<T: serde::Serialize>(
+    json: bool,
+    record: &T,
+    id: &str,
+    names: &[String],
+    name_end: &str,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(record);
+    }
+    let mut out = format!(
+        "{id}
+"
+    );
+    for n in names {
+        out.push_str(&format!("\t{n}{name_end}"));
+    }
+    print(&out)
+}
+
 /// Prints each item on a line of its own.
 pub fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> anyhow::Result<()> {
     let mut out = String::new();

@@ -15,7 +15,7 @@ use crate::args::{
     ContainersOpts, CreateContainerOpts, DataKey, DataOpts, DeleteOpts, Items, ListDataOpts,
     SetDataOpts,
 };
-use crate::output::{go_list, go_quote, print, print_json, print_lines};
+use crate::output::{go_list, go_quote, print, print_created, print_json, print_lines};
 
 /// `create-container IMAGE`: the new ID and a newline, then a tab before
 /// each name and no final newline (as the reference prints it).
@@ -43,15 +43,7 @@ pub(super) fn create(s: &Store, o: &CreateContainerOpts) -> Result<ExitCode> {
         }
         Err(e) => return fail(reference_message(&e)),
     };
-    if o.json.json {
-        print_json(&c)?;
-    } else {
-        let mut out = format!("{}\n", c.id);
-        for n in &c.names {
-            out.push_str(&format!("\t{n}"));
-        }
-        print(&out)?;
-    }
+    print_created(o.json.json, &c, &c.id, &c.names, "")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,7 @@ use crate::args::{
     CreateImageOpts, DataKey, DataOpts, DeleteImageOpts, ImagesByDigestOpts, ImagesOpts, Items,
     ListDataOpts, SetDataOpts,
 };
-use crate::output::{go_quote, print, print_json, print_lines};
+use crate::output::{go_quote, print, print_created, print_json, print_lines};
 
 /// `create-image [TOP]`: the new ID, then a tab and a name per line.
 pub(super) fn create(s: &Store, o: &CreateImageOpts) -> Result<ExitCode> {
@@ -29,15 +29,7 @@ pub(super) fn create(s: &Store, o: &CreateImageOpts) -> Result<ExitCode> {
         Ok(i) => i,
         Err(e) => return fail(reference_message(&e)),
     };
-    if o.json.json {
-        print_json(&image)?;
-    } else {
-        let mut out = format!("{}\n", image.id);
-        for n in &image.names {
-            out.push_str(&format!("\t{n}\n"));
-        }
-        print(&out)?;
-    }
+    print_created(o.json.json, &image, &image.id, &image.names, "\n")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,7 @@ use strata_store::{Access, ErrorKind, LayerMaps, MapChoice, NewLayer, Safety, St
 
 use super::{input, reference_message, status, Each};
 use crate::args::{DeleteOpts, ImportOpts, Items, LayerOpts, ListOpts, MapOpts};
-use crate::output::{self, print, print_json};
+use crate::output::{self, print, print_created, print_json};
 
 /// `create-layer`.
 pub(super) fn create(s: &Store, o: &LayerOpts) -> Result<ExitCode> {
@@ -41,15 +41,7 @@ fn put_layer(s: &Store, o: &LayerOpts, diff: Option<&mut (dyn Read + Send)>) -> 
         Some(d) => s.import_layer(&req, d)?,
         None => s.create_layer(&req)?,
     };
-    if o.json.json {
-        print_json(&layer)?;
-    } else {
-        let mut out = format!("{}\n", layer.id);
-        for n in &layer.names {
-            out.push_str(&format!("\t{n}\n"));
-        }
-        print(&out)?;
-    }
+    print_created(o.json.json, &layer, &layer.id, &layer.names, "\n")?;
     Ok(ExitCode::SUCCESS)
 }
 

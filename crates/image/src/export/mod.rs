@@ -132,38 +132,29 @@ pub fn export(
     compress: Option<Compress>,
 ) -> Result<Exported> {
     let config = parse_config(&image.config, "of the image")?;
+    // Both OCI forms write the same blobs; a layout directory also keeps
+    // the other refs of its index.json.
+    let mut oci = |mut out: Out, reference: &Option<String>, index: Option<Vec<u8>>| {
+        let done = write_oci(
+            &mut out,
+            image,
+            &config.diff_ids,
+            layers,
+            compress,
+            reference.as_deref(),
+            index,
+        )?;
+        out.finish()?;
+        Ok(done)
+    };
     match dest {
         Location::Oci { dir, reference } => {
             std::fs::create_dir_all(dir.join("blobs/sha256"))
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let mut out = Out::Dir(dir.clone());
             let index = std::fs::read(dir.join("index.json")).ok();
-            let done = write_oci(
-                &mut out,
-                image,
-                &config.diff_ids,
-                layers,
-                compress,
-                reference.as_deref(),
-                index,
-            )?;
-            out.finish()?;
-            Ok(done)
+            oci(Out::Dir(dir.clone()), reference, index)
         }
-        Location::OciArchive { file, reference } => {
-            let mut out = Out::tar(file)?;
-            let done = write_oci(
-                &mut out,
-                image,
-                &config.diff_ids,
-                layers,
-                compress,
-                reference.as_deref(),
-                None,
-            )?;
-            out.finish()?;
-            Ok(done)
-        }
+        Location::OciArchive { file, reference } => oci(Out::tar(file)?, reference, None),
         Location::DockerArchive { file, reference } => {
             if compress.is_some_and(|c| c != Compress::None) {
                 return Err(Error::Unsupported(
