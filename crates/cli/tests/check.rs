@@ -171,6 +171,9 @@ fn truncated_tar_split_and_unnamed_data() {
     std::fs::write(&ts, &bytes[..bytes.len() / 2]).unwrap();
     let stray = files(&s.e, "stray");
     std::fs::create_dir(&stray).unwrap();
+    // Where strata releases before vfs/tmp/ staged a layer.
+    let old_staging = files(&s.e, ".tmp-half-0123456789abcdef");
+    std::fs::create_dir_all(old_staging.join("etc")).unwrap();
     std::fs::write(layers_dir(&s.e).join("gone.tar-split.gz"), b"x").unwrap();
     let (ok, out, _) = check(&s.e, &["-q"]);
     assert!(!ok);
@@ -179,9 +182,11 @@ fn truncated_tar_split_and_unnamed_data() {
         out.contains("layer stray:\n") && out.contains("named by no record"),
         "{out}"
     );
+    assert!(out.contains("layer .tmp-half-0123456789abcdef:\n"), "{out}");
     assert!(out.contains("layer gone.tar-split.gz:\n"), "{out}");
     repair_and_verify(&s.e, &[&s.base, &s.child], &[&s.other]);
     assert!(!stray.exists());
+    assert!(!old_staging.exists());
 }
 
 #[test]

@@ -286,7 +286,7 @@ fn privileged_leftovers_are_removed_at_init() {
     let home = tmp.path().join("vfs");
     let d = init_in(&home, &[]).unwrap();
     d.create(&req("kept", None)).unwrap();
-    let stale = home.join("dir/.tmp-half-0000000000000000");
+    let stale = home.join("tmp/half-0000000000000000");
     std::fs::create_dir_all(stale.join("x/y")).unwrap();
     drop(d);
     let d = init_in(&home, &[]).unwrap();
@@ -342,7 +342,7 @@ fn privileged_locked_staging_survives_init() {
     let tmp = Scratch::new("strata-vfs-");
     let home = tmp.path().join("vfs");
     drop(init_in(&home, &[]).unwrap());
-    let busy = home.join("dir/.tmp-busy-0000000000000001");
+    let busy = home.join("tmp/busy-0000000000000001");
     std::fs::create_dir_all(busy.join("x")).unwrap();
     let f = std::fs::File::open(&busy).unwrap();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();

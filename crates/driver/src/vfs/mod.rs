@@ -7,12 +7,20 @@
 //!
 //! ```text
 //! <graph root>/vfs/            0700   (the driver's home)
-//! └── dir/                     0700
-//!     ├── <id>/                0555 for a base layer (owned by the mapped
-//!     │                        root); a child copies its parent's root
-//!     └── .tmp-<id>-<rand>/    a layer being made, renamed into place when
-//!                              complete; leftovers are removed at init
+//! ├── dir/                     0700
+//! │   └── <id>/                0555 for a base layer (owned by the mapped
+//! │                            root); a child copies its parent's root
+//! └── tmp/                     0700   strata's own (the reference never
+//!     │                               looks here)
+//!     └── <id>-<rand>/         a layer being made, renamed into dir/ when
+//!                              complete, or one being removed; unlocked
+//!                              leftovers are removed at init
 //! ```
+//!
+//! Staging lives beside `dir/`, not in it, so that opening the driver
+//! lists a directory that is empty but for crashed work, not one with an
+//! entry per layer (2 ms on a store of 5,000 layers, paid by every
+//! command).
 //!
 //! The run root is not used. `get` returns `dir/<id>`; `put` has nothing to
 //! release. Options: `ignore_chown_errors`, `imagestore` (read-only stores
@@ -25,7 +33,7 @@ pub(crate) mod copy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Gid, Mode, Uid};
@@ -95,15 +103,20 @@ impl Vfs {
         self.home.join("dir")
     }
 
+    fn tmp_root(&self) -> PathBuf {
+        self.home.join("tmp")
+    }
+
     /// Layers a crashed create or remove left behind.
     fn remove_leftovers(&self) -> Result<()> {
-        let root = self.dir_root();
-        let rd = std::fs::read_dir(&root).map_err(|e| Error::path("read directory", &root, e))?;
+        let root = self.tmp_root();
+        let rd = match std::fs::read_dir(&root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::path("read directory", &root, e)),
+        };
         for ent in rd {
             let ent = ent.map_err(|e| Error::path("read directory", &root, e))?;
-            if !ent.file_name().as_encoded_bytes().starts_with(b".tmp-") {
-                continue;
-            }
             // A staging dir is locked while its create or remove runs (maybe
             // in another process); only unlocked ones are leftovers.
             let p = ent.path();
@@ -117,7 +130,7 @@ impl Vfs {
     }
 
     /// [`crate::check_layer_id`], and no leading `.`: staging directories
-    /// (`.tmp-…`) are named so.
+    /// of earlier strata releases (`dir/.tmp-…`) are named so.
     fn check_id(id: &str) -> Result<()> {
         crate::check_layer_id(id)?;
         if id.starts_with('.') {
@@ -164,9 +177,16 @@ impl Vfs {
             .ok_or_else(|| Error::LayerUnknown(id.to_string()))
     }
 
-    fn staging(&self, id: &str) -> PathBuf {
+    /// A fresh staging path for `id` in `tmp/`, which is made on first use.
+    fn staging(&self, id: &str) -> Result<PathBuf> {
+        let root = self.tmp_root();
+        match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::path("mkdir", &root, e)),
+        }
         let r: u64 = rand::random();
-        self.dir_root().join(format!(".tmp-{id}-{r:016x}"))
+        Ok(root.join(format!("{id}-{r:016x}")))
     }
 
     fn build(&self, req: &CreateRequest, tmp: &Path) -> Result<()> {
@@ -255,7 +275,7 @@ impl Driver for Vfs {
         if self.find(&req.id)?.is_some() {
             return Err(Error::LayerExists(req.id.clone()));
         }
-        let tmp = self.staging(&req.id);
+        let tmp = self.staging(&req.id)?;
         std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
         let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
         if let Err(e) = self.build(req, &tmp) {
@@ -282,7 +302,7 @@ impl Driver for Vfs {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let doomed = self.staging(id);
+        let doomed = self.staging(id)?;
         match std::fs::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

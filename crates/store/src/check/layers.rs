@@ -372,7 +372,11 @@ impl Store {
             _ => None,
         };
         for (name, path, is_dir) in home.iter().flat_map(|h| list(h)) {
-            if is_dir && name != "l" && !name.starts_with('.') && !ids.contains(name.as_str()) {
+            let unnamed = name != "l" && !name.starts_with('.') && !ids.contains(name.as_str());
+            // Earlier strata releases staged vfs layers as `dir/.tmp-*`
+            // (now `vfs/tmp/`, emptied when the driver opens).
+            let old_staging = self.driver.name() == "vfs" && name.starts_with(".tmp-");
+            if is_dir && (unnamed || old_staging) {
                 report.push(name, Problem::Unnamed(path));
             }
         }
