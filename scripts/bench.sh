@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: strata vs Debian's containers-storage (and GNU tar for
 # applies), on the real layers built by ../shared/bench/make-corpus.sh.
 #
-#   usage: scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [--fs ext4|btrfs|host] [CORPUSDIR]
+#   usage: [STRATA_BIN=path] scripts/bench.sh [--runs N] [--drivers "overlay vfs"] [--only REGEX] [--fs ext4|btrfs|host] [CORPUSDIR]
 #   (the btrfs driver needs --fs btrfs: a fresh btrfs on a loop device instead of ext4)
 #
 # Needs root. Builds strata in release mode, then for each driver times, with
@@ -52,8 +52,13 @@ for t in hyperfine containers-storage /usr/bin/time; do
   command -v "$t" >/dev/null || { apt-get update -qq; apt-get install -y -qq hyperfine containers-storage time >/dev/null; }
 done
 [ -s "$CORPUS/debian-minbase.tar" ] || bash ../shared/bench/make-corpus.sh "$CORPUS"
-cargo build --release --quiet -p strata
-BIN=$(readlink -f target/release/strata)
+# STRATA_BIN times another strata build (an earlier commit's, to check for regressions).
+if [ -n "${STRATA_BIN:-}" ]; then
+  BIN=$(readlink -f "$STRATA_BIN")
+else
+  cargo build --release --quiet -p strata
+  BIN=$(readlink -f target/release/strata)
+fi
 REF=$(command -v containers-storage)
 HOSTW=$(mktemp -d /var/tmp/strata-bench.XXXXXX)
 LOOP=""
