@@ -138,8 +138,12 @@ export -f reset_store reset_tar settle skopeo_import layer_seq; export W
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 # One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
 # that cannot do the job at all (then reported as "fails", not timed).
+# NOSHELL=1: CMD is one plain command (its "> /dev/null" dropped) timed without a shell
+# (hyperfine -N), for commands of a few milliseconds, where subtracting a shell's start-up
+# cost leaves more noise than the command takes.
 time_one() {
-  local name=$1 drv=$2 prep=$3 cmd=$4 ct=${5:-}
+  local name=$1 drv=$2 prep=$3 cmd=$4 ct=${5:-} shell=(--shell bash) timed=$4
+  if [ -n "${NOSHELL:-}" ]; then shell=(-N); timed=${cmd% > /dev/null}; fi
   echo "$name" | grep -Eq "$ONLY" || return 0
   echo "== $drv $name" >&2
   local cmds=() rss=() ref=()
@@ -149,7 +153,7 @@ time_one() {
       rss+=("$(tail -1 "$W/rss")")
       local c=()
       [ -n "$prep" ] && c+=(--prepare "$(sub $t "$prep")")
-      c+=(-n "$t" "$(sub $t "$cmd")")
+      c+=(-n "$t" "$(sub $t "$timed")")
       if [ $t = strata ]; then cmds+=("${c[@]}"); else ref=("${c[@]}"); fi
     else
       echo "   $t fails: $(grep -v 'exit status' "$W/err" | tail -2 | tr '\n' ' ')" >&2
@@ -168,7 +172,7 @@ time_one() {
     cmds+=(-n strata-synced "$(sub strata "${cmd//\$X/\$X --storage-opt $drv.sync=filesystem}")")
   fi
   cmds+=("${ref[@]}")
-  hyperfine --shell bash --style none --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
+  hyperfine "${shell[@]}" --style none --runs "$RUNS" --export-json "$W/$drv-$name.json" "${cmds[@]}" >/dev/null
   python3 - "$W/$drv-$name.json" "$drv" "$name" "${rss[0]}" "${rss[1]}" >> "$RESULTS" <<'PY'
 import json, sys
 res = {r["command"]: r["median"] for r in json.load(open(sys.argv[1]))["results"]}
@@ -199,15 +203,15 @@ records() {
   }
   same_store() { reset_store "$W/p"; cp -a "$W/s/." "$W/p/"; }
   grow 250; same_store
-  time_one images-250 "$drv" "" "$st images > /dev/null"
-  time_one layers-1250 "$drv" "" "$st layers > /dev/null"
+  NOSHELL=1 time_one images-250 "$drv" "" "$st images > /dev/null"
+  NOSHELL=1 time_one layers-1250 "$drv" "" "$st layers > /dev/null"
   grow 1000
   for i in $(seq 1 200); do $S create-container -i "c$i" "img$i" >/dev/null; done
   same_store
-  time_one images-1000 "$drv" "" "$st images > /dev/null"
-  time_one layers-5000 "$drv" "" "$st layers > /dev/null"
-  time_one containers-200 "$drv" "" "$st containers > /dev/null"
-  time_one image-one "$drv" "" "$st image localhost/img:500 > /dev/null"
+  NOSHELL=1 time_one images-1000 "$drv" "" "$st images > /dev/null"
+  NOSHELL=1 time_one layers-5000 "$drv" "" "$st layers > /dev/null"
+  NOSHELL=1 time_one containers-200 "$drv" "" "$st containers > /dev/null"
+  NOSHELL=1 time_one image-one "$drv" "" "$st image localhost/img:500 > /dev/null"
   time_one create-container "$drv" "$st delete-container bc >/dev/null 2>&1 || true" \
     "$st create-container -i bc img600 > /dev/null"
   time_one delete-container "$drv" "$st create-container -i bd img601 >/dev/null 2>&1 || true" \
