@@ -194,6 +194,41 @@ impl<R: Record> Records<R> {
         self.by_name.get(name).map(|i| &self.list[*i])
     }
 
+    /// The ID of a new record: `wanted` when given and not empty (a valid
+    /// ID that no record here has), else a fresh random one.
+    pub fn new_id(&self, wanted: Option<&str>) -> Result<String> {
+        match wanted.filter(|i| !i.is_empty()) {
+            Some(id) => {
+                crate::record::validate_id(R::KIND, id)?;
+                if self.by_id(id).is_some() {
+                    return Err(Error::DuplicateId {
+                        kind: R::KIND,
+                        id: id.to_string(),
+                    });
+                }
+                Ok(id.to_string())
+            }
+            None => loop {
+                let id = crate::record::random_id();
+                if self.by_id(&id).is_none() {
+                    break Ok(id);
+                }
+            },
+        }
+    }
+
+    /// Refuses the first of `names` that a record here already holds.
+    pub fn check_free_names(&self, names: &[String]) -> Result<()> {
+        match names.iter().find_map(|n| Some((n, self.name_owner(n)?))) {
+            Some((name, owner)) => Err(Error::DuplicateName {
+                kind: R::KIND,
+                name: name.clone(),
+                owner: owner.id().to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The record whose other key (a container's layer) is `key`.
     pub fn by_alt_key(&self, key: &str) -> Option<&R> {
         self.by_alt.get(key).map(|i| &self.list[*i])

@@ -21,9 +21,9 @@ use crate::bigdata;
 use crate::files::{mkdir_all, remove_dir_if_exists, Persist};
 use crate::images::{new_names, BigDataItem, NameOp};
 use crate::layers::ops::LayerMaps;
-use crate::record::{dedup_names, now, random_id, validate_id, Kind};
+use crate::record::{dedup_names, now, validate_id, Kind};
 use crate::recordfile::{Location, Mode, Reader, RecordFile, Writer};
-use crate::{Error, Result};
+use crate::Result;
 
 pub(crate) mod ops;
 mod record;
@@ -153,33 +153,8 @@ impl ContainerStore {
         w: &Writer<'_, Container>,
         req: &NewContainer,
     ) -> Result<String> {
-        let id = match req.id.as_deref().filter(|i| !i.is_empty()) {
-            Some(id) => {
-                validate_id(Kind::Container, id)?;
-                if w.by_id(id).is_some() {
-                    return Err(Error::DuplicateId {
-                        kind: Kind::Container,
-                        id: id.to_string(),
-                    });
-                }
-                id.to_string()
-            }
-            None => loop {
-                let id = random_id();
-                if w.by_id(&id).is_none() {
-                    break id;
-                }
-            },
-        };
-        for n in &req.names {
-            if let Some(o) = w.name_owner(n) {
-                return Err(Error::DuplicateName {
-                    kind: Kind::Container,
-                    name: n.clone(),
-                    owner: o.id.clone(),
-                });
-            }
-        }
+        let id = w.new_id(req.id.as_deref())?;
+        w.check_free_names(&req.names)?;
         Ok(id)
     }
 

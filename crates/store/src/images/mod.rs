@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::bigdata;
 use crate::files::{remove_dir_if_exists, Persist};
-use crate::record::{dedup_names, format_time_keeping_offset, now, random_id, validate_id, Kind};
+use crate::record::{dedup_names, format_time_keeping_offset, now, validate_id, Kind};
 use crate::recordfile::{Location, Mode, Reader, RecordFile, Records, Writer};
 use crate::{Error, Result};
 
@@ -161,24 +161,7 @@ impl ImageStore {
         req: &NewImage,
         top: String,
     ) -> Result<Image> {
-        let id = match req.id.as_deref().filter(|i| !i.is_empty()) {
-            Some(id) => {
-                validate_id(Kind::Image, id)?;
-                if w.by_id(id).is_some() {
-                    return Err(Error::DuplicateId {
-                        kind: Kind::Image,
-                        id: id.to_string(),
-                    });
-                }
-                id.to_string()
-            }
-            None => loop {
-                let id = random_id();
-                if w.by_id(&id).is_none() {
-                    break id;
-                }
-            },
-        };
+        let id = w.new_id(req.id.as_deref())?;
         let names = dedup_names(&req.names);
         for n in &names {
             if let Some(o) = w.name_owner(n) {

@@ -11,7 +11,7 @@ use strata_idmap::IdMap;
 
 use crate::files::{remove_dir_if_exists, remove_file_if_exists};
 use crate::layers::{children, Layer, LayersTx, FLAG_INCOMPLETE};
-use crate::record::{dedup_names, now, random_id, validate_id, Kind};
+use crate::record::{dedup_names, now, validate_id, Kind};
 use crate::{Error, Result, Store};
 
 /// Where one side (UIDs or GIDs) of a new layer's ID map comes from.
@@ -299,29 +299,9 @@ impl Store {
         req: &NewLayer,
         parent: Option<&Layer>,
     ) -> Result<Layer> {
-        let id = match req.id.as_deref().filter(|i| !i.is_empty()) {
-            Some(id) => {
-                validate_id(Kind::Layer, id)?;
-                if tx.layers.by_id(id).is_some() {
-                    return Err(Error::DuplicateId {
-                        kind: Kind::Layer,
-                        id: id.to_string(),
-                    });
-                }
-                id.to_string()
-            }
-            None => random_id(),
-        };
+        let id = tx.layers.new_id(req.id.as_deref())?;
         let names = dedup_names(&req.names);
-        for n in &names {
-            if let Some(o) = tx.layers.name_owner(n) {
-                return Err(Error::DuplicateName {
-                    kind: Kind::Layer,
-                    name: n.clone(),
-                    owner: o.id.clone(),
-                });
-            }
-        }
+        tx.layers.check_free_names(&names)?;
         let (uid_map, gid_map) = self.choose_maps(&req.maps, parent);
         strata_idmap::IdMappings::checked(uid_map.clone(), gid_map.clone())?;
         let mut layer = Layer {
