@@ -431,3 +431,298 @@ fn privileged_deleting_mapped_layers_leaves_nothing() {
         assert_eq!(s.ok(&["layers"]).trim(), base, "{kind}");
     }
 }
+
+/// A `security.capability` value as `v2|v3 permitted=… effective=…` (and
+/// the root ID of a v3 one); `none` when absent.
+fn capability_text(v: Option<Vec<u8>>) -> String {
+    let Some(v) = v else {
+        return "none".into();
+    };
+    let le = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+    match (v.len(), v.get(3)) {
+        (20, Some(&2)) => format!("v2 permitted={:#x} effective={}", le(4), le(0) & 1),
+        (24, Some(&3)) => format!(
+            "v3 permitted={:#x} effective={} rootid={}",
+            le(4),
+            le(0) & 1,
+            le(20)
+        ),
+        _ => format!("malformed {v:02x?}"),
+    }
+}
+
+/// A POSIX ACL xattr value as `getfacl -n` would list it, on one line
+/// (`u::rw-,u:100001:r--,…`); `none` when absent.
+fn acl_text(v: Option<Vec<u8>>) -> String {
+    let Some(v) = v else {
+        return "none".into();
+    };
+    assert!(
+        v.len() >= 4 && (v.len() - 4).is_multiple_of(8),
+        "ACL {v:02x?}"
+    );
+    assert_eq!(v[..4], 2u32.to_le_bytes(), "ACL version");
+    let mut out = Vec::new();
+    for e in v[4..].chunks(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let (t, named) = match tag {
+            0x01 => ("u", false),
+            0x02 => ("u", true),
+            0x04 => ("g", false),
+            0x08 => ("g", true),
+            0x10 => ("m", false),
+            0x20 => ("o", false),
+            _ => ("?", true),
+        };
+        let rwx: String = [(4, 'r'), (2, 'w'), (1, 'x')]
+            .iter()
+            .map(|&(b, c)| if perm & b != 0 { c } else { '-' })
+            .collect();
+        let id = if named { id.to_string() } else { String::new() };
+        out.push(format!("{t}:{id}:{rwx}"));
+    }
+    out.join(",")
+}
+
+/// An xattr of `p` (not following a symlink), as a root reader in the
+/// initial user namespace gets it.
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut v = vec![0u8; 256];
+    match rustix::fs::lgetxattr(p, name, &mut v[..]) {
+        Ok(n) => {
+            v.truncate(n);
+            Some(v)
+        }
+        Err(rustix::io::Errno::NODATA) => None,
+        Err(e) => panic!("{}: {name}: {e}", p.display()),
+    }
+}
+
+/// What a shift must keep of [`idmap_support::xattrs_tar`]'s entries under
+/// `root`, as root on the host reads them: capabilities, ACLs, and
+/// whether the hard link pair is one inode with two names.
+fn shift_facts(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in ["cap2", "cap3", "cap3u", "capov"] {
+        let v = xattr(&root.join(f), "security.capability");
+        out.push(format!("/{f} {}", capability_text(v)));
+    }
+    for (f, which) in [("acl", "access"), ("acld", "access"), ("acld", "default")] {
+        let v = xattr(&root.join(f), &format!("system.posix_acl_{which}"));
+        out.push(format!("/{f} {which} {}", acl_text(v)));
+    }
+    let (h1, h2) = (
+        std::fs::symlink_metadata(root.join("h1")).unwrap(),
+        std::fs::symlink_metadata(root.join("h2")).unwrap(),
+    );
+    out.push(format!(
+        "/h1 /h2 one inode: {}, links {}",
+        (h1.dev(), h1.ino()) == (h2.dev(), h2.ino()),
+        h1.nlink()
+    ));
+    out
+}
+
+/// [`shift_facts`] as they must read: `cap0` for the capabilities whose
+/// root is container root (v2, and v3 with root ID 0), `rootid` for the v3
+/// capabilities whose root ID was 3, `acl` the ACLs' named user and group
+/// (`None`: no ACL).
+fn expected_facts(cap0: &str, rootid: u32, acl: Option<(u32, u32)>) -> Vec<String> {
+    let acl = match acl {
+        Some((u, g)) => format!("u::rw-,u:{u}:r--,g::r--,g:{g}:r--,m::rw-,o::r--"),
+        None => "none".into(),
+    };
+    vec![
+        format!("/cap2 {cap0}"),
+        format!("/cap3 {cap0}"),
+        format!("/cap3u v3 permitted=0x400 effective=1 rootid={rootid}"),
+        format!("/capov v3 permitted=0x400 effective=1 rootid={rootid}"),
+        format!("/acl access {acl}"),
+        format!("/acld access {acl}"),
+        format!("/acld default {acl}"),
+        "/h1 /h2 one inode: true, links 2".into(),
+    ]
+}
+
+const V2: &str = "v2 permitted=0x400 effective=1";
+
+/// [`tree`](idmap_support::tree) without the root's line (a copy's root
+/// on disk is not the mount's root).
+fn tree_below_root(root: &Path) -> Vec<String> {
+    let mut t = idmap_support::tree(root);
+    t.retain(|l| !l.starts_with("/ "));
+    t
+}
+
+/// Issue 12: a child with other maps over a host-mapped layer keeps hard
+/// links (one inode, one chown), set-uid/set-gid bits, file capabilities
+/// (the root ID of a v3 one moved to the new maps), ACLs (their user and
+/// group IDs moved) and never follows a symlink, on every driver, both
+/// through the mount and in what the driver writes to disk.
+///
+/// How the kernel shows capabilities to a reader who is root on the host
+/// (`cap_inode_getsecurity`): a v3 capability whose root ID is 0 is the
+/// same capability as a v2 one (root of the initial namespace) and is read
+/// as v2 — so a walk that reads it gets v2 and keeps v2 (as written by
+/// the import, it is 24 bytes on disk, and 20 once re-owned; either means
+/// the same), and `cap3` reads as `cap2` does. A v3 capability whose root
+/// ID is 3 reads as v3 with root ID 3 in the base, and the walk moves it to
+/// 100003. Through an idmapped lower mount the kernel shifts the root of
+/// every capability with the mount's map (container root 0 → 100000), so
+/// through kernel overlay a v2 capability, and the v3 one rooted at 0,
+/// read as v3 rooted at 100000 (README, "Differences"); nothing is
+/// rewritten on disk there.
+#[test]
+fn privileged_shift_keeps_links_set_ids_capabilities_and_acls() {
+    if !is_root() || !have_reference() {
+        return;
+    }
+    let shifted_tree = |r: &Store, tool: &str, tar: &[u8]| -> (Vec<String>, Vec<String>) {
+        let run = |a: &[&str], i: &[u8]| match tool {
+            "strata" => r.run(a, i),
+            _ => r.reference(a, i),
+        };
+        let base = first_line(&must(
+            &run,
+            &["import-layer", "--hostuidmap", "--hostgidmap"],
+            tar,
+        ));
+        let mut a = vec!["create-layer"];
+        a.extend_from_slice(&MAPS);
+        a.push(&base);
+        let child = first_line(&must(&run, &a, b""));
+        let m = must(&run, &["mount", &child], b"");
+        let m = Path::new(m.trim());
+        let got = (idmap_support::tree(m), shift_facts(m));
+        must(&run, &["unmount", &child], b"");
+        got
+    };
+    // The reference, on the oracle stores (see `oracle`): the same owners,
+    // modes and links; its vfs copy drops ACLs, its btrfs walk keeps them
+    // with their IDs unmoved, and neither moves a v3 capability's root ID
+    // (README, "Differences").
+    let mut reference = std::collections::HashMap::new();
+    for kind in ["vfs", "btrfs"] {
+        let Some(r) = oracle(kind) else { continue };
+        let victim = r.env.dir.path().join("victim");
+        let tar = idmap_support::xattrs_tar(&victim, &victim);
+        let (tree, facts) = shifted_tree(&r, "reference", &tar);
+        let acl = (kind == "btrfs").then_some((1, 2));
+        assert_eq!(facts, expected_facts(V2, 3, acl), "reference {kind}");
+        reference.insert(kind, tree);
+    }
+    for kind in KINDS {
+        let Some(s) = Store::new(kind) else { continue };
+        // Symlinks out of the layer, to a file and a directory owned by
+        // IDs the maps cover.
+        let victim = s.env.dir.path().join("victim");
+        let victim_dir = s.env.dir.path().join("victim_dir");
+        std::fs::write(&victim, b"host\n").unwrap();
+        std::fs::create_dir(&victim_dir).unwrap();
+        std::fs::write(victim_dir.join("inner"), b"host\n").unwrap();
+        std::os::unix::fs::chown(&victim, Some(1), Some(1)).unwrap();
+        std::os::unix::fs::chown(&victim_dir, Some(3), Some(3)).unwrap();
+        std::os::unix::fs::chown(victim_dir.join("inner"), Some(2), Some(2)).unwrap();
+        let tar = idmap_support::xattrs_tar(&victim, &victim_dir);
+
+        let base = first_line(&s.ok_in(&["import-layer", "--hostuidmap", "--hostgidmap"], &tar));
+        let mut a = vec!["create-layer"];
+        a.extend_from_slice(&MAPS);
+        a.push(&base);
+        let child = first_line(&s.ok(&a));
+        let m = s.ok(&["mount", &child]);
+        let m = Path::new(m.trim());
+        let tree = idmap_support::tree(m);
+        let facts = shift_facts(m);
+
+        // Owners moved (0:100000:6 / 0:200000:6), set-ID bits kept, the
+        // hard link one inode with two names, the symlinks re-owned.
+        for line in [
+            "/cap3 100000:200000 100755 1",
+            "/capov 65534:65534 100755 1",
+            "/acl 100001:200001 100664 1",
+            "/suid 100002:200002 104755 1",
+            "/sgid 100003:200003 102755 1",
+            "/h1 100004:200004 100644 2",
+            "/h2 100004:200004 100644 2",
+            "/out 100005:200005 120777 1",
+            "/outdir 100005:200005 120777 1",
+        ] {
+            assert!(
+                tree.contains(&line.to_string()),
+                "{kind}: {line}: {tree:#?}"
+            );
+        }
+        let want_tree = if kind == "btrfs" {
+            &reference["btrfs"]
+        } else {
+            &reference["vfs"]
+        };
+        assert_eq!(&tree, want_tree, "{kind}: owners, modes, links");
+        let cap0 = if kind == "overlay" {
+            "v3 permitted=0x400 effective=1 rootid=100000"
+        } else {
+            V2
+        };
+        assert_eq!(
+            facts,
+            expected_facts(cap0, 100003, Some((100001, 200002))),
+            "{kind}: through the mount"
+        );
+
+        // What is on disk: the shifted copy where the driver makes one,
+        // and the parent untouched.
+        let graph = s.env.graph();
+        let (child_disk, base_disk) = match kind {
+            "vfs" => (
+                graph.join("vfs/dir").join(&child),
+                graph.join("vfs/dir").join(&base),
+            ),
+            "btrfs" => (
+                graph.join("btrfs/subvolumes").join(&child),
+                graph.join("btrfs/subvolumes").join(&base),
+            ),
+            _ => (
+                graph.join("overlay").join(&child).join("diff1"),
+                graph.join("overlay").join(&base).join("diff"),
+            ),
+        };
+        if kind == "overlay" {
+            // Idmapped lowers: no copy, an empty upper, and the parent's
+            // files shifted only as the mount shows them.
+            let layer = graph.join("overlay").join(&child);
+            assert!(layer.join("idmapped-lowers").exists(), "{kind}");
+            assert!(!child_disk.exists(), "{kind}: no copy");
+            assert_eq!(std::fs::read_dir(layer.join("diff")).unwrap().count(), 0);
+        } else {
+            assert_eq!(
+                tree_below_root(&child_disk),
+                tree_below_root(m),
+                "{kind}: on disk"
+            );
+            assert_eq!(shift_facts(&child_disk), facts, "{kind}: on disk");
+        }
+        assert_eq!(
+            shift_facts(&base_disk),
+            expected_facts(V2, 3, Some((1, 2))),
+            "{kind}: the parent"
+        );
+        assert!(
+            tree_below_root(&base_disk).contains(&"/suid 2:2 104755 1".to_string()),
+            "{kind}: the parent"
+        );
+        s.ok(&["unmount", &child]);
+
+        // The symlinks' targets were not touched.
+        for (p, owner) in [
+            (&victim, 1),
+            (&victim_dir, 3),
+            (&victim_dir.join("inner"), 2),
+        ] {
+            let md = std::fs::symlink_metadata(p).unwrap();
+            assert_eq!((md.uid(), md.gid()), (owner, owner), "{kind}: {p:?}");
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //! - set-user-ID and set-group-ID bits, which `chown` clears on files, are
 //!   put back;
 //! - `security.capability`, which `chown` removes, is put back, with the
-//!   root ID of a version 3 (namespaced) capability moved to the new maps;
+//!   root ID of a version 3 (namespaced) capability moved to the new maps
+//!   (also where the owner stays, as one the new maps leave out does);
 //! - POSIX ACLs (`system.posix_acl_access`, `system.posix_acl_default`)
 //!   name users and groups by ID: those IDs are moved too.
 //!
@@ -230,7 +231,9 @@ fn shift_entry(
     }
     let at = XattrAt::proc(dir, name);
     let names = XattrNames::of(at.borrow()).map_err(|e| io("list xattrs", &ctx.path(rel), e))?;
-    let cap = if changed && names.has(CAPABILITY) {
+    // Read even when the owner stays (an owner the new maps leave out
+    // may be the overflow ID already): a v3 root ID still moves.
+    let cap = if names.has(CAPABILITY) {
         get_xattr(at.borrow(), CAPABILITY).map_err(|e| io("read capability", &ctx.path(rel), e))?
     } else {
         None
@@ -254,9 +257,12 @@ fn shift_entry(
         }
     }
     if let Some(v) = cap {
-        let v = ctx.shift.xattr(CAPABILITY.as_bytes(), &v);
-        set_xattr(at.borrow(), CAPABILITY, &v)
-            .map_err(|e| io("restore security.capability", &ctx.path(rel), e))?;
+        let moved = ctx.shift.xattr(CAPABILITY.as_bytes(), &v);
+        // A chown removed it; otherwise only a moved root ID is written.
+        if changed || moved != v {
+            set_xattr(at.borrow(), CAPABILITY, &moved)
+                .map_err(|e| io("restore security.capability", &ctx.path(rel), e))?;
+        }
     }
     if names.has(ACL_ACCESS) {
         rewrite_xattr(at.borrow(), ACL_ACCESS, ctx.shift)

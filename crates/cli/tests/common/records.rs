@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::process::Output;
 
+use strata_testsupport::{current_test, LoopFs, LoopOptions};
+
 use super::Env;
 
 /// Replaces a store's own path, random IDs and times in outputs. Random
@@ -102,6 +104,9 @@ impl Norm {
 
 /// A reference store and a strata store driven in step.
 pub struct Pair {
+    // Loop filesystems under the stores' graph roots, unmounted before the
+    // stores' directories go (fields drop in order).
+    fs: Vec<LoopFs>,
     /// The store the reference works on.
     pub r: Env,
     /// The store strata works on.
@@ -170,12 +175,27 @@ impl Pair {
         let rn = Norm::new(&r);
         let sn = Norm::new(&s);
         Self {
+            fs: Vec::new(),
             r,
             s,
             rn,
             sn,
             problems: Vec::new(),
         }
+    }
+
+    /// Two fresh btrfs stores, each graph root a btrfs of its own on a
+    /// loop device (the image in the store's directory); `None` (having
+    /// said why) when that cannot be made here and CI is unset.
+    pub fn on_loop_btrfs() -> Option<Self> {
+        let mut p = Self::new("btrfs");
+        let test = current_test();
+        for e in [&p.r, &p.s] {
+            let img = e.dir.path().join("btrfs.img");
+            let fs = LoopFs::at(&test, &img, &e.graph(), &LoopOptions::new("btrfs", 300))?;
+            p.fs.push(fs);
+        }
+        Some(p)
     }
 
     /// Runs `args` (with `input` on stdin) on both stores and records any

@@ -237,3 +237,109 @@ pub fn mounted_tree(run: Run<'_>, id: &str) -> Vec<String> {
     must(run, &["unmount", id], b"");
     t
 }
+
+/// A version 3 `security.capability` (`cap_net_bind_service=ep`) whose
+/// root ID is `root`.
+pub fn cap_v3(root: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [0x0300_0001u32, 0x400, 0, 0, 0, root] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v
+}
+
+/// A version 2 `security.capability` (`cap_net_bind_service=ep`).
+pub fn cap_v2() -> Vec<u8> {
+    cap_v3(0)[..20]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| if i == 3 { 0x02 } else { *b })
+        .collect()
+}
+
+/// A POSIX ACL xattr value (version 2) granting named user `uid` and
+/// named group `gid` read access: `u::rw-,u:UID:r--,g::r--,g:GID:r--,
+/// m::rw-,o::r--`.
+pub fn acl(uid: u32, gid: u32) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, uid),
+        (0x04, 4, u32::MAX),
+        (0x08, 4, gid),
+        (0x10, 6, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+/// A layer tar of what a re-owning walk must not lose, its xattrs as PAX
+/// `SCHILY.xattr.*` records: `cap3` (v3 capability, root ID 0), `cap3u`
+/// (v3, root ID 3), `cap2` (v2 capability), `capov` (v3, root ID 3, owned
+/// by 65534, which the maps leave out, so its owner does not change),
+/// `acl` (access ACL naming user
+/// 1 and group 2), `acld/` (the same as access and default ACL),
+/// `suid`, `sgid`, the hard link pair `h1`/`h2`, and symlinks pointing
+/// out of the layer: `out` to the file `victim`, `outdir` to the
+/// directory `victim_dir` (absolute paths the caller owns).
+pub fn xattrs_tar(victim: &Path, victim_dir: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    type X<'a> = &'a [(&'a str, Vec<u8>)];
+    let mut add = |path: &str, kind: tar::EntryType, owner: u64, mode: u32, xattrs: X<'_>| {
+        if !xattrs.is_empty() {
+            let recs: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), &v[..]))
+                .collect();
+            b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
+                .unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(owner);
+        h.set_gid(owner);
+        h.set_mtime(1_600_000_000);
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"data\n"
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        match kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let (name, target) = path.split_once("->").unwrap();
+                b.append_link(&mut h, name, target).unwrap();
+            }
+            _ => b.append_data(&mut h, path, data).unwrap(),
+        }
+    };
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let cap = "security.capability";
+    let (access, default) = ("system.posix_acl_access", "system.posix_acl_default");
+    add("cap3", Regular, 0, 0o755, &[(cap, cap_v3(0))]);
+    add("cap3u", Regular, 0, 0o755, &[(cap, cap_v3(3))]);
+    add("cap2", Regular, 0, 0o755, &[(cap, cap_v2())]);
+    add("capov", Regular, 65534, 0o755, &[(cap, cap_v3(3))]);
+    add("acl", Regular, 1, 0o664, &[(access, acl(1, 2))]);
+    add(
+        "acld/",
+        Directory,
+        0,
+        0o775,
+        &[(access, acl(1, 2)), (default, acl(1, 2))],
+    );
+    add("suid", Regular, 2, 0o4755, &[]);
+    add("sgid", Regular, 3, 0o2755, &[]);
+    add("h1", Regular, 4, 0o644, &[]);
+    add("h2->h1", Link, 4, 0o644, &[]);
+    let out = format!("out->{}", victim.display());
+    add(&out, Symlink, 5, 0o777, &[]);
+    let outdir = format!("outdir->{}", victim_dir.display());
+    add(&outdir, Symlink, 5, 0o777, &[]);
+    b.into_inner().unwrap()
+}
