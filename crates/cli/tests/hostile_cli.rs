@@ -985,6 +985,12 @@ fn allowed_change(p: &Path, e: &Env, driver: &str, id: &str, layer_kept: bool) -
     if home.starts_with(p) || graph.join(format!("{driver}-layers")).starts_with(p) {
         return true;
     }
+    // vfs builds a layer in its staging directory and renames it into
+    // place (or moves a refused one there to remove it): the directory's
+    // time moves, nothing may stay in it.
+    if driver == "vfs" && p == graph.join("vfs/tmp") {
+        return true;
+    }
     // The overlay driver rewrites its probe result at every start.
     if driver == "overlay"
         && (p == graph.join("overlay/l") || p == graph.join("overlay/.has-mount-program"))

@@ -188,6 +188,17 @@ fn in_namespace(e: &Env, script: &str) -> Output {
         ),
     )
     .unwrap();
+    // buildah takes its network settings from containers.conf only: its
+    // CNI lock (and podman's) goes to the test's directory, not /etc/cni.
+    let containers_conf = d.join("containers.conf");
+    std::fs::write(
+        &containers_conf,
+        format!(
+            "[network]\nnetwork_config_dir = \"{}\"\n",
+            d.join("net").display()
+        ),
+    )
+    .unwrap();
     let prelude = format!(
         r#"set -eu
 if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers; else mount -t tmpfs tmpfs /var/lib; fi
@@ -204,6 +215,7 @@ buildah() {{ command buildah --root {g} --runroot {r} --storage-driver {drv} "$@
         .args(["-m", "--propagation", "private", "sh", "-c"])
         .arg(format!("{prelude}{script}"))
         .env("CONTAINERS_STORAGE_CONF", &conf)
+        .env("CONTAINERS_CONF", &containers_conf)
         .env("TMPDIR", d.join("tmp"))
         .env_remove("STORAGE_DRIVER")
         .env_remove("STORAGE_OPTS")
