@@ -19,31 +19,59 @@ pub const MAPS: [&str; 4] = ["--uidmap", "0:100000:6", "--gidmap", "0:200000:6"]
 /// Every store kind that shows mapped layers its own way.
 pub const KINDS: [&str; 5] = ["vfs", "overlay", "overlay-copy", "fuse-overlayfs", "btrfs"];
 
+/// Appends one member to a test tar: `path` is `name->target` for links;
+/// a regular file holds `data\n`; `xattrs` go first as PAX
+/// `SCHILY.xattr.*` records.
+fn member(
+    b: &mut tar::Builder<Vec<u8>>,
+    mut h: tar::Header,
+    (path, kind): (&str, tar::EntryType),
+    (uid, gid): (u64, u64),
+    mode: u32,
+    xattrs: &[(&str, Vec<u8>)],
+) {
+    if !xattrs.is_empty() {
+        let recs: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), &v[..]))
+            .collect();
+        b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
+            .unwrap();
+    }
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_mtime(1_600_000_000);
+    let data: &[u8] = if kind == tar::EntryType::Regular {
+        b"data\n"
+    } else {
+        b""
+    };
+    h.set_size(data.len() as u64);
+    match kind {
+        tar::EntryType::Symlink | tar::EntryType::Link => {
+            let (name, target) = path.split_once("->").unwrap();
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        _ => b.append_data(&mut h, path, data).unwrap(),
+    }
+}
+
 /// A layer tar whose members have owners inside and outside the maps the
 /// tests use (0:100000:6 / 0:200000:6), set-ID bits, a hard link and
 /// symlinks.
 pub fn owners_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, kind: tar::EntryType, (uid, gid): (u64, u64), mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        h.set_mtime(1_600_000_000);
-        let data: &[u8] = if kind == tar::EntryType::Regular {
-            b"data\n"
-        } else {
-            b""
-        };
-        h.set_size(data.len() as u64);
-        match kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let (name, target) = path.split_once("->").unwrap();
-                b.append_link(&mut h, name, target).unwrap();
-            }
-            _ => b.append_data(&mut h, path, data).unwrap(),
-        }
+    let mut add = |path: &str, kind: tar::EntryType, owner: (u64, u64), mode: u32| {
+        member(
+            &mut b,
+            tar::Header::new_gnu(),
+            (path, kind),
+            owner,
+            mode,
+            &[],
+        );
     };
     use tar::EntryType::{Directory, Link, Regular, Symlink};
     add("d/", Directory, (2, 3), 0o755);
@@ -290,33 +318,8 @@ pub fn xattrs_tar(victim: &Path, victim_dir: &Path) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     type X<'a> = &'a [(&'a str, Vec<u8>)];
     let mut add = |path: &str, kind: tar::EntryType, owner: u64, mode: u32, xattrs: X<'_>| {
-        if !xattrs.is_empty() {
-            let recs: Vec<(String, &[u8])> = xattrs
-                .iter()
-                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), &v[..]))
-                .collect();
-            b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
-                .unwrap();
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(owner);
-        h.set_gid(owner);
-        h.set_mtime(1_600_000_000);
-        let data: &[u8] = if kind == tar::EntryType::Regular {
-            b"data\n"
-        } else {
-            b""
-        };
-        h.set_size(data.len() as u64);
-        match kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let (name, target) = path.split_once("->").unwrap();
-                b.append_link(&mut h, name, target).unwrap();
-            }
-            _ => b.append_data(&mut h, path, data).unwrap(),
-        }
+        let h = tar::Header::new_ustar();
+        member(&mut b, h, (path, kind), (owner, owner), mode, xattrs);
     };
     use tar::EntryType::{Directory, Link, Regular, Symlink};
     let cap = "security.capability";
