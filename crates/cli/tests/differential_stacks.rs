@@ -77,6 +77,16 @@ fn privileged_regression_vfs_seed_100307_retarget_with_owner_change() {
     check_seed(&VFS, 100307);
 }
 
+/// A directory that replaces a lower symlink to itself (`zz -> zz`): the
+/// reference `stat`s the lower path, gets ELOOP, fails its `changes` and
+/// leaves the directory and its opaque marker out of its diff (so its diff
+/// recreates the directory with default mode); strata's diff has both.
+/// The model took it for an unknown difference (the listed one, `LOOP`).
+#[test]
+fn privileged_regression_overlay_seed_101288_directory_over_lower_symlink_loop() {
+    check_seed(&OVERLAY, 101288);
+}
+
 /// Issue 10: a directory deleted in one layer and recreated with the same
 /// names in the next is new, with all it holds (`Add` for `/d4`,
 /// `/d4/sub`, `/d4/sub/f`); strata listed the children as modified.

@@ -15,7 +15,8 @@
 //!   process umask (a 1777 root becomes 0755 one layer up); strata keeps
 //!   the parent's mode, as every vfs and btrfs layer does.
 //! - overlay's native diff looks paths up in the lower layers its own way
-//!   (`overlay_model.rs`): [`NOTDIR`], [`FOLLOW`], [`OPAQUE`]. A difference
+//!   (`overlay_model.rs`): [`NOTDIR`], [`FOLLOW`], [`OPAQUE`], [`LOOP`]
+//!   (a lower path that is a symlink loop: its `stat` fails). A difference
 //!   is known when the reference's answer is what its lookup gives and
 //!   strata's what the parent's merged tree gives.
 
@@ -47,6 +48,8 @@ pub const NOTDIR: &str =
 pub const FOLLOW: &str = "overlay: reference follows symlinks of lower layers";
 pub const OPAQUE: &str = "overlay: reference looks past opaque directories of lower layers";
 pub const MIXED: &str = "overlay: reference lookup, several faults at once";
+pub const LOOP: &str =
+    "overlay: reference drops entries whose lower path is a symlink loop (stat: ELOOP)";
 
 /// Lookups with one of the reference's faults each, to name a difference.
 const FOLLOW_ONLY: Lookup = Lookup {
@@ -84,6 +87,15 @@ impl Facts {
     fn model_changes(&self, tool: usize, how: Lookup) -> Result<Vec<String>, String> {
         let (upper, lowers) = &self.overlay.as_ref().expect("overlay")[tool];
         overlay_model::changes(upper, lowers, how)
+    }
+
+    /// Overlay: the reference's entries whose lower path loops (see
+    /// [`overlay_model::lower_loops`]); empty elsewhere.
+    fn reference_loops(&self) -> BTreeSet<String> {
+        match &self.overlay {
+            Some([_, (upper, lowers)]) => overlay_model::lower_loops(upper, lowers),
+            None => BTreeSet::new(),
+        }
     }
 
     fn model_markers(&self, tool: usize, how: Lookup) -> BTreeSet<String> {
@@ -218,15 +230,19 @@ fn overlay_known(
     if !same(r, &f.model_changes(1, Lookup::REFERENCE)) {
         return None;
     }
-    Some(Judged::Known(if r.is_err() {
-        NOTDIR
-    } else if same(r, &f.model_changes(1, FOLLOW_ONLY)) {
-        FOLLOW
-    } else if same(r, &f.model_changes(1, OPAQUE_ONLY)) {
-        OPAQUE
-    } else {
-        MIXED
-    }))
+    Some(Judged::Known(
+        if r.is_err() && !f.reference_loops().is_empty() {
+            LOOP
+        } else if r.is_err() {
+            NOTDIR
+        } else if same(r, &f.model_changes(1, FOLLOW_ONLY)) {
+            FOLLOW
+        } else if same(r, &f.model_changes(1, OPAQUE_ONLY)) {
+            OPAQUE
+        } else {
+            MIXED
+        },
+    ))
 }
 
 /// The overlay models' answers, for a failure report.
@@ -306,6 +322,19 @@ pub fn judge_diff(f: &Facts, tars: &Tars) -> Judged {
             if let Some(k) = overlay_markers_known(f, s, r) {
                 return k;
             }
+            // Entries the reference could not stat in its lowers (and
+            // their opaque markers) are in strata's diff only.
+            let loops = f.reference_loops();
+            if !loops.is_empty() {
+                let dropped = |m: &Member| {
+                    let n = m.name.trim_end_matches('/');
+                    loops.contains(n.trim_end_matches("/.wh..wh..opq"))
+                };
+                let kept: Vec<Member> = s.iter().filter(|m| !dropped(m)).cloned().collect();
+                if tarfacts::compare(&kept, r, ("strata", "reference")).is_empty() {
+                    return Judged::Known(LOOP);
+                }
+            }
             // The retargeted links (and the directories above them that
             // nothing else changed) are in strata's diff only.
             let in_r = |m: &Member| r.iter().any(|x| x.name == m.name);
@@ -384,6 +413,14 @@ pub fn judge_applied(
     }
     if !diff_by_reference && without_empty_xattrs().is_empty() {
         return Judged::Known(EMPTY_XATTR);
+    }
+    if diff_by_reference {
+        // What the reference's diff left out comes back with default
+        // metadata when applied.
+        let loops = f.reference_loops();
+        if !loops.is_empty() && outside_known(&|p: &str| loops.contains(p)).is_empty() {
+            return Judged::Known(LOOP);
+        }
     }
     if diff_by_reference && !f.retargets.is_empty() {
         let known = |p: &str| f.retargets.contains(&format!("/{p}"));

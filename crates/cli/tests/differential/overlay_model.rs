@@ -214,3 +214,23 @@ pub fn opaque_markers(upper: &Path, lowers: &[PathBuf], how: Lookup) -> BTreeSet
         })
         .collect()
 }
+
+/// Entries of `upper` whose path in a lower layer is itself a symlink
+/// that `stat` cannot resolve (`ELOOP`: a link to itself, or a cycle;
+/// not the paths below such a link, which the reference keeps). The
+/// reference `stat`s lower paths, following links: for such an entry its
+/// `changes` fail and its diff leaves the entry out (it logs "Can't add
+/// file … too many levels of symbolic links" and goes on).
+pub fn lower_loops(upper: &Path, lowers: &[PathBuf]) -> BTreeSet<String> {
+    walk(upper)
+        .into_iter()
+        .filter(|rel| {
+            lowers.iter().any(|l| {
+                let p = l.join(rel);
+                std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::metadata(&p)
+                        .is_err_and(|e| errno(&e) == Some(rustix::io::Errno::LOOP))
+            })
+        })
+        .collect()
+}
