@@ -8,10 +8,10 @@ mod common;
 mod robust_support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use common::{have_reference, is_root, Env};
+use common::{first_line, have_reference, is_root, Env};
 
 /// Relative path (link names normalised) -> st_mode, for one tree.
 fn modes(root: &Path) -> BTreeMap<String, u32> {
@@ -134,5 +134,48 @@ fn privileged_modes_overlay() {
 fn privileged_modes_vfs() {
     if is_root() && have_reference() {
         compare("vfs");
+    }
+}
+
+/// A child layer's root keeps its parent's set-group-ID bit (README
+/// differences; its owner is the maps' root, as with the reference), so
+/// once the child's root is given a group, what is made in it takes that
+/// group, as in the parent layer itself. The differential run found it
+/// (overlay seed 102638): the reference's overlay root has dropped the
+/// bit, so a directory made there gets the maker's group instead.
+fn setgid_root_is_inherited(driver: &str) {
+    let e = Env::new(driver);
+    let base = first_line(&e.ok(&["create-layer"]));
+    let m = e.ok(&["mount", &base]).trim().to_string();
+    std::os::unix::fs::chown(&m, Some(0), Some(1000)).unwrap();
+    std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    e.ok(&["unmount", &base]);
+    let child = first_line(&e.ok(&["create-layer", &base]));
+    let m = PathBuf::from(e.ok(&["mount", &child]).trim());
+    let root = std::fs::metadata(&m).unwrap();
+    assert_eq!(root.mode() & 0o7777, 0o2775, "{driver}: child root");
+    std::os::unix::fs::chown(&m, Some(0), Some(1000)).unwrap();
+    std::fs::create_dir(m.join("c")).unwrap();
+    std::fs::write(m.join("f"), b"x").unwrap();
+    for made in ["c", "f"] {
+        let md = std::fs::metadata(m.join(made)).unwrap();
+        assert_eq!(md.gid(), 1000, "{driver}: {made} made in the child's root");
+    }
+    let c = std::fs::metadata(m.join("c")).unwrap();
+    assert_eq!(c.mode() & 0o2000, 0o2000, "{driver}: c keeps set-group-ID");
+    e.ok(&["unmount", &child]);
+}
+
+#[test]
+fn privileged_setgid_root_is_inherited_overlay() {
+    if is_root() {
+        setgid_root_is_inherited("overlay");
+    }
+}
+
+#[test]
+fn privileged_setgid_root_is_inherited_vfs() {
+    if is_root() {
+        setgid_root_is_inherited("vfs");
     }
 }
