@@ -185,19 +185,31 @@ impl Line {
 /// file content.
 pub fn files(record: impl BufRead) -> Result<Vec<(Vec<u8>, u64)>> {
     let mut out = Vec::new();
-    for (n, line) in record.split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io("reading tar-split record", e))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let entry: Line = serde_json::from_slice(&line)
-            .map_err(|e| corrupt("tar-split record", format!("line {}: {e}", n + 1)))?;
+    for item in lines(record) {
+        let (n, entry) = item?;
         let size = entry.size.unwrap_or(0);
         if entry.kind == 1 && size > 0 {
             out.push((entry.file_name(n)?, size as u64));
         }
     }
     Ok(out)
+}
+
+/// The record's entries with their (0-based) line numbers; blank lines
+/// are skipped, a line that does not parse is a `Corrupt` error naming it.
+fn lines(record: impl BufRead) -> impl Iterator<Item = Result<(usize, Line)>> {
+    record
+        .split(b'\n')
+        .enumerate()
+        .filter_map(|(n, line)| match line {
+            Err(e) => Some(Err(Error::io("reading tar-split record", e))),
+            Ok(l) if l.iter().all(u8::is_ascii_whitespace) => None,
+            Ok(l) => Some(
+                serde_json::from_slice(&l)
+                    .map(|entry| (n, entry))
+                    .map_err(|e| corrupt("tar-split record", format!("line {}: {e}", n + 1))),
+            ),
+        })
 }
 
 fn corrupt(path: &str, reason: impl Into<String>) -> Error {
@@ -214,13 +226,8 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
     let mut written = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_segment: Vec<u8> = Vec::new();
-    for (n, line) in record.split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io("reading tar-split record", e))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let entry: Line = serde_json::from_slice(&line)
-            .map_err(|e| corrupt("tar-split record", format!("line {}: {e}", n + 1)))?;
+    for item in lines(record) {
+        let (n, entry) = item?;
         match entry.kind {
             2 => {
                 let bytes = decode_b64(entry.payload.as_deref().unwrap_or(""), n)?;
