@@ -24,6 +24,14 @@ use robust_support::*;
 const WORKERS: usize = 8;
 const OPS: usize = 50;
 
+/// The ID of worker `w`'s `n`th object. Fixed width, so that no ID is a
+/// prefix of another: both tools resolve a key by unique ID prefix, and
+/// look in the layer store before the image store (`add-names w1n1` would
+/// name layer `w1n10` when no layer `w1n1` exists).
+fn object_id(w: usize, n: usize) -> String {
+    format!("w{w}n{n:02}")
+}
+
 /// What one worker believes about one of its layers.
 #[derive(Debug, Default, Clone)]
 struct Model {
@@ -61,7 +69,7 @@ fn worker(e: &Env, w: usize, program: &str, seed: u64) -> (BTreeMap<String, Mode
         } else {
             rng.index(8)
         };
-        let id = format!("w{w}n{n}");
+        let id = object_id(w, n);
         match op {
             0 => {
                 if run(e, program, &["import-layer", "--id", &id, "base"], &tar).is_some() {
@@ -341,7 +349,7 @@ fn record_worker(e: &Env, w: usize, program: &str, seed: u64) -> (Records, usize
     let mut m = Records::default();
     let mut ok_ops = 0;
     for n in 0..OPS {
-        let id = format!("w{w}n{n}");
+        let id = object_id(w, n);
         let images: Vec<String> = m.images.keys().cloned().collect();
         let free_layers: Vec<String> = m
             .layers

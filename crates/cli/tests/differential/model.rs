@@ -14,6 +14,14 @@
 //!   with its parent's mode less setuid, setgid and sticky, and less the
 //!   process umask (a 1777 root becomes 0755 one layer up); strata keeps
 //!   the parent's mode, as every vfs and btrfs layer does.
+//! - [`SETGID`], a consequence of [`ROOT_MODE`]: where the reference's
+//!   child root lost the set-group-ID bit strata's kept, what the edits
+//!   make in it takes the maker's group (and a directory no set-group-ID
+//!   bit) in the reference's tree and the root's group (and the bit) in
+//!   strata's, and so on down what is made inside. Such paths (the
+//!   layer's *set-group-ID shadow*, [`setgid_shadow`]) are compared
+//!   without their group and that bit; everything else about them must
+//!   match.
 //! - overlay's native diff looks paths up in the lower layers its own way
 //!   (`overlay_model.rs`): [`NOTDIR`], [`FOLLOW`], [`OPAQUE`], [`LOOP`]
 //!   (a lower path that is a symlink loop: its `stat` fails). A difference
@@ -24,7 +32,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::overlay_model::{self, Lookup};
-use super::snapshot::{self, Time, Tree};
+use super::snapshot::{self, Entry, Time, Tree};
 use super::stack::{Layer, Pair};
 use super::tarfacts::{self, Member};
 use super::tools::CmdResult;
@@ -43,6 +51,8 @@ pub const RETARGET: &str = "symlink retargeted with the same size and time";
 pub const EMPTY_XATTR: &str = "reference drops xattrs with empty values when it applies a tar";
 pub const ROOT_MODE: &str =
     "overlay: reference drops a child root's special mode bits and applies its umask";
+pub const SETGID: &str =
+    "overlay: reference makes entries in a child root that lost its set-group-ID bit with the maker's group";
 pub const NOTDIR: &str =
     "overlay: reference fails with ENOTDIR below a non-directory of a lower layer";
 pub const FOLLOW: &str = "overlay: reference follows symlinks of lower layers";
@@ -72,6 +82,8 @@ pub struct Facts {
     /// Overlay: each tool's upper directory of the layer and its lowers
     /// (nearest first), strata's first.
     pub overlay: Option<[(PathBuf, Vec<PathBuf>); 2]>,
+    /// The layer's set-group-ID shadow ([`setgid_shadow`]).
+    pub shadow: BTreeSet<String>,
 }
 
 impl Facts {
@@ -151,7 +163,94 @@ pub fn facts(pair: &Pair, layers: &[Layer], i: usize) -> Facts {
             }
         }
     }
-    Facts { retargets, overlay }
+    let shadow = setgid_shadow(
+        pair.variant,
+        &layers[..i],
+        &layers[i].strata_tree,
+        &layers[i].tree,
+    );
+    Facts {
+        retargets,
+        overlay,
+        shadow,
+    }
+}
+
+/// The paths (tree keys) of a layer whose entries differ between strata's
+/// tree and the reference's only in group and, where strata's has it, the
+/// set-group-ID bit, each directly in the root, in a directory with the
+/// bit in strata's tree only, or in such a path: what [`SETGID`] explains.
+/// Empty unless the layer is an overlay layer with a layer below it whose
+/// root has the bit in strata's tree: the reference's child of that layer
+/// started without it ([`ROOT_MODE`]), whatever the edits did to the root
+/// afterwards.
+pub fn setgid_shadow(
+    v: &Variant,
+    below: &[Layer],
+    strata: &Tree,
+    reference: &Tree,
+) -> BTreeSet<String> {
+    let mut shadow = BTreeSet::new();
+    let bit = |e: &Entry| e.mode & 0o2000 != 0;
+    let fault = v.native_overlay()
+        && below
+            .iter()
+            .any(|l| l.strata_tree.entries.get("").is_some_and(bit));
+    if !fault {
+        return shadow;
+    }
+    // Keys are sorted, so a directory comes before what is in it.
+    for (p, s) in strata.entries.iter().filter(|(p, _)| !p.is_empty()) {
+        let Some(r) = reference.entries.get(p) else {
+            continue;
+        };
+        let group_only = s != r
+            && (Entry {
+                gid: r.gid,
+                mode: r.mode,
+                ..s.clone()
+            }) == *r
+            && (s.mode ^ r.mode) & !0o2000 == 0
+            && (s.mode == r.mode || bit(s));
+        let parent = p.rfind('/').map_or("", |i| &p[..i]);
+        let inside = parent.is_empty()
+            || shadow.contains(parent)
+            || matches!(
+                (strata.entries.get(parent), reference.entries.get(parent)),
+                (Some(a), Some(b)) if bit(a) && !bit(b)
+            );
+        if group_only && inside {
+            shadow.insert(p.clone());
+        }
+    }
+    shadow
+}
+
+/// `tree` with the group and set-group-ID bit of the `shadow`'s paths
+/// cleared.
+pub fn without_shadow(tree: &Tree, shadow: &BTreeSet<String>) -> Tree {
+    let mut t = tree.clone();
+    for p in shadow {
+        if let Some(e) = t.entries.get_mut(p) {
+            e.gid = 0;
+            e.mode &= !0o2000;
+        }
+    }
+    t
+}
+
+/// `members` with the group and set-group-ID bit of the `shadow`'s paths
+/// (and of their opaque markers) cleared.
+fn members_without_shadow(members: &[Member], shadow: &BTreeSet<String>) -> Vec<Member> {
+    let mut v = members.to_vec();
+    for m in &mut v {
+        if shadow.contains(m.name.trim_end_matches("/.wh..wh..opq")) {
+            m.gid = 0;
+            m.gname.clear();
+            m.mode &= !0o2000;
+        }
+    }
+    v
 }
 
 fn lines(out: &[u8]) -> Vec<String> {
@@ -319,6 +418,13 @@ pub fn judge_diff(f: &Facts, tars: &Tars) -> Judged {
             if d.is_empty() {
                 return Judged::Same;
             }
+            let (s, r) = (
+                &members_without_shadow(s, &f.shadow)[..],
+                &members_without_shadow(r, &f.shadow)[..],
+            );
+            if tarfacts::compare(s, r, ("strata", "reference")).is_empty() {
+                return Judged::Known(SETGID);
+            }
             if let Some(k) = overlay_markers_known(f, s, r) {
                 return k;
             }
@@ -407,9 +513,13 @@ pub fn judge_applied(
     differences: Vec<String>,
     outside_known: impl Fn(&dyn Fn(&str) -> bool) -> Vec<String>,
     without_empty_xattrs: impl FnOnce() -> Vec<String>,
+    without_shadow: impl FnOnce() -> Vec<String>,
 ) -> Judged {
     if differences.is_empty() {
         return Judged::Same;
+    }
+    if !f.shadow.is_empty() && without_shadow().is_empty() {
+        return Judged::Known(SETGID);
     }
     if !diff_by_reference && without_empty_xattrs().is_empty() {
         return Judged::Known(EMPTY_XATTR);
@@ -442,8 +552,13 @@ fn umask() -> u32 {
 }
 
 /// The mounted trees of a layer, strata's first; `parent` is strata's
-/// tree of the layer below.
-pub fn judge_trees(v: &Variant, trees: &[Tree; 2], parent: Option<&Tree>) -> Judged {
+/// tree of the layer below, `shadow` the layer's set-group-ID shadow.
+pub fn judge_trees(
+    v: &Variant,
+    trees: &[Tree; 2],
+    parent: Option<&Tree>,
+    shadow: &BTreeSet<String>,
+) -> Judged {
     let d = snapshot::compare(&trees[0], &trees[1], ("strata", "reference"), &|_| false);
     if d.is_empty() {
         return Judged::Same;
@@ -452,21 +567,26 @@ pub fn judge_trees(v: &Variant, trees: &[Tree; 2], parent: Option<&Tree>) -> Jud
     let (Some(s), Some(r)) = (root(&trees[0]), root(&trees[1])) else {
         return Judged::Differs(d.join("\n    "));
     };
-    let rest_same = snapshot::compare(&trees[0], &trees[1], ("strata", "reference"), &|p| {
-        p.is_empty()
-    })
-    .is_empty();
+    let below_root = |a: &Tree, b: &Tree| {
+        snapshot::compare(a, b, ("strata", "reference"), &|p| p.is_empty()).is_empty()
+    };
+    let rest_same = below_root(&trees[0], &trees[1]);
+    let rest_known = rest_same
+        || below_root(
+            &without_shadow(&trees[0], shadow),
+            &without_shadow(&trees[1], shadow),
+        );
     let inherited = parent
         .and_then(|p| p.entries.get(""))
         .is_some_and(|p| p.mode == s.mode);
-    if v.native_overlay()
-        && rest_same
-        && inherited
-        && s.mode != r.mode
-        && r.mode == s.mode & 0o777 & !umask()
-        && (snapshot::Entry { mode: r.mode, ..s }) == r
-    {
-        return Judged::Known(ROOT_MODE);
+    let root_known = s == r
+        || (v.native_overlay()
+            && inherited
+            && r.mode == s.mode & 0o777 & !umask()
+            && (snapshot::Entry { mode: r.mode, ..s }) == r);
+    match (root_known, rest_same, rest_known) {
+        (true, true, _) => Judged::Known(ROOT_MODE),
+        (true, false, true) => Judged::Known(SETGID),
+        _ => Judged::Differs(d.join("\n    ")),
     }
-    Judged::Differs(d.join("\n    "))
 }

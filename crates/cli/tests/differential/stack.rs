@@ -277,10 +277,11 @@ fn build(pair: &Pair, script: Script, report: &mut StackReport) -> Vec<Layer> {
         }
         let trees = both(|t| snapshot::snapshot(&mounts[t], pair.fresh_after));
         let parent = layers.last().map(|l| &l.strata_tree);
+        let shadow = model::setgid_shadow(pair.variant, &layers, &trees[0], &trees[1]);
         report.judged(
             i,
             "mounted tree",
-            model::judge_trees(pair.variant, &trees, parent),
+            model::judge_trees(pair.variant, &trees, parent, &shadow),
         );
         both(|t| pair.stores[t].unmount(&ids[t]));
         let [strata_tree, tree] = trees;
@@ -411,8 +412,14 @@ fn cross_apply(
             p.is_empty()
         })
     };
+    let without_shadow = || {
+        let strip = |t: &Tree| model::without_shadow(t, &facts.shadow);
+        snapshot::compare(&strip(&tree), &strip(&layer), (what, "layer"), &|p| {
+            p.is_empty()
+        })
+    };
     (
         what,
-        model::judge_applied(facts, by == 0, d, cmp, without_empty_xattrs),
+        model::judge_applied(facts, by == 0, d, cmp, without_empty_xattrs, without_shadow),
     )
 }
