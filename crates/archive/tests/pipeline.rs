@@ -212,6 +212,50 @@ fn the_first_real_cause_is_reported() {
     let err = digest_layer(Failing(100), None).unwrap_err();
     assert!(err.to_string().contains("disk on fire"), "{err}");
     assert!(err.to_string().contains("reading layer input"), "{err}");
+
+    // Compressed input is read on a thread of its own: its failure half way
+    // through still reaches the caller, after what was decoded before it.
+    for kind in [Compression::Gzip, Compression::Zstd] {
+        // Incompressible, so that half of the compressed stream is several
+        // read chunks.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let big: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(big.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "big", &big[..]).unwrap();
+        let z = compress(kind, &tar.into_inner().unwrap());
+        struct FailingAfter(Cursor<Vec<u8>>, usize);
+        impl Read for FailingAfter {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.position() as usize >= self.1 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.1 - self.0.position() as usize);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let cut = z.len() / 2;
+        let mut data = 0;
+        let err = read_layer(FailingAfter(Cursor::new(z), cut), None, |item| {
+            if let Item::Data { bytes, .. } = item {
+                data += bytes.len();
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{kind:?}: {err}");
+        assert!(data > 0 && data < big.len(), "{kind:?}: {data} bytes");
+    }
 }
 
 #[test]
