@@ -15,7 +15,7 @@
 //! answer is checked against the right one (`differential/model.rs`) and
 //! counted; README's differences list those cases.
 //!
-//! `STRATA_DIFF_STACKS` (default 30 per driver) and `STRATA_DIFF_SEED`
+//! `STRATA_DIFF_STACKS` (default 300 per driver) and `STRATA_DIFF_SEED`
 //! (first seed, default 1) choose the stacks; `STRATA_DIFF_KEEP_GOING=1`
 //! goes on after a failing stack and `STRATA_DIFF_REPORT=<file>` appends a
 //! summary line per driver. A failing seed is printed with its edits and

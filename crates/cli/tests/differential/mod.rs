@@ -17,9 +17,10 @@ use std::path::PathBuf;
 
 use stack::{run_stack, Script, StackReport};
 
-/// Stacks per driver when `STRATA_DIFF_STACKS` is unset: sized so that the
-/// three drivers together add about five minutes to CI on two cores.
-pub const DEFAULT_STACKS: u64 = 30;
+/// Stacks per driver when `STRATA_DIFF_STACKS` is unset: the "few hundred
+/// per driver" CI runs (about ten minutes of CI's two cores for the three
+/// drivers together).
+pub const DEFAULT_STACKS: u64 = 300;
 /// First seed when `STRATA_DIFF_SEED` is unset.
 pub const DEFAULT_SEED: u64 = 1;
 
