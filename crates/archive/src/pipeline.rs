@@ -1,19 +1,15 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "read":        input ─> sha256 (input) ─┐ chunks (bounded;
-//!                       ┌────────────────────────┘  compressed input only)
-//! thread "decompress":  └─> decoder ─┐ chunks (bounded, buffers recycled)
-//!                       ┌────────────┘
+//! thread "decompress":  input ─> sha256 (input) ─> decoder ─┐ chunks (bounded,
+//!                       ┌───────────────────────────────────┘  buffers recycled)
 //! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
 //!                                                  └─> applier / callback
 //! ```
 //!
-//! A compressed layer's decoder is its slowest stage, so it does nothing
-//! else: reading and hashing the input run on a thread of their own. A
-//! plain tar has no "read" thread: the "decompress" thread reads it, hashes
-//! it once (its input digest is its tar digest) and passes it on, so
-//! reading and hashing overlap the applier's system calls.
+//! A plain tar goes through the same two threads with a pass-through
+//! "decoder" and is hashed once, on the input side (its input digest is its
+//! tar digest): reading and hashing then overlap the applier's system calls.
 //! Parsing and applying share one thread: a hand-off per entry costs more
 //! than the parsing it would offload, especially when other processes
 //! compete for the cores; a hand-off per 1 MiB chunk costs nothing.
@@ -32,7 +28,7 @@ use std::os::fd::BorrowedFd;
 use sha2::{Digest, Sha256};
 use strata_idmap::IdMappings;
 
-use crate::chunks::{self, ChunkReader, ChunkReceiver, ChunkSender};
+use crate::chunks::{self, ChunkReceiver, ChunkSender};
 use crate::compression::{decoder, smuggle, unwrap_error};
 use crate::entry::{Bytes, Item, CHUNK};
 use crate::reader::{read_full, NoRecord, RawSink, Reader, Record, Source};
@@ -258,66 +254,14 @@ fn sha256_digest(h: Sha256) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-/// Compressed input in flight between the reading thread and the decoder.
-const INPUT_SLOTS: usize = 4;
-/// Bytes per chunk of compressed input.
-const INPUT_CHUNK: usize = 256 << 10;
-
-/// The decompression stage. A plain tar is read and hashed on this thread
-/// (its "decoder" only passes bytes on); a compressed one is read and
-/// hashed on a thread of its own, so that the decoder, the slowest stage
-/// of a compressed layer, does nothing else.
 fn decompress(
     compression: Compression,
     input: impl Read + Send,
     tx: ChunkSender,
 ) -> Result<Decompressed> {
-    let (digest, size) = if compression == Compression::None {
-        let mut hashed = Hashing::new(input);
-        decode(compression, &mut hashed, tx)?;
-        hashed.finish()
-    } else {
-        std::thread::scope(|s| {
-            let (in_tx, in_rx) = chunks::channel(INPUT_SLOTS, "strata-read");
-            let reader = match std::thread::Builder::new()
-                .name("strata-read".into())
-                .spawn_scoped(s, move || read_hashed(input, in_tx))
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    tx.fail(Error::io("starting input thread", e));
-                    return Err(reported_downstream());
-                }
-            };
-            let mut source = ChunkReader::new(in_rx);
-            let decoded = decode(compression, &mut source, tx);
-            // A reader still sending (after a failure here) stops.
-            drop(source);
-            let read = join(reader, "input");
-            decoded?;
-            read
-        })?
-    };
-    Ok(Decompressed {
-        compression,
-        digest,
-        size,
-    })
-}
-
-fn reported_downstream() -> Error {
-    Error::Unsupported("decompression failed (reported downstream)".into())
-}
-
-/// Decodes `source` into chunks for the parser, then reads the rest of it:
-/// bytes after the compressed stream still belong to the input digest.
-fn decode(
-    compression: Compression,
-    source: &mut (impl Read + Send),
-    tx: ChunkSender,
-) -> Result<()> {
+    let mut hashed = Hashing::new(input);
     let result = (|| {
-        let mut dec = decoder(compression, Box::new(&mut *source))?;
+        let mut dec = decoder(compression, Box::new(&mut hashed))?;
         loop {
             let mut chunk = tx.buffer();
             // Reused chunks are full-sized already: this zeroes only new
@@ -338,44 +282,22 @@ fn decode(
     match result {
         Ok(()) => {
             tx.finish();
-            std::io::copy(source, &mut std::io::sink())
+            // Bytes after the compressed stream still belong to the input
+            // digest.
+            std::io::copy(&mut hashed, &mut std::io::sink())
                 .map_err(|e| unwrap_error(e, "reading layer input"))?;
-            Ok(())
+            let (digest, size) = hashed.finish();
+            Ok(Decompressed {
+                compression,
+                digest,
+                size,
+            })
         }
         Err(e) => {
             tx.fail(e);
-            Err(reported_downstream())
-        }
-    }
-}
-
-/// Reads `input` to its end for the decoder, in chunks, hashing them;
-/// returns the `sha256:<hex>` digest and the size. A read error goes to
-/// the decoder, which reports it downstream.
-fn read_hashed(mut input: impl Read, tx: ChunkSender) -> Result<(String, u64)> {
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        let mut chunk = tx.buffer();
-        chunk.resize(INPUT_CHUNK, 0);
-        let got = match read_full(&mut input, &mut chunk) {
-            Ok(n) => n,
-            Err(e) => {
-                tx.fail(e);
-                return Err(reported_downstream());
-            }
-        };
-        if got == 0 {
-            tx.finish();
-            return Ok((sha256_digest(hash), size));
-        }
-        chunk.truncate(got);
-        hash.update(&chunk);
-        size += got as u64;
-        if tx.send(chunk).is_err() {
-            // The decoder stopped early; it reports why, and its digest is
-            // not used.
-            return Ok((sha256_digest(hash), size));
+            Err(Error::Unsupported(
+                "decompression failed (reported downstream)".into(),
+            ))
         }
     }
 }

@@ -213,8 +213,8 @@ fn the_first_real_cause_is_reported() {
     assert!(err.to_string().contains("disk on fire"), "{err}");
     assert!(err.to_string().contains("reading layer input"), "{err}");
 
-    // Compressed input is read on a thread of its own: its failure half way
-    // through still reaches the caller, after what was decoded before it.
+    // A compressed input failing half way through reaches the caller,
+    // after what was decoded before it.
     for kind in [Compression::Gzip, Compression::Zstd] {
         // Incompressible, so that half of the compressed stream is several
         // read chunks.
