@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use stack::{run_stack, Script, StackReport};
 
 /// Stacks per driver when `STRATA_DIFF_STACKS` is unset: the "few hundred
-/// per driver" CI runs (about ten minutes of CI's two cores for the three
+/// per driver" CI runs (about eight minutes of two cores for the three
 /// drivers together).
 pub const DEFAULT_STACKS: u64 = 300;
 /// First seed when `STRATA_DIFF_SEED` is unset.
