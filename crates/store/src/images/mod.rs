@@ -163,15 +163,7 @@ impl ImageStore {
     ) -> Result<Image> {
         let id = w.new_id(req.id.as_deref())?;
         let names = dedup_names(&req.names);
-        for n in &names {
-            if let Some(o) = w.name_owner(n) {
-                return Err(Error::DuplicateName {
-                    kind: Kind::Image,
-                    name: n.clone(),
-                    owner: o.id.clone(),
-                });
-            }
-        }
+        w.check_free_names(&names)?;
         let mut image = Image {
             id: id.clone(),
             digest: req.digest.clone().unwrap_or_default(),
