@@ -163,16 +163,10 @@ pub fn facts(pair: &Pair, layers: &[Layer], i: usize) -> Facts {
             }
         }
     }
-    let shadow = setgid_shadow(
-        pair.variant,
-        &layers[..i],
-        &layers[i].strata_tree,
-        &layers[i].tree,
-    );
     Facts {
         retargets,
         overlay,
-        shadow,
+        shadow: layers[i].shadow.clone(),
     }
 }
 

@@ -96,6 +96,8 @@ pub struct Layer {
     pub tree: Tree,
     /// strata's.
     pub strata_tree: Tree,
+    /// Its set-group-ID shadow ([`model::setgid_shadow`]).
+    pub shadow: BTreeSet<String>,
 }
 
 /// The two stores of a stack; index 0 is strata, 1 the reference.
@@ -289,6 +291,7 @@ fn build(pair: &Pair, script: Script, report: &mut StackReport) -> Vec<Layer> {
             ids,
             tree,
             strata_tree,
+            shadow,
         });
     }
     report.layers = n;
@@ -406,20 +409,21 @@ fn cross_apply(
         snapshot::compare(&tree, &layer, (what, "layer"), &|p| p.is_empty() || skip(p))
     };
     let d = cmp(&|_| false);
-    let without_empty_xattrs = || {
-        let strip = |t: &Tree| snapshot::without_empty_xattrs(t.clone());
-        snapshot::compare(&strip(&tree), &strip(&layer), (what, "layer"), &|p| {
-            p.is_empty()
-        })
-    };
-    let without_shadow = || {
-        let strip = |t: &Tree| model::without_shadow(t, &facts.shadow);
+    // The comparison with what a known fault changes stripped from both.
+    let stripped = |strip: &dyn Fn(&Tree) -> Tree| {
         snapshot::compare(&strip(&tree), &strip(&layer), (what, "layer"), &|p| {
             p.is_empty()
         })
     };
     (
         what,
-        model::judge_applied(facts, by == 0, d, cmp, without_empty_xattrs, without_shadow),
+        model::judge_applied(
+            facts,
+            by == 0,
+            d,
+            cmp,
+            || stripped(&|t| snapshot::without_empty_xattrs(t.clone())),
+            || stripped(&|t| model::without_shadow(t, &facts.shadow)),
+        ),
     )
 }
