@@ -58,6 +58,7 @@ pub mod confined;
 pub mod copy;
 pub mod entry;
 mod error;
+mod fdtable;
 mod pipeline;
 pub mod reader;
 pub mod tarsplit;

@@ -36,7 +36,7 @@ use crate::tarsplit::{record_on_thread, ReplacedMembers};
 use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
-const BYTE_SLOTS: usize = 8;
+const BYTE_SLOTS: usize = 16;
 
 /// Options of [`apply_layer`].
 #[derive(Default)]

@@ -65,6 +65,11 @@ pub use resolve::{Resolution, ResolveStats};
 use meta::Meta;
 use resolve::{lossy, Missing, Resolver};
 
+/// The most descriptors an applier holds at once: its cache of open
+/// directories, the files its writer has in flight, and room for the
+/// caller's own.
+const PEAK_FDS: usize = resolve::CACHE_CAP + writer::FILES_IN_FLIGHT + 128;
+
 /// How whiteouts are stored in an overlay-form layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhiteoutStyle {
@@ -201,6 +206,9 @@ impl<'fd> Applier<'fd> {
         resolution: Resolution,
     ) -> Result<Self> {
         let st = fs::fstat(root).map_err(|e| Error::io("stat of the layer root", e.into()))?;
+        // Before the writer thread and the pipeline's threads exist: the
+        // table then grows without waiting for the other threads.
+        crate::fdtable::reserve(PEAK_FDS as u32);
         if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
             return Err(Error::io(
                 "layer root",

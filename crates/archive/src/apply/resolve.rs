@@ -38,7 +38,7 @@ pub struct ResolveStats {
 }
 
 /// Cache size before it is cleared.
-const CACHE_CAP: usize = 512;
+pub(super) const CACHE_CAP: usize = 512;
 
 /// A resolved directory.
 #[derive(Debug)]

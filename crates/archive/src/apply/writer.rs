@@ -33,7 +33,10 @@ const BATCH_JOBS: usize = 64;
 /// Content bytes per batch.
 const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight between the threads.
-const BATCHES: usize = 4;
+const BATCHES: usize = 8;
+/// The most files open between the threads: the batches in the channel,
+/// the one being filled and the one being written.
+pub(super) const FILES_IN_FLIGHT: usize = BATCH_JOBS * (BATCHES + 2);
 
 /// One step of a regular file, in stream order.
 pub(super) enum Job {
