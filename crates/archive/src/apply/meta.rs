@@ -338,7 +338,18 @@ impl Meta {
         }
     }
 
-    /// Adds the counts of a copy that worked on another thread.
+    /// The same policy with nothing counted yet, for work done elsewhere
+    /// and added back with [`Meta::absorb`].
+    pub(crate) fn fork(&self) -> Meta {
+        Meta {
+            chown_failures: 0,
+            xattr_warned: HashSet::new(),
+            xattr_skipped: 0,
+            ..self.clone()
+        }
+    }
+
+    /// Adds the counts of a fork that worked on another thread.
     pub(crate) fn absorb(&mut self, other: Meta) {
         self.chown_failures += other.chown_failures;
         self.xattr_skipped += other.xattr_skipped;

@@ -306,9 +306,7 @@ impl<'fd> Applier<'fd> {
     fn file_job(&mut self, job: writer::Job) -> Result<()> {
         let w = match &mut self.writer {
             Some(w) => w,
-            None => self
-                .writer
-                .insert(writer::FileWriter::start(self.meta.clone())?),
+            None => self.writer.insert(writer::FileWriter::start(&self.meta)?),
         };
         w.push(job)
     }

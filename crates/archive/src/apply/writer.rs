@@ -14,21 +14,31 @@
 //! inode) first waits for the writer to catch up ([`FileWriter::sync`]), and
 //! [`FileWriter::finish`] waits for everything before directory times are
 //! set. The writer's first error stops its work and is returned at the next
-//! hand-off. Memory stays bounded: hand-offs travel in batches of at most
-//! [`BATCH_JOBS`] jobs or [`BATCH_BYTES`] of content, [`BATCHES`] at a time.
+//! hand-off. Memory stays bounded: hand-offs travel in batches of about
+//! [`BATCH_JOBS`] jobs or at most [`BATCH_BYTES`] of content, [`BATCHES`]
+//! at a time.
+//!
+//! When the writer falls behind (its queue is full), the applying thread
+//! does not wait: a batch that holds only whole files it finishes itself,
+//! so that both cores keep making files instead of one waiting for the
+//! other. Batches are cut after a file's end where the limits allow, so
+//! most are whole. Errors keep their stream order: a batch finished here
+//! comes after every batch already queued, so the writer's error, if it
+//! has one, is the one returned.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use super::meta::{timestamps, Meta, Target};
 use super::OpenFile;
 use crate::entry::Bytes;
 use crate::{Error, Result};
 
-/// Jobs per batch.
+/// Jobs per batch before it is handed over at the next file's end (or, in
+/// the middle of a file, at twice as many).
 const BATCH_JOBS: usize = 64;
 /// Content bytes per batch.
 const BATCH_BYTES: usize = 1 << 20;
@@ -36,7 +46,7 @@ const BATCH_BYTES: usize = 1 << 20;
 const BATCHES: usize = 8;
 /// The most files open between the threads: the batches in the channel,
 /// the one being filled and the one being written.
-pub(super) const FILES_IN_FLIGHT: usize = BATCH_JOBS * (BATCHES + 2);
+pub(super) const FILES_IN_FLIGHT: usize = (BATCH_JOBS + 1) * (BATCHES + 2);
 
 /// One step of a regular file, in stream order.
 pub(super) enum Job {
@@ -61,53 +71,100 @@ pub(super) struct FileWriter {
     tx: Option<Sender<Vec<Job>>>,
     batch: Vec<Job>,
     batch_bytes: usize,
+    /// A file is open: its `Begin` was pushed, its `End` not yet.
+    in_file: bool,
+    /// The batch being filled began inside a file.
+    batch_in_file: bool,
     failed: Arc<AtomicBool>,
     thread: Option<JoinHandle<Done>>,
+    /// The metadata policy for the batches this thread finishes itself.
+    own: Meta,
+    /// The first error of a batch this thread finished itself.
+    own_error: Option<Error>,
 }
 
 impl FileWriter {
-    /// Starts the writer thread with its own copy of the metadata policy.
-    pub(super) fn start(meta: Meta) -> Result<Self> {
+    /// Starts the writer thread with its own fork of the metadata policy.
+    pub(super) fn start(meta: &Meta) -> Result<Self> {
         let (tx, rx) = bounded::<Vec<Job>>(BATCHES);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
+        let theirs = meta.fork();
         let thread = std::thread::Builder::new()
             .name("strata-write".into())
-            .spawn(move || run(rx, meta, &flag))
+            .spawn(move || run(rx, theirs, &flag))
             .map_err(|e| Error::io("starting the file writer thread", e))?;
         Ok(Self {
             tx: Some(tx),
-            batch: Vec::with_capacity(BATCH_JOBS),
+            batch: Vec::with_capacity(2 * BATCH_JOBS),
             batch_bytes: 0,
+            in_file: false,
+            batch_in_file: false,
             failed,
             thread: Some(thread),
+            own: meta.fork(),
+            own_error: None,
         })
     }
 
     /// Queues a job. An error is the writer's, from an earlier job.
     pub(super) fn push(&mut self, job: Job) -> Result<()> {
-        if let Job::Data { bytes, .. } = &job {
-            self.batch_bytes += bytes.len();
+        match &job {
+            Job::Data { bytes, .. } => self.batch_bytes += bytes.len(),
+            Job::Begin(_) => self.in_file = true,
+            Job::End => self.in_file = false,
+            Job::Sync(_) => {}
         }
         self.batch.push(job);
-        if self.batch.len() >= BATCH_JOBS || self.batch_bytes >= BATCH_BYTES {
+        let jobs = self.batch.len();
+        if self.batch_bytes >= BATCH_BYTES
+            || (jobs >= BATCH_JOBS && !self.in_file)
+            || jobs >= 2 * BATCH_JOBS
+        {
             self.send()?;
         }
         Ok(())
     }
 
     fn send(&mut self) -> Result<()> {
-        if self.failed.load(Ordering::Relaxed) {
+        if self.failed.load(Ordering::Relaxed) || self.own_error.is_some() {
             return Err(self.stop());
         }
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_JOBS));
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(2 * BATCH_JOBS));
         self.batch_bytes = 0;
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
-        if !sent {
+        // A batch with a `Sync` must reach the writer: the reply says that
+        // every earlier batch is done.
+        let whole = !self.batch_in_file
+            && !self.in_file
+            && !batch.iter().any(|j| matches!(j, Job::Sync(_)));
+        self.batch_in_file = self.in_file;
+        let Some(tx) = self.tx.as_ref() else {
             return Err(self.stop());
+        };
+        if !whole {
+            if tx.send(batch).is_err() {
+                return Err(self.stop());
+            }
+            return Ok(());
+        }
+        match tx.try_send(batch) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(batch)) => self.finish_here(batch),
+            Err(TrySendError::Disconnected(_)) => Err(self.stop()),
+        }
+    }
+
+    /// Finishes a batch of whole files on this thread.
+    fn finish_here(&mut self, batch: Vec<Job>) -> Result<()> {
+        let mut cur = None;
+        for job in batch {
+            if let Err(e) = step(&mut self.own, &mut cur, job) {
+                self.own_error = Some(e);
+                return Err(self.stop());
+            }
         }
         Ok(())
     }
@@ -130,18 +187,27 @@ impl FileWriter {
         self.tx = None;
         match self.join() {
             Done {
-                meta: Some(meta),
+                meta: Some(mut meta),
                 error: None,
-            } => Ok(meta),
+            } => {
+                let own = std::mem::replace(&mut self.own, meta.fork());
+                meta.absorb(own);
+                Ok(meta)
+            }
             Done { error, .. } => Err(error.unwrap_or_else(|| stopped("stopped"))),
         }
     }
 
-    /// Ends the thread after a failure and returns its error.
+    /// Ends the thread after a failure and returns the first error in
+    /// stream order: the writer's (its batches came first), else this
+    /// thread's.
     fn stop(&mut self) -> Error {
         self.batch.clear();
         self.tx = None;
-        self.join().error.unwrap_or_else(|| stopped("stopped"))
+        self.join()
+            .error
+            .or_else(|| self.own_error.take())
+            .unwrap_or_else(|| stopped("stopped"))
     }
 
     fn join(&mut self) -> Done {
@@ -183,6 +249,8 @@ fn run(rx: Receiver<Vec<Job>>, mut meta: Meta, failed: &AtomicBool) -> Done {
     let mut cur: Option<Box<OpenFile>> = None;
     let mut error = None;
     for batch in rx {
+        #[cfg(test)]
+        tests::wait_for_gate();
         for job in batch {
             if let Job::Sync(reply) = job {
                 let _ = reply.send(());
@@ -236,4 +304,134 @@ fn close_file(meta: &mut Meta, f: OpenFile) -> Result<()> {
     let t = Target::Fd(std::os::fd::AsFd::as_fd(&f.file));
     meta.apply(t, &f.header, &f.path, f.owner_now)?;
     meta.times(t, &timestamps(&f.header), &f.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::sync::{Condvar, Mutex, MutexGuard};
+    use std::time::Duration;
+
+    use strata_idmap::IdMappings;
+
+    use super::*;
+    use crate::entry::{EntryKind, Header};
+
+    /// While closed, writer threads wait before each batch.
+    static GATE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+    /// The tests that close the gate run one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    pub(super) fn wait_for_gate() {
+        let (closed, cv) = &GATE;
+        let mut c = closed.lock().unwrap_or_else(|e| e.into_inner());
+        while *c {
+            c = cv.wait(c).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn set_gate(close: bool) {
+        let (closed, cv) = &GATE;
+        *closed.lock().unwrap_or_else(|e| e.into_inner()) = close;
+        cv.notify_all();
+    }
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(dir: &Path, name: &str, writable: bool) -> Box<OpenFile> {
+        let p = dir.join(name);
+        std::fs::write(&p, b"").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&p)
+            .unwrap();
+        let mut header = Header::new(name.as_bytes().to_vec(), EntryKind::File);
+        header.mode = 0o640;
+        header.size = 2;
+        header.uid = rustix::process::geteuid().as_raw();
+        header.gid = rustix::process::getegid().as_raw();
+        Box::new(OpenFile {
+            file,
+            path: name.as_bytes().to_vec(),
+            header: Box::new(header),
+            end: 0,
+            owner_now: None,
+        })
+    }
+
+    fn push_file(w: &mut FileWriter, f: Box<OpenFile>) -> Result<()> {
+        w.push(Job::Begin(f))?;
+        w.push(Job::Data {
+            offset: 0,
+            bytes: Bytes::from_static(b"ok"),
+        })?;
+        w.push(Job::End)
+    }
+
+    fn done(dir: &Path, name: &str) -> bool {
+        let p = dir.join(name);
+        std::fs::read(&p).unwrap() == b"ok"
+            && std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777 == 0o640
+    }
+
+    /// Files that fill the queue and the writer's hands, and then some.
+    const FILES: usize = (BATCH_JOBS / 3 + 1) * (BATCHES + 4);
+
+    #[test]
+    fn a_full_queue_is_not_waited_for_whole_files_are_finished_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::new(IdMappings::default(), false, None);
+        let _serial = serial();
+        set_gate(true);
+        let mut w = FileWriter::start(&meta).unwrap();
+        for i in 0..FILES {
+            push_file(&mut w, open(dir.path(), &format!("f{i}"), true)).unwrap();
+        }
+        // The writer thread has not written a byte, yet the pushes came
+        // back: the last whole batch was finished by this thread.
+        assert!(!done(dir.path(), "f0"), "the writer was held");
+        let here = (0..FILES)
+            .filter(|i| done(dir.path(), &format!("f{i}")))
+            .count();
+        set_gate(false);
+        assert!(here >= BATCH_JOBS / 3, "{here} files finished here");
+        w.finish().unwrap();
+        for i in 0..FILES {
+            assert!(done(dir.path(), &format!("f{i}")), "f{i}");
+        }
+    }
+
+    #[test]
+    fn errors_keep_stream_order_when_both_threads_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::new(IdMappings::default(), false, None);
+        let _serial = serial();
+        set_gate(true);
+        // Opened later, while the failed push waits for the writer's result.
+        let opener = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            set_gate(false);
+        });
+        let mut w = FileWriter::start(&meta).unwrap();
+        // The writer's first file cannot be written; neither can one of the
+        // files this thread finishes once the queue is full.
+        let mut result = push_file(&mut w, open(dir.path(), "first", false));
+        for i in 0..FILES {
+            if result.is_err() {
+                break;
+            }
+            let writable = i != FILES - 2;
+            result = push_file(&mut w, open(dir.path(), &format!("f{i}"), writable));
+        }
+        // The failing late file was finished here, while the writer was held.
+        assert!(result.is_err(), "the late file's error stops the pushes");
+        opener.join().unwrap();
+        assert!(!dir.path().join(format!("f{}", FILES - 1)).exists());
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("first"), "the earlier error is reported: {e}");
+    }
 }
