@@ -320,6 +320,8 @@ mod tests {
 
     /// While closed, writer threads wait before each batch.
     static GATE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+    /// Counts the turns of the tests that close the gate.
+    static TURN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     /// The tests that close the gate run one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -378,16 +380,32 @@ mod tests {
             && std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777 == 0o640
     }
 
+    /// A writer held behind the closed gate, a directory for its files, and
+    /// this test's turn (the gate is shared).
+    fn held_writer() -> (tempfile::TempDir, MutexGuard<'static, ()>, FileWriter) {
+        let turn = serial();
+        set_gate(true);
+        // Should this thread wait for the held writer (the behaviour under
+        // test broken), the gate opens after a while and the test fails on
+        // its assertions instead of hanging.
+        let turn_no = TURN.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            if TURN.load(Ordering::SeqCst) == turn_no {
+                set_gate(false);
+            }
+        });
+        let meta = Meta::new(IdMappings::default(), false, None);
+        let w = FileWriter::start(&meta).unwrap();
+        (tempfile::tempdir().unwrap(), turn, w)
+    }
+
     /// Files that fill the queue and the writer's hands, and then some.
     const FILES: usize = (BATCH_JOBS / 3 + 1) * (BATCHES + 4);
 
     #[test]
     fn a_full_queue_is_not_waited_for_whole_files_are_finished_here() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::new(IdMappings::default(), false, None);
-        let _serial = serial();
-        set_gate(true);
-        let mut w = FileWriter::start(&meta).unwrap();
+        let (dir, _turn, mut w) = held_writer();
         for i in 0..FILES {
             push_file(&mut w, open(dir.path(), &format!("f{i}"), true)).unwrap();
         }
@@ -407,16 +425,12 @@ mod tests {
 
     #[test]
     fn errors_keep_stream_order_when_both_threads_fail() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::new(IdMappings::default(), false, None);
-        let _serial = serial();
-        set_gate(true);
+        let (dir, _turn, mut w) = held_writer();
         // Opened later, while the failed push waits for the writer's result.
         let opener = std::thread::spawn(|| {
             std::thread::sleep(Duration::from_millis(300));
             set_gate(false);
         });
-        let mut w = FileWriter::start(&meta).unwrap();
         // The writer's first file cannot be written; neither can one of the
         // files this thread finishes once the queue is full.
         let mut result = push_file(&mut w, open(dir.path(), "first", false));
