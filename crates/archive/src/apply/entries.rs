@@ -159,6 +159,8 @@ impl Applier<'_> {
         let d = dir.fd.as_fd();
         match &h.kind {
             EntryKind::File => {
+                let owner_now = self.meta.fresh_owner(&dir);
+                let create_mode = self.meta.create_mode(&h, p, owner_now)?;
                 let fd = self.create_replacing((d, name, p), "create", || {
                     fs::openat(
                         d,
@@ -168,17 +170,17 @@ impl Applier<'_> {
                             | OFlags::EXCL
                             | OFlags::NOFOLLOW
                             | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
+                        Mode::from_raw_mode(create_mode),
                     )
                 })?;
                 self.record(&dir, name, p)?;
-                let owner_now = self.meta.fresh_owner(&dir);
                 self.file_job(Job::Begin(Box::new(OpenFile {
                     file: std::fs::File::from(fd),
                     path: p.to_vec(),
                     header: h,
                     end: 0,
                     owner_now,
+                    maybe_final_mode: create_mode != 0o600,
                 })))?;
                 self.state = State::File;
                 return Ok(());

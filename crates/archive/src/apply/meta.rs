@@ -124,6 +124,25 @@ impl Meta {
         }
     }
 
+    /// The mode to create a regular file with: the header's permission
+    /// bits when the file is created with the owner it keeps and has no
+    /// set-ID or sticky bit (the umask or a default ACL may still take bits
+    /// away: the writer looks at the mode it got before skipping chmod);
+    /// else 0600, the mode being set at the end.
+    pub(crate) fn create_mode(
+        &mut self,
+        h: &Header,
+        path: &[u8],
+        owner_now: Option<IdPair>,
+    ) -> Result<u32> {
+        let mode = h.mode & 0o7777;
+        let final_now = self.force_mask.is_none()
+            && mode & 0o7000 == 0
+            && owner_now.is_some()
+            && owner_now == Some(self.host_owner(h, path)?);
+        Ok(if final_now { mode } else { 0o600 })
+    }
+
     pub(crate) fn force_mask(&self) -> Option<u32> {
         self.force_mask
     }
@@ -312,14 +331,30 @@ impl Meta {
         path: &[u8],
         now: Option<IdPair>,
     ) -> Result<()> {
+        self.apply_created(t, h, path, now, None)
+    }
+
+    /// [`Meta::apply`] for an object whose mode is known to be `mode_now`:
+    /// chmod is skipped when that is the header's and no chown happens.
+    pub(crate) fn apply_created(
+        &mut self,
+        t: Target<'_>,
+        h: &Header,
+        path: &[u8],
+        now: Option<IdPair>,
+        mode_now: Option<u32>,
+    ) -> Result<()> {
         let symlink = matches!(t, Target::At { symlink: true, .. });
         let host = self.host_owner(h, path)?;
         match self.force_mask {
             None => {
-                if now != Some(host) {
+                let chowned = now != Some(host);
+                if chowned {
                     self.chown(t, host, path)?;
                 }
-                self.chmod(t, h.mode, path)?;
+                if chowned || mode_now != Some(h.mode & 0o7777) {
+                    self.chmod(t, h.mode, path)?;
+                }
                 self.xattrs(t, h, path)
             }
             Some(mask) => {

@@ -147,6 +147,9 @@ struct OpenFile {
     end: u64,
     /// Owner the file was created with, if known.
     owner_now: Option<strata_idmap::IdPair>,
+    /// Created with the header's mode ([`meta::Meta::create_mode`]): it may
+    /// need no chmod.
+    maybe_final_mode: bool,
 }
 
 /// A directory whose times are set at the end.

@@ -302,7 +302,15 @@ fn close_file(meta: &mut Meta, f: OpenFile) -> Result<()> {
         })?;
     }
     let t = Target::Fd(std::os::fd::AsFd::as_fd(&f.file));
-    meta.apply(t, &f.header, &f.path, f.owner_now)?;
+    // One fstat costs less than a chmod that changes nothing.
+    let mode_now = if f.maybe_final_mode {
+        rustix::fs::fstat(&f.file)
+            .ok()
+            .map(|st| st.st_mode & 0o7777)
+    } else {
+        None
+    };
+    meta.apply_created(t, &f.header, &f.path, f.owner_now, mode_now)?;
     meta.times(t, &timestamps(&f.header), &f.path)
 }
 
@@ -362,6 +370,7 @@ mod tests {
             header: Box::new(header),
             end: 0,
             owner_now: None,
+            maybe_final_mode: false,
         })
     }
 
