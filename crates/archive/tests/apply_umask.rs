@@ -27,7 +27,13 @@ fn modes_are_the_headers_whatever_the_umask() {
             .mode(m)
             .owner(uid, gid);
     }
-    apply(dir.path(), &layer, ApplierOptions::default(), Resolution::Auto).unwrap();
+    apply(
+        dir.path(),
+        &layer,
+        ApplierOptions::default(),
+        Resolution::Auto,
+    )
+    .unwrap();
     for m in modes {
         let p = dir.path().join(format!("f{m:o}"));
         let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
