@@ -160,7 +160,7 @@ impl Applier<'_> {
         match &h.kind {
             EntryKind::File => {
                 let owner_now = self.meta.fresh_owner(&dir);
-                let create_mode = self.meta.create_mode(&h, p, owner_now)?;
+                let final_mode = self.meta.final_create_mode(&h, p, owner_now)?;
                 let fd = self.create_replacing((d, name, p), "create", || {
                     fs::openat(
                         d,
@@ -170,7 +170,7 @@ impl Applier<'_> {
                             | OFlags::EXCL
                             | OFlags::NOFOLLOW
                             | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(create_mode),
+                        Mode::from_raw_mode(final_mode.unwrap_or(0o600)),
                     )
                 })?;
                 self.record(&dir, name, p)?;
@@ -180,7 +180,7 @@ impl Applier<'_> {
                     header: h,
                     end: 0,
                     owner_now,
-                    maybe_final_mode: create_mode != 0o600,
+                    maybe_final_mode: final_mode.is_some(),
                 })))?;
                 self.state = State::File;
                 return Ok(());

@@ -124,23 +124,23 @@ impl Meta {
         }
     }
 
-    /// The mode to create a regular file with: the header's permission
-    /// bits when the file is created with the owner it keeps and has no
-    /// set-ID or sticky bit (the umask or a default ACL may still take bits
-    /// away: the writer looks at the mode it got before skipping chmod);
-    /// else 0600, the mode being set at the end.
-    pub(crate) fn create_mode(
+    /// The header's permission bits, when a regular file may be created
+    /// with them: it is created with the owner it keeps and has no set-ID
+    /// or sticky bit (the umask or a default ACL may still take bits away:
+    /// the writer looks at the mode it got before skipping chmod). `None`:
+    /// create it 0600, its mode is set at the end.
+    pub(crate) fn final_create_mode(
         &mut self,
         h: &Header,
         path: &[u8],
         owner_now: Option<IdPair>,
-    ) -> Result<u32> {
+    ) -> Result<Option<u32>> {
         let mode = h.mode & 0o7777;
         let final_now = self.force_mask.is_none()
             && mode & 0o7000 == 0
             && owner_now.is_some()
             && owner_now == Some(self.host_owner(h, path)?);
-        Ok(if final_now { mode } else { 0o600 })
+        Ok(final_now.then_some(mode))
     }
 
     pub(crate) fn force_mask(&self) -> Option<u32> {

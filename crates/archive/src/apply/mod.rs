@@ -147,7 +147,7 @@ struct OpenFile {
     end: u64,
     /// Owner the file was created with, if known.
     owner_now: Option<strata_idmap::IdPair>,
-    /// Created with the header's mode ([`meta::Meta::create_mode`]): it may
+    /// Created with the header's mode ([`meta::Meta::final_create_mode`]): it may
     /// need no chmod.
     maybe_final_mode: bool,
 }
