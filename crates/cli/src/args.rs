@@ -353,11 +353,12 @@ pub struct ContainersOpts {
 /// Options of `images-by-digest`.
 #[derive(Debug, Args)]
 pub struct ImagesByDigestOpts {
-    #[command(flatten)]
-    pub list: ImagesOpts,
-    /// The digest (`sha256:…`)
+    /// The digest (`sha256:…`); before the flattened options, whose
+    /// ignored trailing words must come after it.
     #[arg(required = true)]
     pub digest: String,
+    #[command(flatten)]
+    pub list: ImagesOpts,
 }
 
 /// An item and the name of one of its big-data items.
@@ -688,4 +689,15 @@ pub struct NamesOpts {
     pub json: Json,
     /// The layer.
     pub layer: String,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the definitions (a debug build runs them only
+    /// for the subcommand it parses).
+    #[test]
+    fn definitions_pass_clap_checks() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
