@@ -64,7 +64,7 @@ pub mod reader;
 pub mod tarsplit;
 pub mod writer;
 
-pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, WhiteoutStyle};
+pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, Unshare, WhiteoutStyle};
 pub use changes::{Change, ChangeKind};
 pub use compression::Compression;
 pub use error::{Error, ErrorKind, Result};

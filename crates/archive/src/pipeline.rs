@@ -53,6 +53,8 @@ pub struct ApplyOptions {
     /// Receives the tar-split record as JSON lines (uncompressed); the caller
     /// compresses it. It is flushed, not finished, at the end.
     pub tar_split: Option<Box<dyn Write + Send>>,
+    /// See [`ApplierOptions::unshare`].
+    pub unshare: Option<crate::Unshare>,
 }
 
 /// What one pass over a layer stream measured.
@@ -98,6 +100,7 @@ pub fn apply_layer(
             id_mappings: opts.id_mappings,
             ignore_chown_errors: opts.ignore_chown_errors,
             force_mask: opts.force_mask,
+            unshare: opts.unshare,
         },
     )?;
     let mut report = read_layer(input, opts.tar_split, |item| applier.push(item))?;

@@ -161,6 +161,12 @@ pub struct CreateRequest {
     /// or idmapped lower mounts). `None`: the parent's files stay as they
     /// are.
     pub parent_mappings: Option<IdMappings>,
+    /// The new layer and its parent are image layers whose files nothing
+    /// changes in place (an image's layers, as `import-image` makes them):
+    /// a driver that starts a child as a copy of its parent (vfs) may give
+    /// it the parent's non-directories as hard links instead of copies.
+    /// Ignored for a read-write layer and when the owners are shifted.
+    pub share_parent_files: bool,
 }
 
 impl CreateRequest {

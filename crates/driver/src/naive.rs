@@ -129,6 +129,19 @@ pub fn apply_diff<D: Driver + ?Sized>(
     diff: &mut (dyn Read + Send),
     tar_split: Option<Box<dyn std::io::Write + Send>>,
 ) -> Result<ApplyReport> {
+    apply_diff_unsharing(d, target, opts, diff, tar_split, None)
+}
+
+/// [`apply_diff`] onto a tree whose non-directories may share inodes with
+/// another tree's: see [`strata_archive::ApplierOptions::unshare`].
+pub(crate) fn apply_diff_unsharing<D: Driver + ?Sized>(
+    d: &D,
+    target: LayerRef<'_>,
+    opts: &ApplyDiffOptions,
+    diff: &mut (dyn Read + Send),
+    tar_split: Option<Box<dyn std::io::Write + Send>>,
+    unshare: Option<strata_archive::Unshare>,
+) -> Result<ApplyReport> {
     let layer = Mounted::new(d, target.id, &mount_opts(opts.mount_label.as_deref()))?;
     let root = open_root(layer.path())?;
     let report = strata_archive::apply_layer(
@@ -140,6 +153,7 @@ pub fn apply_diff<D: Driver + ?Sized>(
             ignore_chown_errors: opts.ignore_chown_errors,
             force_mask: opts.force_mask,
             tar_split,
+            unshare,
         },
     )?;
     Ok(report)

@@ -403,3 +403,215 @@ fn privileged_diff_getter_and_disk_usage() {
         ErrorKind::NotFound
     );
 }
+
+/// A ustar member: a regular file (`data`) or, with `link`, a hard link.
+struct Member<'a> {
+    name: &'a str,
+    link: Option<&'a str>,
+    mode: u32,
+    owner: (u32, u32),
+    data: &'a [u8],
+}
+
+fn ustar(members: &[Member<'_>]) -> Vec<u8> {
+    fn octal(field: &mut [u8], v: u64) {
+        let s = format!("{v:0w$o}\0", w = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    }
+    let mut out = Vec::new();
+    for m in members {
+        let mut h = [0u8; 512];
+        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
+        octal(&mut h[100..108], u64::from(m.mode));
+        octal(&mut h[108..116], u64::from(m.owner.0));
+        octal(&mut h[116..124], u64::from(m.owner.1));
+        octal(&mut h[124..136], m.data.len() as u64);
+        octal(&mut h[136..148], 1_600_000_000);
+        h[156] = if m.link.is_some() { b'1' } else { b'0' };
+        if let Some(l) = m.link {
+            h[157..157 + l.len()].copy_from_slice(l.as_bytes());
+        }
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(m.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Member<'a> {
+    Member {
+        name,
+        link: None,
+        mode,
+        owner: (0, 0),
+        data,
+    }
+}
+
+fn link<'a>(name: &'a str, to: &'a str, mode: u32, owner: (u32, u32)) -> Member<'a> {
+    Member {
+        name,
+        link: Some(to),
+        mode,
+        owner,
+        data: b"",
+    }
+}
+
+fn ino(p: &Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+fn shared_req(id: &str, parent: &str) -> CreateRequest {
+    CreateRequest {
+        share_parent_files: true,
+        ..req(id, Some(parent))
+    }
+}
+
+/// A read-only child asked to share its parent's files holds hard links
+/// to them (directories are its own); what a later apply or re-owning
+/// changes through such a link reaches no other layer, and the child's
+/// own hard link groups stay whole, as in a copied child.
+#[test]
+fn privileged_shared_child_links_and_unshares_before_a_change() {
+    if !need_root("privileged_shared_child_links_and_unshares_before_a_change") {
+        return;
+    }
+    let tmp = Scratch::new("strata-vfs-");
+    let home = tmp.path().join("vfs");
+    let d = init_in(&home, &[]).unwrap();
+    d.create(&req("base", None)).unwrap();
+    let b = d.get("base", &MountOptions::default()).unwrap();
+    std::fs::write(b.join("a"), b"A").unwrap();
+    std::fs::write(b.join("g1"), b"G").unwrap();
+    std::fs::create_dir(b.join("sub")).unwrap();
+    std::fs::hard_link(b.join("g1"), b.join("sub/g2")).unwrap();
+    std::os::unix::fs::symlink("a", b.join("s")).unwrap();
+    for p in ["a", "g1"] {
+        std::fs::set_permissions(b.join(p), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let before: Vec<_> = ["a", "g1", "sub/g2", "s"]
+        .iter()
+        .map(|p| std::fs::symlink_metadata(b.join(p)).unwrap())
+        .collect();
+
+    d.create(&shared_req("child", "base")).unwrap();
+    let c = d.get("child", &MountOptions::default()).unwrap();
+    for p in ["a", "g1", "sub/g2", "s"] {
+        assert_eq!(ino(&c.join(p)), ino(&b.join(p)), "{p} is linked");
+    }
+    assert_ne!(
+        ino(&c.join("sub")),
+        ino(&b.join("sub")),
+        "directories are new"
+    );
+    assert!(home.join("shared/child").exists());
+
+    // Read-write, or not asked: copies.
+    let rw = CreateRequest {
+        access: Access::ReadWrite,
+        ..shared_req("rw", "base")
+    };
+    d.create(&rw).unwrap();
+    d.create(&req("plain", Some("base"))).unwrap();
+    for id in ["rw", "plain"] {
+        let r = d.get(id, &MountOptions::default()).unwrap();
+        assert_ne!(ino(&r.join("a")), ino(&b.join("a")), "{id} copies");
+        assert_eq!(
+            ino(&r.join("g1")),
+            ino(&r.join("sub/g2")),
+            "{id} keeps links"
+        );
+        assert!(!home.join("shared").join(id).exists());
+    }
+
+    let tar = ustar(&[
+        link("b", "a", 0o700, (123, 45)),
+        file("n", 0o644, b"N"),
+        link("m", "n", 0o600, (0, 0)),
+        link("k", "n", 0o640, (0, 0)),
+        link("h", "g1", 0o711, (0, 0)),
+    ]);
+    let target = strata_driver::LayerRef {
+        id: "child",
+        parent: Some("base"),
+    };
+    d.apply_diff(target, &Default::default(), &mut &tar[..], None)
+        .unwrap();
+
+    // The parent is as it was: same inodes, modes, owners, content.
+    for (p, m) in ["a", "g1", "sub/g2", "s"].iter().zip(&before) {
+        let now = std::fs::symlink_metadata(b.join(p)).unwrap();
+        assert_eq!(
+            (now.ino(), now.mode(), now.uid(), now.gid()),
+            (m.ino(), m.mode(), m.uid(), m.gid()),
+            "base/{p}"
+        );
+    }
+    assert_eq!(std::fs::read(b.join("a")).unwrap(), b"A");
+    // The child's `a` is private now, and carries the link's header.
+    let (ca, cb) = (
+        std::fs::metadata(c.join("a")).unwrap(),
+        std::fs::metadata(c.join("b")).unwrap(),
+    );
+    assert_ne!(ca.ino(), before[0].ino());
+    assert_eq!(ca.ino(), cb.ino());
+    assert_eq!((ca.mode() & 0o7777, ca.uid(), ca.gid()), (0o700, 123, 45));
+    assert_eq!(std::fs::read(c.join("b")).unwrap(), b"A");
+    // A group the stream made is not split.
+    let n = std::fs::metadata(c.join("n")).unwrap();
+    for p in ["m", "k"] {
+        assert_eq!(ino(&c.join(p)), n.ino(), "{p}");
+    }
+    assert_eq!(n.mode() & 0o7777, 0o640);
+    // Every name the child had for g1's inode moved to the private copy.
+    let g = std::fs::metadata(c.join("g1")).unwrap();
+    assert_ne!(g.ino(), before[1].ino());
+    assert_eq!(ino(&c.join("sub/g2")), g.ino());
+    assert_eq!(ino(&c.join("h")), g.ino());
+    assert_eq!(g.mode() & 0o7777, 0o711);
+    assert_eq!(ino(&c.join("s")), before[3].ino(), "untouched links stay");
+    let leftovers: Vec<_> = std::fs::read_dir(&c)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".strata"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Re-owning the child re-owns a private copy of it.
+    let maps = |host: u32| {
+        strata_idmap::IdMappings::new(
+            vec![strata_idmap::IdMap {
+                container_id: 0,
+                host_id: host,
+                size: 65536,
+            }],
+            vec![strata_idmap::IdMap {
+                container_id: 0,
+                host_id: host,
+                size: 65536,
+            }],
+        )
+    };
+    d.update_layer_id_map("child", &maps(0), &maps(100_000), None)
+        .unwrap();
+    let s = std::fs::symlink_metadata(c.join("s")).unwrap();
+    assert_ne!(s.ino(), before[3].ino());
+    assert_eq!(s.uid(), 100_000);
+    assert_eq!(std::fs::symlink_metadata(b.join("s")).unwrap().uid(), 0);
+    assert_eq!(std::fs::metadata(c.join("a")).unwrap().uid(), 100_123);
+    assert_eq!(ino(&c.join("g1")), ino(&c.join("sub/g2")));
+    assert!(!home.join("shared/child").exists());
+
+    d.create(&shared_req("grand", "child")).unwrap();
+    assert!(home.join("shared/grand").exists());
+    d.remove("grand").unwrap();
+    assert!(!home.join("shared/grand").exists());
+}

@@ -21,6 +21,8 @@ impl ImageTarget for Store {
                 req: NewLayer {
                     id: Some(p.layer.id),
                     parent: p.layer.parent,
+                    // Image layers on image layers, never written in place.
+                    share_parent_files: true,
                     ..Default::default()
                 },
                 diff: p.diff,

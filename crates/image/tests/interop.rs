@@ -125,6 +125,9 @@ fn differential(driver: &str, source: &str, name: &str) {
         "{source}"
     );
     podman_uses(&real, driver, &done.id, source);
+    if driver == "vfs" {
+        reference_uses_linked_layers(&real, &done.layers);
+    }
 
     // skopeo into strata's store reuses strata's layers (their records,
     // creation times included, stay as strata wrote them) …
@@ -198,6 +201,44 @@ fn podman_uses(root: &Path, driver: &str, id: &str, source: &str) {
         &["copy", "-q", &from, &format!("oci:{}:x", out.display())],
     );
     assert!(out.join("index.json").exists());
+}
+
+/// On vfs, each layer of a strata-imported image holds hard links to its
+/// parent's files; the reference reads such a layer (its tar-split replay
+/// and its changes) and deletes the image as it deletes its own.
+fn reference_uses_linked_layers(root: &Path, layers: &[String]) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = |id: &str| root.join("root/vfs/dir").join(id);
+    let ino = |id: &str| std::fs::metadata(dir(id).join("etc/hello")).unwrap().ino();
+    for id in &layers[1..] {
+        assert_eq!(ino(id), ino(&layers[0]), "{id} links etc/hello");
+    }
+    let cs = |args: &[&str]| {
+        let mut a = vec![
+            "-g".to_string(),
+            root.join("root").display().to_string(),
+            "-R".to_string(),
+            root.join("run").display().to_string(),
+            "-s".to_string(),
+            "vfs".to_string(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        tools::ok("containers-storage", &a)
+    };
+    let top = layers.last().unwrap();
+    let changes = cs(&["changes", top]);
+    assert!(changes.contains("/etc/third"), "{changes}");
+    assert!(!changes.contains("/etc/hello"), "{changes}");
+    let images = cs(&["images", "-q"]);
+    for id in images.split_whitespace() {
+        cs(&["delete-image", id]);
+    }
+    let left: Vec<_> = std::fs::read_dir(root.join("root/vfs/dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the reference left {left:?}");
 }
 
 fn sources(d: &Path) -> Vec<String> {

@@ -279,9 +279,25 @@ impl Applier<'_> {
         self.sync_files()?;
         let (tp, tn) = path::split_parent(&t.path);
         let tdir = self.res.dir(tp, Missing::Fail)?;
-        let tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
+        let mut tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
             .map_err(|e| err("stat", &t.path, e))?
             .ok_or_else(|| err("link to", &t.path, Errno::NOENT))?;
+        if let Some(unshare) = &self.unshare {
+            // An inode with other names that no link member of this stream
+            // made may be another tree's too: the link header's metadata
+            // must not reach that tree.
+            let key = (tst.st_dev, tst.st_ino);
+            if tst.st_nlink > 1
+                && FileType::from_raw_mode(tst.st_mode) != FileType::Directory
+                && !self.linked_here.contains(&key)
+            {
+                (unshare.0)(tdir.fd.as_fd(), tn).map_err(|e| err("unshare", &t.path, e))?;
+                tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
+                    .map_err(|e| err("stat", &t.path, e))?
+                    .ok_or_else(|| err("link to", &t.path, Errno::NOENT))?;
+            }
+            self.linked_here.insert((tst.st_dev, tst.st_ino));
+        }
         let ttype = FileType::from_raw_mode(tst.st_mode);
         if ttype == FileType::Directory {
             return Err(refused(h, "a hard link to a directory"));

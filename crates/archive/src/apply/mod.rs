@@ -53,6 +53,7 @@ mod writer;
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use rustix::fs::{self, AtFlags, FileType, Timestamps};
 use strata_idmap::IdMappings;
@@ -137,6 +138,26 @@ pub struct ApplierOptions {
     /// When set, every file gets this mode and its real `uid:gid:mode` is
     /// stored in the `user.containers.override_stat` xattr.
     pub force_mask: Option<u32>,
+    /// The tree's non-directories may share their inodes with another
+    /// tree (a vfs layer linked to its parent's files): before a hard link
+    /// member's metadata is applied to an inode the stream did not make,
+    /// this replaces it with a private copy.
+    pub unshare: Option<Unshare>,
+}
+
+/// Replaces the non-directory `name` in the directory `dir` with a private
+/// copy of it: the same content, owner, mode, xattrs and times in a new
+/// inode, so that changing it changes no other tree.
+#[derive(Clone)]
+pub struct Unshare(pub Arc<UnshareFn>);
+
+/// What an [`Unshare`] calls: the directory and the entry's name in it.
+pub type UnshareFn = dyn Fn(BorrowedFd<'_>, &[u8]) -> std::io::Result<()> + Send + Sync;
+
+impl std::fmt::Debug for Unshare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unshare")
+    }
 }
 
 /// A regular file being written.
@@ -193,6 +214,11 @@ pub struct Applier<'fd> {
     plnk: bool,
     /// An entry of the stream set the root directory's metadata.
     root_entry: bool,
+    /// See [`ApplierOptions::unshare`].
+    unshare: Option<Unshare>,
+    /// With `unshare`: `(dev, inode)` of every inode a hard link member of
+    /// this stream linked to (made by the stream, or unshared first).
+    linked_here: HashSet<(u64, u64)>,
 }
 
 impl<'fd> Applier<'fd> {
@@ -231,6 +257,8 @@ impl<'fd> Applier<'fd> {
             made_whiteouts: Vec::new(),
             plnk: false,
             root_entry: false,
+            unshare: opts.unshare,
+            linked_here: HashSet::new(),
         })
     }
 

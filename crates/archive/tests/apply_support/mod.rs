@@ -565,6 +565,7 @@ pub fn apply_tar(
             ignore_chown_errors: opts.ignore_chown_errors,
             force_mask: opts.force_mask,
             tar_split: None,
+            unshare: opts.unshare,
         };
         return strata_archive::apply_layer(dir.as_fd(), tar, o).map(|_| ());
     }

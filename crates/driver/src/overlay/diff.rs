@@ -122,6 +122,7 @@ impl Overlay {
             ignore_chown_errors: opts.ignore_chown_errors || self.opts.ignore_chown_errors,
             force_mask: opts.force_mask.or(self.opts.force_mask),
             tar_split,
+            unshare: None,
         };
         Ok(strata_archive::apply_layer(fd.as_fd(), diff, aopts)?)
     }

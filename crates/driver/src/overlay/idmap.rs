@@ -269,7 +269,7 @@ impl Overlay {
             }
             None => mounting::mount_kernel(&m, &self.layout.home, &view, &mut staging)?,
         }
-        let r = crate::vfs::copy::copy_tree(&view, dst, Some(shift));
+        let r = crate::vfs::copy::copy_tree(&view, dst, Some(shift), false);
         let un = if mounting::is_fuse(&view) {
             mounting::unmount_fuse(&view)
         } else {

@@ -8,6 +8,11 @@
 //! leaves it), and so are the IDs inside `security.capability` and POSIX
 //! ACL xattrs ([`crate::chown`]): a shifted child costs one pass.
 //!
+//! With `link` (a read-only child of a read-only parent, see
+//! [`crate::CreateRequest::share_parent_files`]), every non-directory is a
+//! hard link to the parent's inode instead of a copy; directories are
+//! still made. [`unshare`] gives one such entry an inode of its own again.
+//!
 //! The walk is parallel: one rayon task per directory, each opening its
 //! directories relative to the two root handles. Directory metadata (owner,
 //! mode, xattrs, times) is applied after every task is done, so a read-only
@@ -15,8 +20,8 @@
 //! not disturbed by them.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, OsStr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -45,6 +50,11 @@ struct Ctx<'a> {
     /// The process umask, when known: files whose mode survives it are
     /// created with their final mode, saving a chmod each.
     umask: Option<u32>,
+    /// Non-directories are hard links to the source's inodes.
+    link: bool,
+    /// One entry is being made private by [`unshare`]: hard links are not
+    /// made again, and paths are named through `/proc/self/fd`.
+    unsharing: bool,
 }
 
 use crate::chown::{io, open_dir};
@@ -52,26 +62,16 @@ use crate::chown::{io, open_dir};
 /// Copies the content of directory `src` into the existing empty directory
 /// `dst`, and `src`'s own metadata onto `dst`; with a `shift`, every owner
 /// below the root is moved by it.
-pub(crate) fn copy_tree(src: &Path, dst: &Path, shift: Option<&Shift>) -> Result<()> {
+///
+/// With `link` and no `shift`, non-directories are hard links to `src`'s
+/// inodes (each falls back to a copy where the link fails: another
+/// filesystem, too many links).
+pub(crate) fn copy_tree(src: &Path, dst: &Path, shift: Option<&Shift>, link: bool) -> Result<()> {
     let shift = shift.filter(|s| !s.is_identity());
-    let src_fd = open_dir(rustix::fs::CWD, src).map_err(|e| io("open", src, e))?;
-    let dst_fd = open_dir(rustix::fs::CWD, dst).map_err(|e| io("open", dst, e))?;
-    let root_st = rustix::fs::fstat(&src_fd).map_err(|e| io("stat", src, e))?;
-    let ctx = Ctx {
-        src_root: src,
-        dst_root: dst,
-        src_fd,
-        dst_fd,
-        method: AtomicU8::new(0),
-        links: Mutex::new(HashMap::new()),
-        dirs: Mutex::new(vec![(PathBuf::from("."), root_st)]),
-        err: Mutex::new(None),
-        failed: AtomicBool::new(false),
-        euid: rustix::process::geteuid().as_raw(),
-        egid: rustix::process::getegid().as_raw(),
-        shift,
-        umask: read_umask(),
-    };
+    let mut ctx = Ctx::new(src, dst, shift)?;
+    ctx.link = link && shift.is_none();
+    let root_st = rustix::fs::fstat(&ctx.src_fd).map_err(|e| io("stat", src, e))?;
+    ctx.dirs = Mutex::new(vec![(PathBuf::from("."), root_st)]);
     // The top directory is copied on this thread; a pool is made only when
     // it has subdirectories (an empty layer, the common child of a build
     // step, then costs no threads at all).
@@ -90,6 +90,156 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path, shift: Option<&Shift>) -> Result
         finish_dir(&ctx, &rel, &st)?;
     }
     Ok(())
+}
+
+/// Gives entries of a layer that shares inodes with its parent inodes of
+/// their own, for [`strata_archive::Unshare`].
+pub(crate) struct Unsharer {
+    root: PathBuf,
+    /// Non-directories of the layer by inode, made at the first unshare:
+    /// every name the layer has for an inode moves to the private copy.
+    names: Mutex<Option<HashMap<u64, Vec<PathBuf>>>>,
+}
+
+impl Unsharer {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Unsharer {
+            root,
+            names: Mutex::new(None),
+        }
+    }
+
+    /// Replaces the non-directory `name` in `dir` (a directory of the
+    /// layer) with a copy under a new inode (content, owner, mode, xattrs
+    /// and times as they were), and gives the layer's other names of the
+    /// old inode the new one too, as a copied layer has them: the old
+    /// inode keeps only its names in other layers.
+    pub(crate) fn unshare(&self, dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<()> {
+        let name = CString::new(name).map_err(|_| std::io::Error::from(Errno::INVAL))?;
+        let st = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let tmp = temp_name();
+        let mut ctx = Ctx::new(&self.root, &self.root, None).map_err(std::io::Error::other)?;
+        ctx.unsharing = true;
+        let rel = Path::new(OsStr::from_bytes(name.to_bytes()));
+        let made = copy_one(&ctx, (dir, dir), (&name, &tmp), rel, &st).and_then(|()| {
+            rustix::fs::renameat(dir, &tmp, dir, &name).map_err(|e| io("rename", rel, e))
+        });
+        if let Err(e) = made {
+            let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+            return Err(std::io::Error::other(e));
+        }
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.is_none() {
+            *names = Some(index(&ctx.dst_fd)?);
+        }
+        for other in names
+            .as_ref()
+            .and_then(|n| n.get(&st.st_ino))
+            .into_iter()
+            .flatten()
+        {
+            self.relink(&ctx.dst_fd, other, (st.st_dev, st.st_ino), (dir, &name))?;
+        }
+        Ok(())
+    }
+
+    /// Points `rel` at the inode `to` names, if `rel` still names `old`.
+    /// The path is resolved below the root without following symlinks:
+    /// the stream may have changed the tree since it was indexed.
+    fn relink(
+        &self,
+        root: &OwnedFd,
+        rel: &Path,
+        old: (u64, u64),
+        (to_dir, to_name): (BorrowedFd<'_>, &CStr),
+    ) -> std::io::Result<()> {
+        let (parent, Some(leaf)) = (rel.parent().unwrap_or(Path::new("")), rel.file_name()) else {
+            return Ok(());
+        };
+        let resolve = rustix::fs::ResolveFlags::BENEATH
+            | rustix::fs::ResolveFlags::NO_SYMLINKS
+            | rustix::fs::ResolveFlags::NO_XDEV;
+        let pdir = match rustix::fs::openat2(
+            root,
+            rel_or_dot(parent),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match rustix::fs::statat(&pdir, leaf, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if (st.st_dev, st.st_ino) == old => {}
+            Ok(_) | Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let tmp = temp_name();
+        rustix::fs::linkat(to_dir, to_name, &pdir, &tmp, AtFlags::empty())?;
+        if let Err(e) = rustix::fs::renameat(&pdir, &tmp, &pdir, leaf) {
+            let _ = rustix::fs::unlinkat(&pdir, &tmp, AtFlags::empty());
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+fn temp_name() -> CString {
+    CString::new(format!(".strata-unshare-{:016x}", rand::random::<u64>())).unwrap_or_default()
+}
+
+/// Relative paths of the non-directories under `root` by inode number
+/// (from the directory entries: no stat per entry).
+fn index(root: &OwnedFd) -> std::io::Result<HashMap<u64, Vec<PathBuf>>> {
+    let mut out: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let fd = open_dir(root.as_fd(), rel_or_dot(&rel))?;
+        for ent in rustix::fs::Dir::read_from(&fd)? {
+            let ent = ent?;
+            let bytes = ent.file_name().to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let child = rel.join(OsStr::from_bytes(bytes));
+            let ft = match ent.file_type() {
+                FileType::Unknown => {
+                    let st = rustix::fs::statat(&fd, ent.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    FileType::from_raw_mode(st.st_mode)
+                }
+                ft => ft,
+            };
+            if ft == FileType::Directory {
+                todo.push(child);
+            } else {
+                out.entry(ent.ino()).or_default().push(child);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> Ctx<'a> {
+    fn new(src_root: &'a Path, dst_root: &'a Path, shift: Option<&'a Shift>) -> Result<Self> {
+        Ok(Ctx {
+            src_root,
+            dst_root,
+            src_fd: open_dir(rustix::fs::CWD, src_root).map_err(|e| io("open", src_root, e))?,
+            dst_fd: open_dir(rustix::fs::CWD, dst_root).map_err(|e| io("open", dst_root, e))?,
+            method: AtomicU8::new(0),
+            links: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(Vec::new()),
+            err: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            shift,
+            umask: read_umask(),
+            link: false,
+            unsharing: false,
+        })
+    }
 }
 
 /// Runs `f` in a private thread pool of [`copy_threads`] threads (the
@@ -181,50 +331,84 @@ fn copy_dir_entries(ctx: &Ctx<'_>, rel: &Path, subdir: &mut dyn FnMut(PathBuf)) 
             continue;
         }
         let child_rel = rel.join(OsStr::from_bytes(bytes));
+        let known = ent.file_type();
+        if ctx.link
+            && !matches!(known, FileType::Directory | FileType::Unknown)
+            && rustix::fs::linkat(&src_dir, name, &dst_dir, name, AtFlags::empty()).is_ok()
+        {
+            continue;
+        }
         let st = rustix::fs::statat(&src_dir, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| io("lstat", &ctx.src_root.join(&child_rel), e))?;
-        let ft = FileType::from_raw_mode(st.st_mode);
-        match ft {
-            FileType::Directory => {
-                rustix::fs::mkdirat(&dst_dir, name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| io("mkdir", &ctx.dst_root.join(&child_rel), e))?;
-                ctx.dirs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((child_rel.clone(), st));
-                subdir(child_rel);
-            }
-            FileType::RegularFile => copy_file(ctx, (&src_dir, &dst_dir), name, &child_rel, &st)?,
-            FileType::Symlink => {
-                let target = rustix::fs::readlinkat(&src_dir, name, Vec::new())
-                    .map_err(|e| io("readlink", &ctx.src_root.join(&child_rel), e))?;
-                rustix::fs::symlinkat(target.as_c_str(), &dst_dir, name)
-                    .map_err(|e| io("symlink", &ctx.dst_root.join(&child_rel), e))?;
-                finish_special(ctx, &dst_dir, name, &child_rel, &st)?;
-            }
-            FileType::CharacterDevice
-            | FileType::BlockDevice
-            | FileType::Fifo
-            | FileType::Socket => {
-                rustix::fs::mknodat(
-                    &dst_dir,
-                    name,
-                    ft,
-                    Mode::from_raw_mode(st.st_mode & 0o7777),
-                    st.st_rdev,
-                )
-                .map_err(|e| io("mknod", &ctx.dst_root.join(&child_rel), e))?;
-                finish_special(ctx, &dst_dir, name, &child_rel, &st)?;
-            }
-            FileType::Unknown => {
-                return Err(Error::Unsupported(format!(
-                    "copy of {:?}: unknown file type",
-                    ctx.src_root.join(&child_rel)
-                )))
-            }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            rustix::fs::mkdirat(&dst_dir, name, Mode::from_raw_mode(0o700))
+                .map_err(|e| io("mkdir", &ctx.dst_root.join(&child_rel), e))?;
+            ctx.dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((child_rel.clone(), st));
+            subdir(child_rel);
+        } else {
+            let dirs = (src_dir.as_fd(), dst_dir.as_fd());
+            copy_one(ctx, dirs, (name, name), &child_rel, &st)?;
         }
     }
     Ok(())
+}
+
+/// Copies the non-directory `names.0` of `dirs.0` to `names.1` in `dirs.1`.
+fn copy_one(
+    ctx: &Ctx<'_>,
+    (src_dir, dst_dir): (BorrowedFd<'_>, BorrowedFd<'_>),
+    (name, dst_name): (&CStr, &CStr),
+    rel: &Path,
+    st: &Stat,
+) -> Result<()> {
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let paths = || {
+        (
+            fd_path(ctx, src_dir, ctx.src_root, rel, name),
+            fd_path(ctx, dst_dir, ctx.dst_root, rel, dst_name),
+        )
+    };
+    match ft {
+        FileType::RegularFile => copy_file(ctx, (src_dir, dst_dir), (name, dst_name), rel, st),
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(src_dir, name, Vec::new())
+                .map_err(|e| io("readlink", &ctx.src_root.join(rel), e))?;
+            rustix::fs::symlinkat(target.as_c_str(), dst_dir, dst_name)
+                .map_err(|e| io("symlink", &ctx.dst_root.join(rel), e))?;
+            finish_special(ctx, dst_dir, dst_name, paths(), rel, st)
+        }
+        FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
+            rustix::fs::mknodat(
+                dst_dir,
+                dst_name,
+                ft,
+                Mode::from_raw_mode(st.st_mode & 0o7777),
+                st.st_rdev,
+            )
+            .map_err(|e| io("mknod", &ctx.dst_root.join(rel), e))?;
+            finish_special(ctx, dst_dir, dst_name, paths(), rel, st)
+        }
+        FileType::Directory | FileType::Unknown => Err(Error::Unsupported(format!(
+            "copy of {:?}: not a file, symlink, device or FIFO",
+            ctx.src_root.join(rel)
+        ))),
+    }
+}
+
+/// The path of `name` in `dir`: `root`/`rel` in a tree's copy, or
+/// through `/proc/self/fd` for an entry made private by [`unshare`]
+/// (whose directory is only known by its descriptor).
+fn fd_path(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, root: &Path, rel: &Path, name: &CStr) -> PathBuf {
+    if !ctx.unsharing {
+        root.join(rel)
+    } else {
+        Path::new("/proc/self/fd")
+            .join(dir.as_raw_fd().to_string())
+            .join(OsStr::from_bytes(name.to_bytes()))
+    }
 }
 
 fn method_of(v: u8) -> CopyMethod {
@@ -245,8 +429,8 @@ fn method_code(m: CopyMethod) -> u8 {
 
 fn copy_file(
     ctx: &Ctx<'_>,
-    (src_dir, dst_dir): (&OwnedFd, &OwnedFd),
-    name: &CStr,
+    (src_dir, dst_dir): (BorrowedFd<'_>, BorrowedFd<'_>),
+    (name, dst_name): (&CStr, &CStr),
     rel: &Path,
     st: &Stat,
 ) -> Result<()> {
@@ -259,19 +443,19 @@ fn copy_file(
     let create = |what: &Path| {
         rustix::fs::openat(
             dst_dir,
-            name,
+            dst_name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
             Mode::from_raw_mode(create_mode),
         )
         .map_err(|e| io("create", &ctx.dst_root.join(what), e))
     };
-    let dst = if st.st_nlink > 1 {
+    let dst = if st.st_nlink > 1 && !ctx.unsharing {
         // The first name of an inode creates the file; later names link to
         // it (the content may still be arriving: it is the same inode).
         let mut links = ctx.links.lock().unwrap_or_else(|p| p.into_inner());
         let key = (st.st_dev, st.st_ino);
         if let Some(first) = links.get(&key) {
-            rustix::fs::linkat(&ctx.dst_fd, first, dst_dir, name, AtFlags::empty())
+            rustix::fs::linkat(&ctx.dst_fd, first, dst_dir, dst_name, AtFlags::empty())
                 .map_err(|e| io("link", &ctx.dst_root.join(rel), e))?;
             return Ok(());
         }
@@ -335,12 +519,12 @@ fn times(st: &Stat) -> Timestamps {
 /// non-directory entry.
 fn finish_special(
     ctx: &Ctx<'_>,
-    dst_dir: &OwnedFd,
+    dst_dir: BorrowedFd<'_>,
     name: &CStr,
+    (src_path, dst_path): (PathBuf, PathBuf),
     rel: &Path,
     st: &Stat,
 ) -> Result<()> {
-    let dst_path = ctx.dst_root.join(rel);
     let owner = ctx.owner(st, rel)?;
     if (owner.uid, owner.gid) != (ctx.euid, ctx.egid) {
         rustix::fs::chownat(
@@ -352,7 +536,7 @@ fn finish_special(
         )
         .map_err(|e| io("lchown", &dst_path, e))?;
     }
-    copy_xattrs_path(&ctx.src_root.join(rel), &dst_path, ctx.shift)
+    copy_xattrs_path(&src_path, &dst_path, ctx.shift)
         .map_err(|e| io("copy xattrs", &dst_path, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
         rustix::fs::chmodat(

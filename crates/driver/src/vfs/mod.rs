@@ -10,6 +10,9 @@
 //! ├── dir/                     0700
 //! │   └── <id>/                0555 for a base layer (owned by the mapped
 //! │                            root); a child copies its parent's root
+//! ├── shared/                  0700   strata's own: an empty file per layer
+//! │   └── <id>                 whose non-directories may be hard links to
+//! │                            its parent's (see below)
 //! └── tmp/                     0700   strata's own (the reference never
 //!     │                               looks here)
 //!     └── <id>-<rand>/         a layer being made, renamed into dir/ when
@@ -28,11 +31,24 @@
 //! the only mount option accepted is `ro`. A child whose ID maps differ
 //! from its parent's is a copy with every owner below the root moved to
 //! the new maps in the same pass ([`copy`]).
+//!
+//! Shared files: a read-only child created with
+//! [`CreateRequest::share_parent_files`] (each layer of an image strata
+//! imports) gets hard links to its parent's regular files, symlinks,
+//! devices and FIFOs instead of copies; only its directories are new.
+//! Such a layer is still a complete tree that the reference reads as its
+//! own, and costs the disk and time of its directories only. Nothing
+//! changes a layer's file in place but two operations, which first give
+//! the file an inode of its own on a layer marked in `shared/`: a hard
+//! link member of a later [`Driver::apply_diff`] (its header's owner and
+//! mode go to the linked inode), and [`Driver::update_layer_id_map`]
+//! (which then re-owns a private copy of the whole tree).
 
 pub(crate) mod copy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -105,6 +121,35 @@ impl Vfs {
 
     fn tmp_root(&self) -> PathBuf {
         self.home.join("tmp")
+    }
+
+    /// The mark of a layer that may share inodes with its parent.
+    fn shared_mark(&self, id: &str) -> PathBuf {
+        self.home.join("shared").join(id)
+    }
+
+    fn is_shared(&self, id: &str) -> bool {
+        self.shared_mark(id).exists()
+    }
+
+    fn mark_shared(&self, id: &str) -> Result<()> {
+        let mark = self.shared_mark(id);
+        if let Some(dir) = mark.parent() {
+            mkdir_private(dir)?;
+        }
+        std::fs::File::create(&mark)
+            .map(drop)
+            .map_err(|e| Error::path("create", &mark, e))
+    }
+
+    fn unmark_shared(&self, id: &str) -> Result<()> {
+        let mark = self.shared_mark(id);
+        match std::fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::path("remove", &mark, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Layers a crashed create or remove left behind.
@@ -199,7 +244,18 @@ impl Vfs {
         match &req.parent {
             Some(parent) => {
                 let src = self.layer_dir(parent)?;
-                copy::copy_tree(&src, tmp, req.shift().as_ref())?;
+                let shift = req.shift();
+                let link = req.share_parent_files
+                    && req.access == crate::Access::ReadOnly
+                    && shift.as_ref().is_none_or(|s| s.is_identity());
+                if link {
+                    // Marked before any link exists: a mark without a
+                    // layer is harmless, a shared layer without a mark is not.
+                    self.mark_shared(&req.id)?;
+                } else {
+                    self.unmark_shared(&req.id)?;
+                }
+                copy::copy_tree(&src, tmp, shift.as_ref(), link)?;
             }
             None => {
                 rustix::fs::chown(
@@ -304,8 +360,11 @@ impl Driver for Vfs {
         };
         let doomed = self.staging(id)?;
         match std::fs::rename(&dir, &doomed) {
-            Ok(()) => remove_tree(&doomed),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => {
+                remove_tree(&doomed)?;
+                self.unmark_shared(id)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.unmark_shared(id),
             Err(e) => Err(Error::path("rename", &dir, e)),
         }
     }
@@ -373,6 +432,53 @@ impl Driver for Vfs {
     ) -> Result<ApplyReport> {
         let mut opts = opts.clone();
         opts.ignore_chown_errors |= self.options.ignore_chown_errors;
-        naive::apply_diff(self, target, &opts, diff, tar_split)
+        let unshare = if self.is_shared(target.id) {
+            let u = copy::Unsharer::new(self.layer_dir(target.id)?);
+            Some(strata_archive::Unshare(std::sync::Arc::new(
+                move |dir: BorrowedFd<'_>, name: &[u8]| u.unshare(dir, name),
+            )))
+        } else {
+            None
+        };
+        naive::apply_diff_unsharing(self, target, &opts, diff, tar_split, unshare)
+    }
+
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: Option<&str>,
+    ) -> Result<()> {
+        if to_container == to_host || !self.is_shared(id) {
+            return naive::update_layer_id_map(self, id, (to_container, to_host), mount_label);
+        }
+        // Re-owning in place would re-own the parent's files too: the
+        // layer becomes a shifted copy of itself, swapped in whole.
+        let dir = self.layer_dir(id)?;
+        let tmp = self.staging(id)?;
+        std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
+        let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
+        let shift = strata_idmap::Shift::new(
+            to_container,
+            to_host,
+            strata_idmap::shift::kernel_overflow(),
+        );
+        let swapped = copy::copy_tree(&dir, &tmp, Some(&shift), false).and_then(|()| {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dir,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .map_err(|e| Error::path("exchange", &dir, e.into()))
+        });
+        // Either the half-made copy or, swapped out, the shared tree.
+        if let Err(c) = remove_tree(&tmp) {
+            tracing::warn!("cleaning up {}: {c}", tmp.display());
+        }
+        swapped?;
+        self.unmark_shared(id)
     }
 }

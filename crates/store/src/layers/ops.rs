@@ -52,6 +52,9 @@ pub struct NewLayer {
     pub maps: LayerMaps,
     /// Per-layer driver options (`size`, …).
     pub storage_opt: std::collections::BTreeMap<String, String>,
+    /// An image layer on an image layer: see
+    /// [`strata_driver::CreateRequest::share_parent_files`].
+    pub share_parent_files: bool,
 }
 
 /// What a new layer's content is.
@@ -396,6 +399,7 @@ impl Store {
             // Maps other than the parent's: the driver re-owns the parent's
             // files (the reference's Create + UpdateLayerIDMap).
             parent_mappings: parent.map(Layer::id_mappings),
+            share_parent_files: req.share_parent_files,
         }
     }
 
