@@ -512,7 +512,10 @@ fn privileged_shared_child_links_and_unshares_before_a_change() {
         ino(&b.join("sub")),
         "directories are new"
     );
-    assert!(home.join("shared/child").exists());
+    // A second child, to watch what changes to the parent do to it.
+    d.create(&shared_req("kid", "base")).unwrap();
+    let k = d.get("kid", &MountOptions::default()).unwrap();
+    assert_eq!(ino(&k.join("s")), ino(&b.join("s")));
 
     // Read-write, or not asked: copies.
     let rw = CreateRequest {
@@ -529,7 +532,6 @@ fn privileged_shared_child_links_and_unshares_before_a_change() {
             ino(&r.join("sub/g2")),
             "{id} keeps links"
         );
-        assert!(!home.join("shared").join(id).exists());
     }
 
     let tar = ustar(&[
@@ -608,10 +610,31 @@ fn privileged_shared_child_links_and_unshares_before_a_change() {
     assert_eq!(std::fs::symlink_metadata(b.join("s")).unwrap().uid(), 0);
     assert_eq!(std::fs::metadata(c.join("a")).unwrap().uid(), 100_123);
     assert_eq!(ino(&c.join("g1")), ino(&c.join("sub/g2")));
-    assert!(!home.join("shared/child").exists());
 
-    d.create(&shared_req("grand", "child")).unwrap();
-    assert!(home.join("shared/grand").exists());
-    d.remove("grand").unwrap();
-    assert!(!home.join("shared/grand").exists());
+    // The parent's files are its children's too: a link member applied to
+    // the parent, and re-owning the parent, leave the other child as it was.
+    let tar = ustar(&[link("t", "s", 0o777, (77, 78))]);
+    let target = strata_driver::LayerRef {
+        id: "base",
+        parent: None,
+    };
+    d.apply_diff(target, &Default::default(), &mut &tar[..], None)
+        .unwrap();
+    let bs = std::fs::symlink_metadata(b.join("s")).unwrap();
+    assert_eq!((bs.uid(), bs.gid()), (77, 78));
+    assert_eq!(ino(&b.join("t")), bs.ino());
+    d.update_layer_id_map("base", &maps(0), &maps(100_000), None)
+        .unwrap();
+    assert_eq!(std::fs::metadata(b.join("a")).unwrap().uid(), 100_000);
+    let ks = std::fs::symlink_metadata(k.join("s")).unwrap();
+    assert_eq!((ks.ino(), ks.uid(), ks.gid()), (before[3].ino(), 0, 0));
+    let ka = std::fs::metadata(k.join("a")).unwrap();
+    assert_eq!((ka.ino(), ka.uid()), (before[0].ino(), 0));
+    assert_eq!(std::fs::read(k.join("a")).unwrap(), b"A");
+    let mut entries: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["dir", "tmp"], "nothing else in the driver's home");
 }

@@ -10,9 +10,6 @@
 //! ├── dir/                     0700
 //! │   └── <id>/                0555 for a base layer (owned by the mapped
 //! │                            root); a child copies its parent's root
-//! ├── shared/                  0700   strata's own: an empty file per layer
-//! │   └── <id>                 whose non-directories may be hard links to
-//! │                            its parent's (see below)
 //! └── tmp/                     0700   strata's own (the reference never
 //!     │                               looks here)
 //!     └── <id>-<rand>/         a layer being made, renamed into dir/ when
@@ -38,11 +35,14 @@
 //! devices and FIFOs instead of copies; only its directories are new.
 //! Such a layer is still a complete tree that the reference reads as its
 //! own, and costs the disk and time of its directories only. Nothing
-//! changes a layer's file in place but two operations, which first give
-//! the file an inode of its own on a layer marked in `shared/`: a hard
-//! link member of a later [`Driver::apply_diff`] (its header's owner and
-//! mode go to the linked inode), and [`Driver::update_layer_id_map`]
-//! (which then re-owns a private copy of the whole tree).
+//! changes a layer's file in place but two operations, and on vfs both
+//! first give the layer's files inodes of their own, whichever layer they
+//! are in (a parent's inodes may be its children's): a hard link member
+//! of [`Driver::apply_diff`] whose target has other names (its header's
+//! owner and mode go to the linked inode; the target, with every name the
+//! layer has for it, moves to a private copy first), and
+//! [`Driver::update_layer_id_map`] (which re-owns a private copy of the
+//! whole tree, swapped in for it).
 
 pub(crate) mod copy;
 
@@ -121,35 +121,6 @@ impl Vfs {
 
     fn tmp_root(&self) -> PathBuf {
         self.home.join("tmp")
-    }
-
-    /// The mark of a layer that may share inodes with its parent.
-    fn shared_mark(&self, id: &str) -> PathBuf {
-        self.home.join("shared").join(id)
-    }
-
-    fn is_shared(&self, id: &str) -> bool {
-        self.shared_mark(id).exists()
-    }
-
-    fn mark_shared(&self, id: &str) -> Result<()> {
-        let mark = self.shared_mark(id);
-        if let Some(dir) = mark.parent() {
-            mkdir_private(dir)?;
-        }
-        std::fs::File::create(&mark)
-            .map(drop)
-            .map_err(|e| Error::path("create", &mark, e))
-    }
-
-    fn unmark_shared(&self, id: &str) -> Result<()> {
-        let mark = self.shared_mark(id);
-        match std::fs::remove_file(&mark) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::path("remove", &mark, e))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Layers a crashed create or remove left behind.
@@ -248,13 +219,6 @@ impl Vfs {
                 let link = req.share_parent_files
                     && req.access == crate::Access::ReadOnly
                     && shift.as_ref().is_none_or(|s| s.is_identity());
-                if link {
-                    // Marked before any link exists: a mark without a
-                    // layer is harmless, a shared layer without a mark is not.
-                    self.mark_shared(&req.id)?;
-                } else {
-                    self.unmark_shared(&req.id)?;
-                }
                 copy::copy_tree(&src, tmp, shift.as_ref(), link)?;
             }
             None => {
@@ -360,11 +324,8 @@ impl Driver for Vfs {
         };
         let doomed = self.staging(id)?;
         match std::fs::rename(&dir, &doomed) {
-            Ok(()) => {
-                remove_tree(&doomed)?;
-                self.unmark_shared(id)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.unmark_shared(id),
+            Ok(()) => remove_tree(&doomed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::path("rename", &dir, e)),
         }
     }
@@ -432,15 +393,13 @@ impl Driver for Vfs {
     ) -> Result<ApplyReport> {
         let mut opts = opts.clone();
         opts.ignore_chown_errors |= self.options.ignore_chown_errors;
-        let unshare = if self.is_shared(target.id) {
-            let u = copy::Unsharer::new(self.layer_dir(target.id)?);
-            Some(strata_archive::Unshare(std::sync::Arc::new(
-                move |dir: BorrowedFd<'_>, name: &[u8]| u.unshare(dir, name),
-            )))
-        } else {
-            None
-        };
-        naive::apply_diff_unsharing(self, target, &opts, diff, tar_split, unshare)
+        // Any layer's files may be another layer's too (a child's links to
+        // its parent's, so a parent's to its children's).
+        let u = copy::Unsharer::new(self.layer_dir(target.id)?);
+        let unshare = strata_archive::Unshare(std::sync::Arc::new(
+            move |dir: BorrowedFd<'_>, name: &[u8]| u.unshare(dir, name),
+        ));
+        naive::apply_diff_unsharing(self, target, &opts, diff, tar_split, Some(unshare))
     }
 
     fn update_layer_id_map(
@@ -450,12 +409,16 @@ impl Driver for Vfs {
         to_host: &IdMappings,
         mount_label: Option<&str>,
     ) -> Result<()> {
-        if to_container == to_host || !self.is_shared(id) {
-            return naive::update_layer_id_map(self, id, (to_container, to_host), mount_label);
-        }
-        // Re-owning in place would re-own the parent's files too: the
-        // layer becomes a shifted copy of itself, swapped in whole.
+        // vfs mounts nothing: the label has no use.
+        let _ = mount_label;
         let dir = self.layer_dir(id)?;
+        if to_container == to_host {
+            return Ok(());
+        }
+        // Re-owning in place would re-own the files of every layer that
+        // shares them (a child's are its parent's, so a parent's may be
+        // its children's): the layer becomes a shifted copy of itself,
+        // swapped in whole.
         let tmp = self.staging(id)?;
         std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
         let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
@@ -478,7 +441,6 @@ impl Driver for Vfs {
         if let Err(c) = remove_tree(&tmp) {
             tracing::warn!("cleaning up {}: {c}", tmp.display());
         }
-        swapped?;
-        self.unmark_shared(id)
+        swapped
     }
 }
