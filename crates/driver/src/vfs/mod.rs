@@ -407,10 +407,8 @@ impl Driver for Vfs {
         id: &str,
         to_container: &IdMappings,
         to_host: &IdMappings,
-        mount_label: Option<&str>,
+        _mount_label: Option<&str>,
     ) -> Result<()> {
-        // vfs mounts nothing: the label has no use.
-        let _ = mount_label;
         let dir = self.layer_dir(id)?;
         if to_container == to_host {
             return Ok(());
