@@ -631,6 +631,17 @@ fn privileged_shared_child_links_and_unshares_before_a_change() {
     let ka = std::fs::metadata(k.join("a")).unwrap();
     assert_eq!((ka.ino(), ka.uid()), (before[0].ino(), 0));
     assert_eq!(std::fs::read(k.join("a")).unwrap(), b"A");
+    // Owners moved to other maps: a copy, whatever was asked.
+    let shifted = CreateRequest {
+        id_mappings: maps(200_000),
+        parent_mappings: Some(maps(0)),
+        ..shared_req("mapped", "kid")
+    };
+    d.create(&shifted).unwrap();
+    let m = d.get("mapped", &MountOptions::default()).unwrap();
+    let ma = std::fs::metadata(m.join("a")).unwrap();
+    assert_ne!(ma.ino(), before[0].ino());
+    assert_eq!(ma.uid(), 200_000);
     let mut entries: Vec<_> = std::fs::read_dir(&home)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

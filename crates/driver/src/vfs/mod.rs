@@ -215,11 +215,9 @@ impl Vfs {
         match &req.parent {
             Some(parent) => {
                 let src = self.layer_dir(parent)?;
-                let shift = req.shift();
-                let link = req.share_parent_files
-                    && req.access == crate::Access::ReadOnly
-                    && shift.as_ref().is_none_or(|s| s.is_identity());
-                copy::copy_tree(&src, tmp, shift.as_ref(), link)?;
+                // Shifted owners are never linked (copy_tree copies then).
+                let link = req.share_parent_files && req.access == crate::Access::ReadOnly;
+                copy::copy_tree(&src, tmp, req.shift().as_ref(), link)?;
             }
             None => {
                 rustix::fs::chown(
