@@ -133,17 +133,19 @@ pub fn apply_diff<D: Driver + ?Sized>(
 }
 
 /// [`apply_diff`] onto a tree whose non-directories may share inodes with
-/// another tree's: see [`strata_archive::ApplierOptions::unshare`].
+/// another tree's: `unshare` makes the layer's
+/// [`strata_archive::ApplierOptions::unshare`] from its mounted root.
 pub(crate) fn apply_diff_unsharing<D: Driver + ?Sized>(
     d: &D,
     target: LayerRef<'_>,
     opts: &ApplyDiffOptions,
     diff: &mut (dyn Read + Send),
     tar_split: Option<Box<dyn std::io::Write + Send>>,
-    unshare: Option<strata_archive::Unshare>,
+    unshare: Option<&dyn Fn(&Path) -> strata_archive::Unshare>,
 ) -> Result<ApplyReport> {
     let layer = Mounted::new(d, target.id, &mount_opts(opts.mount_label.as_deref()))?;
     let root = open_root(layer.path())?;
+    let unshare = unshare.map(|make| make(layer.path()));
     let report = strata_archive::apply_layer(
         std::os::fd::AsFd::as_fd(&root),
         diff,

@@ -414,34 +414,24 @@ struct Member<'a> {
 }
 
 fn ustar(members: &[Member<'_>]) -> Vec<u8> {
-    fn octal(field: &mut [u8], v: u64) {
-        let s = format!("{v:0w$o}\0", w = field.len() - 1);
-        field.copy_from_slice(s.as_bytes());
-    }
-    let mut out = Vec::new();
+    let mut b = tar::Builder::new(Vec::new());
     for m in members {
-        let mut h = [0u8; 512];
-        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
-        octal(&mut h[100..108], u64::from(m.mode));
-        octal(&mut h[108..116], u64::from(m.owner.0));
-        octal(&mut h[116..124], u64::from(m.owner.1));
-        octal(&mut h[124..136], m.data.len() as u64);
-        octal(&mut h[136..148], 1_600_000_000);
-        h[156] = if m.link.is_some() { b'1' } else { b'0' };
-        if let Some(l) = m.link {
-            h[157..157 + l.len()].copy_from_slice(l.as_bytes());
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(m.mode);
+        h.set_uid(m.owner.0.into());
+        h.set_gid(m.owner.1.into());
+        h.set_mtime(1_600_000_000);
+        h.set_size(m.data.len() as u64);
+        match m.link {
+            Some(to) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_link_name(to).unwrap();
+            }
+            None => h.set_entry_type(tar::EntryType::Regular),
         }
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].fill(b' ');
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(m.data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
+        b.append_data(&mut h, m.name, m.data).unwrap();
     }
-    out.resize(out.len() + 1024, 0);
-    out
+    b.into_inner().unwrap()
 }
 
 fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Member<'a> {

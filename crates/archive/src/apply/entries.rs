@@ -282,25 +282,21 @@ impl Applier<'_> {
         let mut tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
             .map_err(|e| err("stat", &t.path, e))?
             .ok_or_else(|| err("link to", &t.path, Errno::NOENT))?;
+        let ttype = FileType::from_raw_mode(tst.st_mode);
+        if ttype == FileType::Directory {
+            return Err(refused(h, "a hard link to a directory"));
+        }
         if let Some(unshare) = &self.unshare {
             // An inode with other names that no link member of this stream
             // made may be another tree's too: the link header's metadata
             // must not reach that tree.
-            let key = (tst.st_dev, tst.st_ino);
-            if tst.st_nlink > 1
-                && FileType::from_raw_mode(tst.st_mode) != FileType::Directory
-                && !self.linked_here.contains(&key)
-            {
+            if tst.st_nlink > 1 && !self.linked_here.contains(&(tst.st_dev, tst.st_ino)) {
                 (unshare.0)(tdir.fd.as_fd(), tn).map_err(|e| err("unshare", &t.path, e))?;
                 tst = resolve::lstat_at(tdir.fd.as_fd(), tn)
                     .map_err(|e| err("stat", &t.path, e))?
                     .ok_or_else(|| err("link to", &t.path, Errno::NOENT))?;
             }
             self.linked_here.insert((tst.st_dev, tst.st_ino));
-        }
-        let ttype = FileType::from_raw_mode(tst.st_mode);
-        if ttype == FileType::Directory {
-            return Err(refused(h, "a hard link to a directory"));
         }
         if self.meta.force_mask().is_some()
             && !matches!(ttype, FileType::RegularFile | FileType::Symlink)

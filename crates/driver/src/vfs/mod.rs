@@ -393,11 +393,13 @@ impl Driver for Vfs {
         opts.ignore_chown_errors |= self.options.ignore_chown_errors;
         // Any layer's files may be another layer's too (a child's links to
         // its parent's, so a parent's to its children's).
-        let u = copy::Unsharer::new(self.layer_dir(target.id)?);
-        let unshare = strata_archive::Unshare(std::sync::Arc::new(
-            move |dir: BorrowedFd<'_>, name: &[u8]| u.unshare(dir, name),
-        ));
-        naive::apply_diff_unsharing(self, target, &opts, diff, tar_split, Some(unshare))
+        let unshare = |root: &Path| {
+            let u = copy::Unsharer::new(root.to_path_buf());
+            strata_archive::Unshare(std::sync::Arc::new(
+                move |dir: BorrowedFd<'_>, name: &[u8]| u.unshare(dir, name),
+            ))
+        };
+        naive::apply_diff_unsharing(self, target, &opts, diff, tar_split, Some(&unshare))
     }
 
     fn update_layer_id_map(
