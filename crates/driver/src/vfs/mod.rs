@@ -205,6 +205,15 @@ impl Vfs {
         Ok(root.join(format!("{id}-{r:016x}")))
     }
 
+    /// A new staging directory for `id`, locked (so that no other process
+    /// takes it for a leftover) until the returned handle is dropped.
+    fn locked_staging(&self, id: &str) -> Result<(PathBuf, std::os::fd::OwnedFd)> {
+        let tmp = self.staging(id)?;
+        std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
+        let held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok((tmp, held))
+    }
+
     fn build(&self, req: &CreateRequest, tmp: &Path) -> Result<()> {
         let maps = if req.id_mappings.is_identity() {
             &self.id_mappings
@@ -293,9 +302,7 @@ impl Driver for Vfs {
         if self.find(&req.id)?.is_some() {
             return Err(Error::LayerExists(req.id.clone()));
         }
-        let tmp = self.staging(&req.id)?;
-        std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
-        let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
+        let (tmp, _held) = self.locked_staging(&req.id)?;
         if let Err(e) = self.build(req, &tmp) {
             if let Err(c) = remove_tree(&tmp) {
                 tracing::warn!("cleaning up {}: {c}", tmp.display());
@@ -417,9 +424,7 @@ impl Driver for Vfs {
         // shares them (a child's are its parent's, so a parent's may be
         // its children's): the layer becomes a shifted copy of itself,
         // swapped in whole.
-        let tmp = self.staging(id)?;
-        std::fs::create_dir(&tmp).map_err(|e| Error::path("mkdir", &tmp, e))?;
-        let _held = lock_dir(&tmp, rustix::fs::FlockOperation::LockExclusive)?;
+        let (tmp, _held) = self.locked_staging(id)?;
         let shift = strata_idmap::Shift::new(
             to_container,
             to_host,
