@@ -204,8 +204,8 @@ fn podman_uses(root: &Path, driver: &str, id: &str, source: &str) {
 }
 
 /// On vfs, each layer of a strata-imported image holds hard links to its
-/// parent's files; the reference reads such a layer (its tar-split replay
-/// and its changes) and deletes the image as it deletes its own.
+/// parent's files; the reference reads such a layer's changes and deletes
+/// the image as it deletes its own.
 fn reference_uses_linked_layers(root: &Path, layers: &[String]) {
     use std::os::unix::fs::MetadataExt;
     let dir = |id: &str| root.join("root/vfs/dir").join(id);
@@ -213,19 +213,9 @@ fn reference_uses_linked_layers(root: &Path, layers: &[String]) {
     for id in &layers[1..] {
         assert_eq!(ino(id), ino(&layers[0]), "{id} links etc/hello");
     }
-    let cs = |args: &[&str]| {
-        let mut a = vec![
-            "-g".to_string(),
-            root.join("root").display().to_string(),
-            "-R".to_string(),
-            root.join("run").display().to_string(),
-            "-s".to_string(),
-            "vfs".to_string(),
-        ];
-        a.extend(args.iter().map(|s| s.to_string()));
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        tools::ok("containers-storage", &a)
-    };
+    let reference =
+        strata_testsupport::ReferenceStore::with_roots(root.join("root"), root.join("run"), "vfs");
+    let cs = |args: &[&str]| String::from_utf8(reference.run(args)).unwrap();
     let top = layers.last().unwrap();
     let changes = cs(&["changes", top]);
     assert!(changes.contains("/etc/third"), "{changes}");
