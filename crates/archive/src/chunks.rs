@@ -79,6 +79,13 @@ impl ChunkSender {
         self.free.try_recv().unwrap_or_default()
     }
 
+    /// Where [`ChunkSender::buffer`] takes its buffers from, for a thread
+    /// before this one in a pipeline: it fills them, this one passes them
+    /// on, and the consumer's drops bring them back to it.
+    pub fn buffers(&self) -> Receiver<Vec<u8>> {
+        self.free.clone()
+    }
+
     /// Hands `chunk` to the consumer, waiting for room.
     pub fn send(&self, chunk: Vec<u8>) -> std::result::Result<(), ConsumerGone> {
         self.tx.send(Msg::Data(chunk)).map_err(|_| ConsumerGone)
@@ -107,6 +114,32 @@ impl ChunkReceiver {
                 buf: v,
                 free: self.free.clone(),
             }))),
+            Ok(Msg::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Ok(Msg::Failed(e)) => {
+                self.ended = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.ended = true;
+                Err(Error::Abandoned(self.producer))
+            }
+        }
+    }
+}
+
+impl ChunkReceiver {
+    /// The next chunk as the producer sent it, `None` once it finished: for
+    /// a stage that passes the buffer on (to a [`ChunkSender`] whose
+    /// consumer's drops then recycle it) instead of returning it here.
+    pub fn next_buffer(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Msg::Data(v)) => Ok(Some(v)),
             Ok(Msg::End) => {
                 self.ended = true;
                 Ok(None)

@@ -7,12 +7,13 @@
 //!                                                  └─> applier / callback
 //! ```
 //!
-//! A plain tar goes through the same two threads with a pass-through
-//! "decoder" and is hashed once, on the input side (its input digest is its
-//! tar digest): reading and hashing then overlap the applier's system calls.
+//! A plain tar is hashed once, on the input side (its input digest is its
+//! tar digest), and read on a third thread ([`hash_plain`]), so that
+//! reading (the kernel's copy into the chunks) and hashing overlap each
+//! other and the applier's system calls.
 //! Parsing and applying share one thread: a hand-off per entry costs more
 //! than the parsing it would offload, especially when other processes
-//! compete for the cores; a hand-off per 1 MiB chunk costs nothing.
+//! compete for the cores; a hand-off per 256 KiB chunk costs nothing.
 //!
 //! The two threads share a [`crate::chunks`] channel: decompression errors
 //! travel downstream in-band, so the caller sees the first real cause (a
@@ -37,6 +38,8 @@ use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
 const BYTE_SLOTS: usize = 16;
+/// Chunks read and waiting to be hashed (a plain tar's input).
+const READ_SLOTS: usize = 4;
 
 /// Options of [`apply_layer`].
 #[derive(Default)]
@@ -262,6 +265,9 @@ fn decompress(
     input: impl Read + Send,
     tx: ChunkSender,
 ) -> Result<Decompressed> {
+    if compression == Compression::None {
+        return hash_plain(input, tx);
+    }
     let mut hashed = Hashing::new(input);
     let result = (|| {
         let mut dec = decoder(compression, Box::new(&mut hashed))?;
@@ -303,6 +309,89 @@ fn decompress(
             ))
         }
     }
+}
+
+/// A plain tar's stage: a thread of its own reads the input into the
+/// buffers the parser gives back, and this one hashes each and passes it
+/// on. For a plain tar, reading (the kernel's copy into those buffers) and
+/// hashing are this stage's whole work and, together, the longest of the
+/// pipeline's threads: apart, each takes a core whenever the applier's
+/// threads leave one, and the parser gets each chunk as soon as it is
+/// hashed.
+fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> {
+    let (raw_tx, mut raw_rx) = chunks::channel(READ_SLOTS, "strata-read");
+    let buffers = tx.buffers();
+    std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("strata-read".into())
+            .spawn_scoped(s, move || {
+                let read = (|| {
+                    let mut input = decoder(Compression::None, Box::new(input))?;
+                    loop {
+                        let mut chunk = buffers.try_recv().unwrap_or_default();
+                        chunk.resize(CHUNK, 0);
+                        let got = read_full(&mut input, &mut chunk)?;
+                        if got == 0 {
+                            return Ok(());
+                        }
+                        chunk.truncate(got);
+                        if raw_tx.send(chunk).is_err() {
+                            // The hasher stopped: the parser failed and
+                            // reports why.
+                            return Ok(());
+                        }
+                    }
+                })();
+                match read {
+                    Ok(()) => raw_tx.finish(),
+                    Err(e) => raw_tx.fail(e),
+                }
+            })
+            .map_err(|e| Error::io("starting the input reader thread", e))?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let hashed = loop {
+            match raw_rx.next_buffer() {
+                Ok(Some(chunk)) => {
+                    hash.update(&chunk);
+                    size += chunk.len() as u64;
+                    if tx.send(chunk).is_err() {
+                        // The parser reads to the input's end (trailing
+                        // bytes included) unless it failed; it reports why.
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // The reader ends at the input's end or error, or when the
+        // receiver goes.
+        drop(raw_rx);
+        let joined = reader.join();
+        match hashed {
+            Ok(()) if joined.is_ok() => {
+                tx.finish();
+                Ok(Decompressed {
+                    compression: Compression::None,
+                    digest: sha256_digest(hash),
+                    size,
+                })
+            }
+            Ok(()) => {
+                tx.fail(Error::Abandoned("strata-read"));
+                Err(Error::Unsupported(
+                    "reading the input failed (reported downstream)".into(),
+                ))
+            }
+            Err(e) => {
+                tx.fail(e);
+                Err(Error::Unsupported(
+                    "reading the input failed (reported downstream)".into(),
+                ))
+            }
+        }
+    })
 }
 
 /// The tar stream as the decompression stage sends it, in chunks. The reader

@@ -213,9 +213,9 @@ fn the_first_real_cause_is_reported() {
     assert!(err.to_string().contains("disk on fire"), "{err}");
     assert!(err.to_string().contains("reading layer input"), "{err}");
 
-    // A compressed input failing half way through reaches the caller,
-    // after what was decoded before it.
-    for kind in [Compression::Gzip, Compression::Zstd] {
+    // An input failing half way through reaches the caller, after what was
+    // read (and decoded) before it; a plain one through its reader thread.
+    for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
         // Incompressible, so that half of the compressed stream is several
         // read chunks.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -256,6 +256,21 @@ fn the_first_real_cause_is_reported() {
         assert!(err.to_string().contains("disk on fire"), "{kind:?}: {err}");
         assert!(data > 0 && data < big.len(), "{kind:?}: {data} bytes");
     }
+}
+
+/// Bytes after a plain tar's end still count: the digest and size are the
+/// whole input's, here many more chunks of it than are ever in flight.
+#[test]
+fn plain_trailing_bytes_are_hashed_to_the_end() {
+    let mut input = sample();
+    let tar_len = input.len();
+    input.extend((0..40 * strata_archive::entry::CHUNK + 123).map(|i| (i % 253) as u8));
+    let r = digest_layer(Cursor::new(input.clone()), None).unwrap();
+    assert_eq!(r.compression, Compression::None);
+    assert_eq!(r.compressed_digest, sha256(&input));
+    assert_eq!(r.uncompressed_digest, sha256(&input));
+    assert_eq!(r.uncompressed_size, input.len() as u64);
+    assert!(r.uncompressed_size > tar_len as u64);
 }
 
 #[test]
