@@ -123,17 +123,24 @@ skopeo_import() {
     sh "$4" "$1" "$2" "$3"
 }
 reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
-# settle [FILE...]: write back and drop the caches, then read the FILEs (the input) back into the page
-# cache. Without this, a run that follows the deletion of a big tree pays for ext4 skipping
-# the just-freed inodes (recently_deleted() scans inode tables that are still cached), which
-# penalises whichever tool happens to run next; the input is warm for every tool alike.
-settle() { sync; echo 3 > /proc/sys/vm/drop_caches; [ $# -eq 0 ] || cat "$@" > /dev/null; }
+# settle [FILE...]: write back and drop the caches, then read the tools' executables and the
+# FILEs (the input) back into the page cache. Without this, a run that follows the deletion of
+# a big tree pays for ext4 skipping the just-freed inodes (recently_deleted() scans inode
+# tables that are still cached), which penalises whichever tool happens to run next; the input
+# is warm for every tool alike, and so is each tool's program, as for a user running it again
+# (read from disk, strata's 9 MB of code cost ~15 ms of a cold start, GNU tar's 0.5 MB ~1 ms).
+settle() {
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  printf '%s\n' "$TOOLS" | xargs -d '\n' cat > /dev/null
+  [ $# -eq 0 ] || cat "$@" > /dev/null
+}
 # layer_seq "TOOL ARGS" LAYOUT: import-layer each layer blob of LAYOUT's image on the previous.
 layer_seq() {
   local p="" b
   for b in $(cat "$2/layers.txt"); do p=$($1 import-layer $p < "$2/blobs/sha256/$b" | tail -1); done
 }
-export -f reset_store reset_tar settle skopeo_import layer_seq; export W
+TOOLS=$(for t in "$BIN" "$REF" "$(command -v tar)" "$(command -v skopeo || true)"; do [ -n "$t" ] && printf '%s\n' "$t"; done)
+export -f reset_store reset_tar settle skopeo_import layer_seq; export W TOOLS
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 # One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
