@@ -1,7 +1,8 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "decompress":  input ─> sha256 (input) ─> decoder ─┐ chunks (bounded,
+//! thread "read":        (a plain tar only) input ─> chunks ─┐
+//! thread "decompress":  input ─> sha256 (input) ─> decoder ─┤ chunks (bounded,
 //!                       ┌───────────────────────────────────┘  buffers recycled)
 //! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
 //!                                                  └─> applier / callback
@@ -358,19 +359,22 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
                     if tx.send(chunk).is_err() {
                         // The parser reads to the input's end (trailing
                         // bytes included) unless it failed; it reports why.
-                        break Ok(());
+                        break Ok(false);
                     }
                 }
-                Ok(None) => break Ok(()),
+                Ok(None) => break Ok(true),
                 Err(e) => break Err(e),
             }
         };
-        // The reader ends at the input's end or error, or when the
-        // receiver goes.
+        // The reader ends at the input's end or error, or at its next send
+        // once this receiver is gone.
         drop(raw_rx);
         let joined = reader.join();
         match hashed {
-            Ok(()) if joined.is_ok() => {
+            Ok(false) => Err(Error::Unsupported(
+                "parsing stopped (reported downstream)".into(),
+            )),
+            Ok(true) if joined.is_ok() => {
                 tx.finish();
                 Ok(Decompressed {
                     compression: Compression::None,
@@ -378,7 +382,7 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
                     size,
                 })
             }
-            Ok(()) => {
+            Ok(true) => {
                 tx.fail(Error::Abandoned("strata-read"));
                 Err(Error::Unsupported(
                     "reading the input failed (reported downstream)".into(),
