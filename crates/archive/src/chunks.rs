@@ -106,31 +106,14 @@ impl ChunkReceiver {
     /// The next chunk, `None` once the producer finished. The chunk's buffer
     /// goes back to the producer when the last slice of it is dropped.
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        if self.ended {
-            return Ok(None);
-        }
-        match self.rx.recv() {
-            Ok(Msg::Data(v)) => Ok(Some(Bytes::from_owner(Recycled {
-                buf: v,
+        Ok(self.next_buffer()?.map(|buf| {
+            Bytes::from_owner(Recycled {
+                buf,
                 free: self.free.clone(),
-            }))),
-            Ok(Msg::End) => {
-                self.ended = true;
-                Ok(None)
-            }
-            Ok(Msg::Failed(e)) => {
-                self.ended = true;
-                Err(e)
-            }
-            Err(_) => {
-                self.ended = true;
-                Err(Error::Abandoned(self.producer))
-            }
-        }
+            })
+        }))
     }
-}
 
-impl ChunkReceiver {
     /// The next chunk as the producer sent it, `None` once it finished: for
     /// a stage that passes the buffer on (to a [`ChunkSender`] whose
     /// consumer's drops then recycle it) instead of returning it here.
