@@ -59,6 +59,7 @@ pub mod copy;
 pub mod entry;
 mod error;
 mod fdtable;
+mod gzip;
 mod pipeline;
 pub mod reader;
 pub mod tarsplit;
@@ -68,4 +69,5 @@ pub use apply::{Applier, ApplierOptions, ApplyMode, OpaqueXattr, Unshare, Whiteo
 pub use changes::{Change, ChangeKind};
 pub use compression::Compression;
 pub use error::{Error, ErrorKind, Result};
+pub use gzip::ParallelGzip;
 pub use pipeline::{apply_layer, digest_layer, read_layer, ApplyOptions, ApplyReport};

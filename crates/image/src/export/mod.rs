@@ -179,6 +179,12 @@ pub fn export(
     }
 }
 
+/// The gzip level of exported layers. skopeo (pgzip at its default level)
+/// wrote the bench's two-layer image (minbase + layer2) in 386 MB, zlib's
+/// level 6 in 378 MB and level 4 in 382 MB, with a core compressing
+/// layer2.tar at 91 MB/s instead of 66 (zlib-rs).
+const GZIP_LEVEL: u32 = 4;
+
 /// Streams layer `index` into `out`, compressed, checking its diff ID.
 fn write_layer(
     layers: &mut LayerWriter<'_>,
@@ -189,10 +195,11 @@ fn write_layer(
 ) -> Result<()> {
     let enc = match compress {
         Compress::None => Encoder::Plain(out),
-        Compress::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-            out,
-            flate2::Compression::default(),
-        )),
+        Compress::Gzip => Encoder::Gzip(
+            strata_archive::ParallelGzip::new(out, flate2::Compression::new(GZIP_LEVEL))
+                .map(Box::new)
+                .map_err(|e| Error::io("starting gzip", e))?,
+        ),
         Compress::Zstd => Encoder::Zstd(
             zstd::stream::write::Encoder::new(out, 3).map_err(|e| Error::io("starting zstd", e))?,
         ),
@@ -214,7 +221,7 @@ fn write_layer(
 
 enum Encoder<'a> {
     Plain(&'a mut dyn Write),
-    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Gzip(Box<strata_archive::ParallelGzip<&'a mut dyn Write>>),
     Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
 }
 

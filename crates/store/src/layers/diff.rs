@@ -123,7 +123,7 @@ impl Store {
 /// A writer that may compress, finished explicitly so errors surface.
 pub(crate) enum Compressor<'a> {
     Plain(&'a mut dyn Write),
-    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Gzip(Box<strata_archive::ParallelGzip<&'a mut dyn Write>>),
     Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
 }
 
@@ -158,10 +158,11 @@ impl Compressor<'_> {
 fn compressor(kind: Compression, out: &mut dyn Write) -> Result<Compressor<'_>> {
     match kind {
         Compression::None => Ok(Compressor::Plain(out)),
-        Compression::Gzip => Ok(Compressor::Gzip(flate2::write::GzEncoder::new(
-            out,
-            flate2::Compression::default(),
-        ))),
+        Compression::Gzip => Ok(Compressor::Gzip(
+            strata_archive::ParallelGzip::new(out, flate2::Compression::default())
+                .map(Box::new)
+                .map_err(|e| Error::io("start gzip for", "<output>", e))?,
+        )),
         Compression::Zstd => zstd::stream::write::Encoder::new(out, 3)
             .map(Compressor::Zstd)
             .map_err(|e| Error::io("start zstd", "<output>", e)),
