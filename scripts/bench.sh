@@ -22,6 +22,8 @@
 #                     minbase + layer2 in gzip and zstd, minbase cut into 8 layers), against
 #                     `skopeo copy oci:… containers-storage:[driver@graph+run]…`
 #   layers-<layout>   the same blobs as a plain import-layer sequence (vs containers-storage)
+#   export-<gzip|zstd> export-image of the two-layer image to an OCI layout with that layer
+#                     compression, against `skopeo copy containers-storage:… oci:…`
 #   records: a store of 250, then 1,000 images of 5 layers each (and 200 containers), built
 #   once with strata and copied for the reference, so both work on the same files:
 #     images-N, layers-N, containers-200   list them (N images, 5N layers: linear in N?)
@@ -114,6 +116,9 @@ sub() {
   # private mount namespace so its blob-info cache stays out of /var/lib).
   if [ "$t" = strata ]; then x=${x//\$I/$BIN -g \$G -R \$R -s \$D import-image -n bench}
   else x=${x//\$I/skopeo_import \$D \$G \$R}; fi
+  # $E COMPRESSION DEST: export that image (strata export-image; skopeo copy out of the store).
+  if [ "$t" = strata ]; then x=${x//\$E/$BIN -g \$G -R \$R -s \$D export-image bench --compress}
+  else x=${x//\$E/skopeo_export \$D \$G \$R}; fi
   x=${x//\$D/${DRV:-vfs}}
   x=${x//\$G/$d/root}; x=${x//\$R/$d/run}; printf '%s' "$x"
 }
@@ -121,6 +126,11 @@ sub() {
 skopeo_import() {
   unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /var/lib && exec skopeo copy -q "$1" "containers-storage:[$2@$3+$4]bench"' \
     sh "$4" "$1" "$2" "$3"
+}
+# skopeo_export DRIVER GRAPH RUN COMPRESSION DEST
+skopeo_export() {
+  unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /var/lib && exec skopeo copy -q --dest-compress-format "$4" "containers-storage:[$1@$2+$3]bench" "$5"' \
+    sh "$1" "$2" "$3" "$4" "$5"
 }
 reset_tar() { rm -rf "$W/t"; mkdir -p "$W/t"; }
 # settle [FILE...]: write back and drop the caches, then read the tools' executables and the
@@ -140,7 +150,7 @@ layer_seq() {
   for b in $(cat "$2/layers.txt"); do p=$($1 import-layer $p < "$2/blobs/sha256/$b" | tail -1); done
 }
 TOOLS=$(for t in "$BIN" "$REF" "$(command -v tar)" "$(command -v skopeo || true)"; do [ -n "$t" ] && printf '%s\n' "$t"; done)
-export -f reset_store reset_tar settle skopeo_import layer_seq; export W TOOLS
+export -f reset_store reset_tar settle skopeo_import skopeo_export layer_seq; export W TOOLS
 
 # time_one NAME DRIVER PREPARE CMD [TAR_CMD]: PREPARE runs before every timed run ("" for none).
 # One untimed run of each tool comes first: it warms up, measures the peak RSS, and finds a tool
@@ -278,6 +288,16 @@ $st unmount edited >/dev/null"
       time_one "image-$img" "$DRV" "$fresh; settle $L/blobs/sha256/*" "\$I oci:$L:bench > /dev/null"
       seq="layer_seq \"$st\" $L"
       time_one "layers-$img" "$DRV" "$fresh; settle $L/blobs/sha256/*" "$seq"
+    done
+  fi
+  if echo "export-" | grep -Eq "$ONLY"; then
+    [ -d "$HOSTW/images/eight" ] || python3 scripts/bench-image.py "$CORPUS" "$HOSTW/images" >&2
+    # The two-layer image, imported once into each tool's store, exported to a fresh layout.
+    for t in strata containers-storage; do
+      bash -c "$(sub $t "$fresh; \$I oci:$HOSTW/images/two-zstd:bench")" >/dev/null
+    done
+    for c in gzip zstd; do
+      time_one "export-$c" "$DRV" "rm -rf $W/out; settle" "\$E $c oci:$W/out:bench > /dev/null"
     done
   fi
   if [ "$DRV" = overlay ]; then
