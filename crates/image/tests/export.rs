@@ -109,6 +109,60 @@ fn exports_read_back_as_the_same_image() {
     assert!(matches!(e, strata_image::Error::Unsupported(_)), "{e}");
 }
 
+/// A layer of many chunks goes through the compressing thread whole, in
+/// both compressions; a layer whose tar fails half way is an error with
+/// that cause and leaves no blob.
+#[test]
+fn big_layers_and_a_layer_that_fails_half_way() {
+    let d = tmp();
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> (i % 29)) as u8)
+        .collect();
+    let s = Spec::new(vec![Layer::new(&[("big", &big[..])], Comp::None)]);
+    Layout::single(&d.path().join("src"), &s, "v1");
+    let from = format!("oci:{}:v1", d.path().join("src").display());
+    for (name, c) in [("gz", Compress::Gzip), ("zst", Compress::Zstd)] {
+        let to = format!("oci:{}:v1", d.path().join(name).display());
+        convert(&from, &to, Some(c)).unwrap();
+        let (src, img) = open(&to);
+        let mut tar = Vec::new();
+        src.write_layer_tar(&img.layers[0], &mut tar).unwrap();
+        assert!(
+            tar == s.layers[0].raw,
+            "{name}: the layer read back differs"
+        );
+    }
+    let (src, img) = open(&from);
+    let mut layers = |i: usize, out: &mut dyn std::io::Write| {
+        let mut tar = Vec::new();
+        src.write_layer_tar(&img.layers[i], &mut tar)?;
+        out.write_all(&tar[..3_000_000])
+            .map_err(|e| strata_image::Error::io("test", e))?;
+        Err(strata_image::Error::io(
+            "test",
+            std::io::Error::other("disk on fire"),
+        ))
+    };
+    for c in [Compress::Gzip, Compress::Zstd] {
+        let out = d.path().join(format!("failed-{c:?}"));
+        let e = export(
+            &ExportImage {
+                config: img.config.bytes.clone(),
+            },
+            &mut layers,
+            &Location::parse(&format!("oci:{}", out.display())).unwrap(),
+            Some(c),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("disk on fire"), "{c:?}: {e}");
+        let left: Vec<_> = std::fs::read_dir(out.join("blobs/sha256"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "{c:?}: {left:?}");
+    }
+}
+
 #[test]
 fn export_refuses_a_layer_that_is_not_its_diff_id() {
     let d = tmp();
