@@ -188,6 +188,55 @@ fn sparse_replay_is_exact_for_gnu_tar_formats() {
     }
 }
 
+/// Replay announces every file to its source before it opens it, and
+/// some entries ahead, so a source on a cold disk can read them at once.
+#[test]
+fn replay_announces_files_before_opening_them() {
+    use std::cell::RefCell;
+    struct Recording<'a>(MapSource, &'a RefCell<Vec<(bool, Vec<u8>)>>);
+    impl strata_archive::tarsplit::FileSource for Recording<'_> {
+        fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+            self.1.borrow_mut().push((true, name.to_vec()));
+            self.0.open(name)
+        }
+        fn prefetch(&self, name: &[u8]) {
+            self.1.borrow_mut().push((false, name.to_vec()));
+        }
+    }
+    let mut b = gnu();
+    for i in 0..200 {
+        add_file(&mut b, &format!("d/f{i}"), format!("file {i}\n").as_bytes());
+    }
+    add_file(&mut b, "empty", b"");
+    let tar = b.into_inner().unwrap();
+    let (_, rec) = record(&tar).unwrap();
+    let events = RefCell::new(Vec::new());
+    let src = Recording(MapSource::of(&members(&tar).unwrap()), &events);
+    let mut out = Vec::new();
+    replay(Cursor::new(&rec), &src, &mut out).unwrap();
+    assert!(out == tar);
+    let events = events.into_inner();
+    let opened: Vec<_> = events.iter().filter(|e| e.0).map(|e| &e.1).collect();
+    let announced: Vec<_> = events.iter().filter(|e| !e.0).map(|e| &e.1).collect();
+    // Every file with content, once each, in order; an empty one is
+    // neither read nor announced.
+    assert_eq!(opened.len(), 200);
+    assert_eq!(opened, announced);
+    for (i, name) in opened.iter().enumerate() {
+        let at = |open: bool| {
+            events
+                .iter()
+                .position(|e| e.0 == open && &e.1 == *name)
+                .unwrap()
+        };
+        assert!(at(false) < at(true), "f{i} opened before it was announced");
+        // Announced before the file some entries earlier was opened.
+        if i >= 20 {
+            assert!(at(false) < at(true) - 20, "f{i} announced too late");
+        }
+    }
+}
+
 #[test]
 fn replay_detects_changed_and_missing_content() {
     let tar = sample(2);

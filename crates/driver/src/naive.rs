@@ -246,14 +246,25 @@ impl DirFileSource {
     }
 }
 
-impl strata_archive::tarsplit::FileSource for DirFileSource {
-    fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+impl DirFileSource {
+    fn open_fd(&self, name: &[u8]) -> std::io::Result<OwnedFd> {
         use rustix::fs::OFlags;
         use std::os::fd::AsFd;
         use strata_archive::confined::{self, How};
         let how = How::new(OFlags::RDONLY | OFlags::NOFOLLOW);
-        let fd = confined::open(self.root.as_fd(), name, &how)?;
-        Ok(Box::new(std::fs::File::from(fd)))
+        Ok(confined::open(self.root.as_fd(), name, &how)?)
+    }
+}
+
+impl strata_archive::tarsplit::FileSource for DirFileSource {
+    fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(std::fs::File::from(self.open_fd(name)?)))
+    }
+
+    fn prefetch(&self, name: &[u8]) {
+        if let Ok(fd) = self.open_fd(name) {
+            strata_archive::tarsplit::will_need(&fd);
+        }
     }
 }
 

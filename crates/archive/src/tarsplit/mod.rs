@@ -40,7 +40,7 @@ use base64::Engine;
 pub use crc::Crc64;
 pub use forward::{record_on_thread, Forwarder};
 pub use replaced::ReplacedMembers;
-pub use source::DirSource;
+pub use source::{will_need, DirSource};
 
 use crate::reader::RawSink;
 use crate::{Error, Result};
@@ -50,7 +50,18 @@ pub trait FileSource {
     /// Opens the file recorded under `name` (archive name, relative to the
     /// layer root). Implementations must confine the lookup to their roots.
     fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>>;
+
+    /// `name` will be opened soon ([`replay`] names files [`PREFETCH_AHEAD`]
+    /// entries before it opens them): a source on a disk may start reading
+    /// it. Does nothing by default; a failure is for `open` to report.
+    fn prefetch(&self, _name: &[u8]) {}
 }
+
+/// How many record entries ahead of the one it writes [`replay`] reads the
+/// record and announces files to the source ([`FileSource::prefetch`]): a
+/// layer's files read from a cold disk one after another wait for every
+/// read in turn; announced, the disk reads several at once.
+pub const PREFETCH_AHEAD: usize = 64;
 
 /// Writes a tar-split record as JSON lines; feed it to a
 /// [`crate::reader::Reader`] as its [`RawSink`].
@@ -226,7 +237,21 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
     let mut written = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_segment: Vec<u8> = Vec::new();
-    for item in lines(record) {
+    let mut items = lines(record);
+    let mut ahead = std::collections::VecDeque::with_capacity(PREFETCH_AHEAD);
+    loop {
+        while ahead.len() < PREFETCH_AHEAD {
+            let Some(item) = items.next() else { break };
+            if let Ok((n, e)) = &item {
+                if e.kind == 1 && e.size.unwrap_or(0) > 0 {
+                    if let Ok(name) = e.file_name(*n) {
+                        source.prefetch(&name);
+                    }
+                }
+            }
+            ahead.push_back(item);
+        }
+        let Some(item) = ahead.pop_front() else { break };
         let (n, entry) = item?;
         match entry.kind {
             2 => {

@@ -68,6 +68,21 @@ impl FileSource for DirSource {
         }
         Err(last.into())
     }
+
+    fn prefetch(&self, name: &[u8]) {
+        let rel = normalize(name);
+        for root in &self.roots {
+            if let Ok(fd) = open_confined(root, &rel) {
+                will_need(&fd);
+                return;
+            }
+        }
+    }
+}
+
+/// Asks the kernel to start reading all of `fd`'s file into the page cache.
+pub fn will_need(fd: &OwnedFd) {
+    let _ = rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::WillNeed);
 }
 
 /// The name under one root, chroot-like ([`crate::confined`]).
