@@ -272,22 +272,8 @@ fn decompress(
     let mut hashed = Hashing::new(input);
     let result = (|| {
         let mut dec = decoder(compression, Box::new(&mut hashed))?;
-        loop {
-            let mut chunk = tx.buffer();
-            // Reused chunks are full-sized already: this zeroes only new
-            // buffers.
-            chunk.resize(CHUNK, 0);
-            let got = read_full(&mut dec, &mut chunk)?;
-            if got == 0 {
-                break;
-            }
-            chunk.truncate(got);
-            if tx.send(chunk).is_err() {
-                // The parser stopped; it reports why.
-                break;
-            }
-        }
-        Ok(())
+        // The parser may have stopped first; it reports why.
+        pump(&mut dec, || tx.buffer(), &tx).map(|_| ())
     })();
     match result {
         Ok(()) => {
@@ -312,6 +298,29 @@ fn decompress(
     }
 }
 
+/// Reads `input` into chunks (buffers from `buffer`) and sends them to
+/// `tx` until the input ends (`true`) or the consumer is gone (`false`).
+fn pump(
+    input: &mut dyn Read,
+    mut buffer: impl FnMut() -> Vec<u8>,
+    tx: &ChunkSender,
+) -> Result<bool> {
+    loop {
+        let mut chunk = buffer();
+        // Reused chunks are full-sized already: this zeroes only new
+        // buffers.
+        chunk.resize(CHUNK, 0);
+        let got = read_full(&mut *input, &mut chunk)?;
+        if got == 0 {
+            return Ok(true);
+        }
+        chunk.truncate(got);
+        if tx.send(chunk).is_err() {
+            return Ok(false);
+        }
+    }
+}
+
 /// A plain tar's stage: a thread of its own reads the input into the
 /// buffers the parser gives back, and this one hashes each and passes it
 /// on. For a plain tar, reading (the kernel's copy into those buffers) and
@@ -328,20 +337,10 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
             .spawn_scoped(s, move || {
                 let read = (|| {
                     let mut input = decoder(Compression::None, Box::new(input))?;
-                    loop {
-                        let mut chunk = buffers.try_recv().unwrap_or_default();
-                        chunk.resize(CHUNK, 0);
-                        let got = read_full(&mut input, &mut chunk)?;
-                        if got == 0 {
-                            return Ok(());
-                        }
-                        chunk.truncate(got);
-                        if raw_tx.send(chunk).is_err() {
-                            // The hasher stopped: the parser failed and
-                            // reports why.
-                            return Ok(());
-                        }
-                    }
+                    // The hasher may have stopped first: the parser failed
+                    // and reports why.
+                    let buffer = || buffers.try_recv().unwrap_or_default();
+                    pump(&mut input, buffer, &raw_tx).map(|_| ())
                 })();
                 match read {
                     Ok(()) => raw_tx.finish(),
@@ -370,6 +369,8 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
         // once this receiver is gone.
         drop(raw_rx);
         let joined = reader.join();
+        let reported =
+            || Error::Unsupported("reading the input failed (reported downstream)".into());
         match hashed {
             Ok(false) => Err(Error::Unsupported(
                 "parsing stopped (reported downstream)".into(),
@@ -384,15 +385,11 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
             }
             Ok(true) => {
                 tx.fail(Error::Abandoned("strata-read"));
-                Err(Error::Unsupported(
-                    "reading the input failed (reported downstream)".into(),
-                ))
+                Err(reported())
             }
             Err(e) => {
                 tx.fail(e);
-                Err(Error::Unsupported(
-                    "reading the input failed (reported downstream)".into(),
-                ))
+                Err(reported())
             }
         }
     })

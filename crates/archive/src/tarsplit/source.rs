@@ -54,28 +54,31 @@ impl DirSource {
     }
 }
 
-impl FileSource for DirSource {
-    fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+impl DirSource {
+    /// The file under the first root that has it.
+    fn open_fd(&self, name: &[u8]) -> std::result::Result<OwnedFd, Errno> {
         let rel = normalize(name);
         let rel = if rel.is_empty() { b".".to_vec() } else { rel };
         let mut last = Errno::NOENT;
         for root in &self.roots {
             match open_confined(root, &rel) {
-                Ok(fd) => return Ok(Box::new(File::from(fd))),
+                Ok(fd) => return Ok(fd),
                 Err(e) if e == Errno::NOENT || e == Errno::NOTDIR => last = e,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
-        Err(last.into())
+        Err(last)
+    }
+}
+
+impl FileSource for DirSource {
+    fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(File::from(self.open_fd(name)?)))
     }
 
     fn prefetch(&self, name: &[u8]) {
-        let rel = normalize(name);
-        for root in &self.roots {
-            if let Ok(fd) = open_confined(root, &rel) {
-                will_need(&fd);
-                return;
-            }
+        if let Ok(fd) = self.open_fd(name) {
+            will_need(&fd);
         }
     }
 }

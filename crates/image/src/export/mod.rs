@@ -252,7 +252,8 @@ fn compress_layer(
         let mut plain = Hashing::new(&mut feed);
         let made = layers(index, &mut plain);
         let (_, written) = plain.finish();
-        let fed = made.and_then(|()| feed.close().map_err(|e| Error::io("writing layer", e)));
+        // Sends what is left.
+        let fed = made.and_then(|()| feed.send().map_err(|e| Error::io("writing layer", e)));
         // Ends the compressor's input, also after an error.
         feed.tx = None;
         let drained = feed.drain(true);
@@ -290,11 +291,6 @@ impl Feed<'_, '_> {
                 "the compressing thread stopped",
             )),
         }
-    }
-
-    /// Sends what is left.
-    fn close(&mut self) -> std::io::Result<()> {
-        self.send()
     }
 
     /// Writes out what the compressor gave back: what is ready, or (`all`)
