@@ -20,7 +20,7 @@
 //! [`io::Read`] of what it writes; the thread is joined when the stream
 //! ends or the reader is dropped.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -241,20 +241,31 @@ impl ChunkReader {
     }
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.cur.len() {
             match self.rx.next_chunk().map_err(smuggle)? {
                 Some(b) => {
                     self.cur = b;
                     self.pos = 0;
                 }
-                None => return Ok(0),
+                None => return Ok(&[]),
             }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
-        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.cur.len());
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let have = self.fill_buf()?;
+        let n = out.len().min(have.len());
+        out[..n].copy_from_slice(&have[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -405,6 +416,40 @@ mod tests {
         r.read_exact(&mut first).unwrap();
         drop(r);
         assert!(done_rx.recv().unwrap(), "the producer saw the reader go");
+    }
+
+    #[test]
+    fn buffered_reads_lend_the_chunks_themselves() {
+        let (tx, rx) = channel(4, "test");
+        let mut r = ChunkReader::new(rx);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..3u8 {
+                    tx.send(vec![i; 10]).unwrap();
+                }
+                tx.send(Vec::new()).unwrap();
+                tx.send(vec![9; 4]).unwrap();
+                tx.fail(Error::Unsupported("input gone".into()));
+            });
+            // A chunk is lent whole, and what is not consumed stays.
+            let first = r.fill_buf().unwrap();
+            assert_eq!(first, &[0; 10]);
+            r.consume(4);
+            assert_eq!(r.fill_buf().unwrap(), &[0; 6]);
+            // Reads cross into the next chunk only when this one is used up.
+            let mut buf = [0xff; 8];
+            assert_eq!(r.read(&mut buf).unwrap(), 6);
+            assert_eq!(r.read(&mut buf).unwrap(), 8);
+            assert_eq!(&buf, &[1; 8]);
+            r.consume(100); // no more than the chunk holds
+                            // An empty chunk is skipped, not taken for the end.
+            assert_eq!(r.fill_buf().unwrap(), &[2; 10]);
+            r.consume(10);
+            assert_eq!(r.fill_buf().unwrap(), &[9; 4]);
+            r.consume(4);
+            let e = r.fill_buf().unwrap_err();
+            assert!(e.to_string().contains("input gone"), "{e}");
+        });
     }
 
     #[test]

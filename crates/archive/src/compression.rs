@@ -1,6 +1,6 @@
 //! Compression detection by magic bytes, and decompression.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use crate::{Error, Result};
 
@@ -81,16 +81,34 @@ pub fn decoder<'a>(
     kind: Compression,
     input: Box<dyn Read + Send + 'a>,
 ) -> Result<Box<dyn Read + Send + 'a>> {
+    if kind == Compression::None {
+        return Ok(Box::new(InputErrors(input)));
+    }
+    buf_decoder(
+        kind,
+        Box::new(io::BufReader::with_capacity(INPUT_BUFFER, input)),
+    )
+}
+
+/// Bytes of compressed input a [`decoder`] reads at a time.
+const INPUT_BUFFER: usize = 128 * 1024;
+
+/// [`decoder`] for an input that lends out its own buffers: the decoder
+/// reads them where they are instead of copying them into one of its own.
+pub fn buf_decoder<'a>(
+    kind: Compression,
+    input: Box<dyn BufRead + Send + 'a>,
+) -> Result<Box<dyn Read + Send + 'a>> {
     let input = InputErrors(input);
     let inner: Box<dyn Read + Send + 'a> = match kind {
         Compression::None => return Ok(Box::new(input)),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(input)
+            zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| Error::io("starting zstd decoder", e))?,
         ),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
     };
     Ok(Box::new(DecodeErrors { inner, kind }))
 }
@@ -117,14 +135,29 @@ pub fn smuggle(e: Error) -> io::Error {
     io::Error::other(e)
 }
 
-struct InputErrors<'a>(Box<dyn Read + Send + 'a>);
+/// The input of a decoder: its errors become crate errors.
+struct InputErrors<R>(R);
 
-impl Read for InputErrors<'_> {
+fn input_error(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::Interrupted => e,
+        _ => smuggle(unwrap_error(e, "reading layer input")),
+    }
+}
+
+impl<R: Read> Read for InputErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::Interrupted => e,
-            _ => smuggle(unwrap_error(e, "reading layer input")),
-        })
+        self.0.read(buf).map_err(input_error)
+    }
+}
+
+impl<R: BufRead> BufRead for InputErrors<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf().map_err(input_error)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.0.consume(n)
     }
 }
 

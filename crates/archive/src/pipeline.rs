@@ -1,23 +1,28 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "read":        (a plain tar only) input ─> chunks ─┐
-//! thread "decompress":  input ─> sha256 (input) ─> decoder ─┤ chunks (bounded,
-//!                       ┌───────────────────────────────────┘  buffers recycled)
+//! thread "read":        input ─> sha256 (input) ─> chunks ─┐ (a plain tar's
+//!                       ┌──────────────────────────────────┘  hashed next)
+//! thread "decompress":  └─> decoder (or, plain: sha256) ─> chunks (bounded,
+//!                       ┌──────────────────────────────────┘  buffers recycled)
 //! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
 //!                                                  └─> applier / callback
 //! ```
 //!
-//! A plain tar is hashed once, on the input side (its input digest is its
-//! tar digest), and read on a third thread ([`hash_plain`]), so that
-//! reading (the kernel's copy into the chunks) and hashing overlap each
-//! other and the applier's system calls.
+//! The input is read on a thread of its own, so that the kernel's copy
+//! into the chunks overlaps the stages after it. A compressed input is
+//! hashed there too, and the decoder, the longest stage of a compressed
+//! layer, reads its chunks in place and does nothing else. A plain tar is
+//! hashed once, on the decompression thread ([`hash_plain`]): its input
+//! digest is its tar digest (the calling thread hashes only what was
+//! decompressed).
+//!
 //! Parsing and applying share one thread: a hand-off per entry costs more
 //! than the parsing it would offload, especially when other processes
 //! compete for the cores; a hand-off per 256 KiB chunk costs nothing.
 //!
-//! The two threads share a [`crate::chunks`] channel: decompression errors
-//! travel downstream in-band, so the caller sees the first real cause (a
+//! Neighbouring threads share a [`crate::chunks`] channel: read and
+//! decompression errors travel downstream in-band, so the caller sees the first real cause (a
 //! decoder error, a bad header, an applier error), never "channel closed",
 //! and a decompressor that dies is an error, not an early end of the tar.
 //! When parsing stops, it drops its receiver and the decompressor stops at
@@ -30,8 +35,8 @@ use std::os::fd::BorrowedFd;
 use sha2::{Digest, Sha256};
 use strata_idmap::IdMappings;
 
-use crate::chunks::{self, ChunkReceiver, ChunkSender};
-use crate::compression::{decoder, smuggle, unwrap_error};
+use crate::chunks::{self, ChunkReader, ChunkReceiver, ChunkSender};
+use crate::compression::{buf_decoder, decoder, smuggle, unwrap_error};
 use crate::entry::{Bytes, Item, CHUNK};
 use crate::reader::{read_full, NoRecord, RawSink, Reader, Record, Source};
 use crate::tarsplit::{record_on_thread, ReplacedMembers};
@@ -269,30 +274,69 @@ fn decompress(
     if compression == Compression::None {
         return hash_plain(input, tx);
     }
-    let mut hashed = Hashing::new(input);
-    let result = (|| {
-        let mut dec = decoder(compression, Box::new(&mut hashed))?;
-        // The parser may have stopped first; it reports why.
-        pump(&mut dec, || tx.buffer(), &tx).map(|_| ())
+    // Reading and hashing the input run on a thread of their own, so that
+    // the decoder, the longest stage of a compressed layer, does nothing
+    // else; it reads the chunks in place.
+    let (raw_tx, raw_rx) = chunks::channel(READ_SLOTS, "strata-read");
+    std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("strata-read".into())
+            .spawn_scoped(s, move || read_hashed(input, raw_tx))
+            .map_err(|e| Error::io("starting the input reader thread", e))?;
+        let mut raw = ChunkReader::new(raw_rx);
+        let decoded = (|| {
+            let mut dec = buf_decoder(compression, Box::new(&mut raw))?;
+            // The parser may have stopped first; it reports why.
+            pump(&mut dec, || tx.buffer(), &tx).map(|_| ())
+        })();
+        let decoded = match decoded {
+            Ok(()) => {
+                tx.finish();
+                // Bytes after the compressed stream still belong to the
+                // input digest.
+                std::io::copy(&mut raw, &mut std::io::sink())
+                    .map(|_| ())
+                    .map_err(|e| unwrap_error(e, "reading layer input"))
+            }
+            Err(e) => {
+                tx.fail(e);
+                Err(Error::Unsupported(
+                    "decompression failed (reported downstream)".into(),
+                ))
+            }
+        };
+        // The reader ends at the input's end or error, or at its next send
+        // once this receiver is gone.
+        drop(raw);
+        let read = join(reader, "input reader");
+        decoded?;
+        let (digest, size) = read?;
+        Ok(Decompressed {
+            compression,
+            digest,
+            size,
+        })
+    })
+}
+
+/// A compressed input's first stage: reads `input` into chunks for `tx`
+/// and hashes them (the input digest).
+fn read_hashed(input: impl Read + Send, tx: ChunkSender) -> Result<(String, u64)> {
+    let read = (|| {
+        let mut hashed = Hashing::new(decoder(Compression::None, Box::new(input))?);
+        // The decoder may have stopped first; it reports why.
+        pump(&mut hashed, || tx.buffer(), &tx)?;
+        Ok(hashed.finish())
     })();
-    match result {
-        Ok(()) => {
+    match read {
+        Ok(digest) => {
             tx.finish();
-            // Bytes after the compressed stream still belong to the input
-            // digest.
-            std::io::copy(&mut hashed, &mut std::io::sink())
-                .map_err(|e| unwrap_error(e, "reading layer input"))?;
-            let (digest, size) = hashed.finish();
-            Ok(Decompressed {
-                compression,
-                digest,
-                size,
-            })
+            Ok(digest)
         }
         Err(e) => {
             tx.fail(e);
             Err(Error::Unsupported(
-                "decompression failed (reported downstream)".into(),
+                "reading the input failed (reported downstream)".into(),
             ))
         }
     }

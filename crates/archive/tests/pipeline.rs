@@ -273,6 +273,34 @@ fn plain_trailing_bytes_are_hashed_to_the_end() {
     assert!(r.uncompressed_size > tar_len as u64);
 }
 
+/// A compressed input of many more chunks than are in flight between its
+/// reader, its decoder and the parser is hashed whole on both sides.
+#[test]
+fn big_compressed_inputs_are_hashed_whole() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let noise: Vec<u8> = (0..5 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut b = gnu();
+    add_file(&mut b, "noise", &noise);
+    let tar = b.into_inner().unwrap();
+    for kind in [Compression::Gzip, Compression::Zstd] {
+        let input = compress(kind, &tar);
+        assert!(input.len() > 20 * strata_archive::entry::CHUNK, "{kind:?}");
+        let r = digest_layer(Cursor::new(input.clone()), None).unwrap();
+        assert_eq!(r.compression, kind);
+        assert_eq!(r.compressed_digest, sha256(&input), "{kind:?}");
+        assert_eq!(r.compressed_size, input.len() as u64, "{kind:?}");
+        assert_eq!(r.uncompressed_digest, sha256(&tar), "{kind:?}");
+        assert_eq!(r.uncompressed_size, tar.len() as u64, "{kind:?}");
+    }
+}
+
 #[test]
 fn a_failing_tar_split_writer_is_an_error() {
     struct Full;
