@@ -338,6 +338,17 @@ fn privileged_overlay_idmapped_lowers() {
     }
     let s = Scratch::new();
     let d = s.init(&[]).unwrap();
+    // Probed when first asked, not at start (it costs a process and two
+    // mounts that only mounts with ID maps need), then cached.
+    let cached = |v: &str| {
+        s.path()
+            .join(format!("run/overlay/idmapped-lower-dir-{v}"))
+            .exists()
+    };
+    assert!(!cached("true") && !cached("false"), "probed at start");
+    let supported = d.supports_shifting();
+    assert!(cached(&supported.to_string()));
+    assert_eq!(d.features().idmapped_lower, supported);
     if !need(
         "privileged_overlay_idmapped_lowers",
         d.features().idmapped_lower,

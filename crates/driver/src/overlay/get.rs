@@ -65,7 +65,7 @@ impl Overlay {
                 )));
             }
             staging.idmap_each(&lowers, &idmaps)?
-        } else if shift && self.features.idmapped_lower {
+        } else if shift && self.idmapped_lower() {
             if lowers.len() > mounting::MAX_STACK {
                 return Err(Error::Unsupported(format!(
                     "idmapped mounts of more than {} layers",

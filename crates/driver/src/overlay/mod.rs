@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::fsmagic::{fs_magic, FsMagic};
 use crate::options::DriverOption;
@@ -66,7 +66,12 @@ pub struct Overlay {
     layout: Layout,
     run_root: PathBuf,
     opts: OverlayOptions,
+    /// Probed at start, but for `idmapped_lower`: see [`Overlay::idmapped_lower`].
     features: probe::Features,
+    /// Whether idmapped lowers are worth probing (kernel overlay, not
+    /// rootless), and the probe's answer once asked.
+    idmap_probe: bool,
+    idmapped_lower: OnceLock<bool>,
     rootless: bool,
     mount_program: Option<PathBuf>,
     backing: FsMagic,
@@ -130,8 +135,6 @@ impl Overlay {
                     let (metacopy, native) = probe::features(&home, &init.run_root, &mo, prefix)?;
                     features.metacopy = metacopy;
                     features.native_diff = native;
-                    features.idmapped_lower =
-                        !rootless && probe::idmapped_lower(&home, &init.run_root);
                 }
                 Err(e) if Path::new(DEFAULT_MOUNT_PROGRAM).exists() => {
                     tracing::info!(error = %e, "kernel overlay unusable, using fuse-overlayfs");
@@ -199,6 +202,8 @@ impl Overlay {
             run_root: init.run_root.clone(),
             opts,
             features,
+            idmap_probe: !rootless && mount_program.is_none(),
+            idmapped_lower: OnceLock::new(),
             rootless,
             mount_program,
             backing,
@@ -217,7 +222,21 @@ impl Overlay {
 
     /// The probed features.
     pub fn features(&self) -> probe::Features {
-        self.features
+        probe::Features {
+            idmapped_lower: self.idmapped_lower(),
+            ..self.features
+        }
+    }
+
+    /// Whether lower layers can be idmapped mounts. Probed the first time
+    /// it is asked, not at start: the probe starts a process (for its user
+    /// namespace) and mounts twice, and only mounts with ID maps need the
+    /// answer.
+    pub(super) fn idmapped_lower(&self) -> bool {
+        self.idmap_probe
+            && *self
+                .idmapped_lower
+                .get_or_init(|| probe::idmapped_lower(&self.layout.home, &self.run_root))
     }
 
     /// The FUSE program in use, if any.
@@ -614,7 +633,7 @@ impl Driver for Overlay {
     }
 
     fn supports_shifting(&self) -> bool {
-        self.mount_program.is_none() && self.features.idmapped_lower
+        self.mount_program.is_none() && self.idmapped_lower()
     }
 
     fn diff_getter(&self, id: &str) -> Result<crate::FileSource> {
