@@ -371,12 +371,20 @@ fn privileged_failed_shift_leaves_no_layer() {
     }
 }
 
-/// Everything two levels under the driver's home and its run root.
+/// Everything two levels under the driver's home and its run root, but
+/// the feature probes' cached answers (`idmapped-lower-dir-true`, …): the
+/// first mount with ID maps probes idmapped lowers and records the answer.
 fn home_entries(s: &Store) -> Vec<String> {
     let driver = s.env.driver.clone();
     let mut out = Vec::new();
     for top in [s.env.graph().join(&driver), s.env.run_root().join(&driver)] {
         for e in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if top == s.env.run_root().join(&driver)
+                && (name.ends_with("-true") || name.ends_with("-false"))
+            {
+                continue;
+            }
             // The directory overlay stages idmapped lowers in (its
             // entries, if any, are listed).
             if e.file_name() != "staging" {
