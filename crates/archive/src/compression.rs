@@ -1,8 +1,8 @@
 //! Compression detection by magic bytes, and decompression.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 
-use crate::{Error, Result};
+use crate::{Error, ParallelGzip, Result};
 
 /// Compression of a layer stream. The discriminants are the numbers
 /// `layers.json` stores in `compression`.
@@ -113,6 +113,74 @@ pub fn buf_decoder<'a>(
     Ok(Box::new(DecodeErrors { inner, kind }))
 }
 
+/// zstd's level for what strata writes (the zstd tool's default).
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// A writer that compresses what it is given into `W`, in one of the
+/// compressions strata writes: gzip (one member, deflated on every core by
+/// [`ParallelGzip`]), zstd at [`ZSTD_LEVEL`], or none.
+pub enum Encoder<W: Write> {
+    /// No compression: bytes go to `W` as they come.
+    Plain(W),
+    /// gzip.
+    Gzip(Box<ParallelGzip<W>>),
+    /// zstd.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Starts `kind` compression into `out`, gzip at `gzip_level` (0-9).
+    /// bzip2 and xz are read, never written: [`Error::Unsupported`].
+    pub fn new(kind: Compression, out: W, gzip_level: u32) -> Result<Self> {
+        Ok(match kind {
+            Compression::None => Encoder::Plain(out),
+            Compression::Gzip => Encoder::Gzip(Box::new(
+                ParallelGzip::new(out, flate2::Compression::new(gzip_level))
+                    .map_err(|e| Error::io("starting gzip compression", e))?,
+            )),
+            Compression::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
+                    .map_err(|e| Error::io("starting zstd compression", e))?,
+            ),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "writing {} compression",
+                    other.name()
+                )))
+            }
+        })
+    }
+
+    /// Ends the compressed stream and flushes it; hands back the writer.
+    pub fn finish(self) -> io::Result<W> {
+        let mut out = match self {
+            Encoder::Plain(w) => w,
+            Encoder::Gzip(e) => e.finish()?,
+            Encoder::Zstd(e) => e.finish()?,
+        };
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
 /// Turns an `io::Error` back into the crate error it carries, or wraps it
 /// with `context`.
 pub fn unwrap_error(e: io::Error, context: &str) -> Error {
@@ -194,6 +262,33 @@ impl Read for DecodeErrors<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoders_write_what_decoders_read() {
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut enc = Encoder::new(kind, Vec::new(), 6).unwrap();
+            for piece in data.chunks(70_001) {
+                enc.write_all(piece).unwrap();
+            }
+            let out = enc.finish().unwrap();
+            assert_eq!(Compression::detect(&out), kind);
+            if kind != Compression::None {
+                assert!(out.len() < data.len() / 10, "{kind:?}: {}", out.len());
+            }
+            let mut back = Vec::new();
+            decoder(kind, Box::new(&out[..]))
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data, "{kind:?}");
+        }
+        for kind in [Compression::Bzip2, Compression::Xz] {
+            let e = Encoder::new(kind, Vec::new(), 6).err().unwrap();
+            assert!(matches!(e, Error::Unsupported(_)), "{e}");
+            assert!(e.to_string().contains(kind.name()), "{e}");
+        }
+    }
 
     #[test]
     fn detect_table() {

@@ -13,6 +13,7 @@ mod out;
 use std::io::Write;
 
 use serde::Serialize;
+use strata_archive::compression::Encoder;
 
 use crate::digest::Digest;
 use crate::location::{ArchiveRef, Location};
@@ -42,6 +43,15 @@ impl Compress {
                 input: o.to_string(),
                 reason: "compression is gzip, zstd or none".into(),
             }),
+        }
+    }
+
+    /// The compression it writes.
+    fn kind(self) -> strata_archive::Compression {
+        match self {
+            Compress::Gzip => strata_archive::Compression::Gzip,
+            Compress::Zstd => strata_archive::Compression::Zstd,
+            Compress::None => strata_archive::Compression::None,
         }
     }
 
@@ -236,11 +246,12 @@ fn compress_layer(
         let encoder = std::thread::Builder::new()
             .name("strata-compress".into())
             .spawn_scoped(s, move || -> std::io::Result<()> {
-                let mut enc = Encoder::new(compress, Packed(packed_tx))?;
+                let mut enc = Encoder::new(compress.kind(), Packed(packed_tx), GZIP_LEVEL)
+                    .map_err(std::io::Error::other)?;
                 for chunk in plain_rx {
                     enc.write_all(&chunk)?;
                 }
-                enc.finish()
+                enc.finish().map(drop)
             })
             .map_err(|e| Error::io("starting the compressing thread", e))?;
         let mut feed = Feed {
@@ -336,46 +347,6 @@ impl Write for Packed {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-enum Encoder<W: Write> {
-    Gzip(Box<strata_archive::ParallelGzip<W>>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(compress: Compress, out: W) -> std::io::Result<Self> {
-        Ok(match compress {
-            Compress::Gzip => Encoder::Gzip(Box::new(strata_archive::ParallelGzip::new(
-                out,
-                flate2::Compression::new(GZIP_LEVEL),
-            )?)),
-            Compress::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
-            Compress::None => return Err(std::io::Error::other("a plain layer has no encoder")),
-        })
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        match self {
-            Encoder::Gzip(e) => e.finish()?.flush(),
-            Encoder::Zstd(e) => e.finish()?.flush(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
     }
 }
 

@@ -2,12 +2,16 @@
 
 use std::io::{BufReader, Write};
 
+use strata_archive::compression::Encoder;
 use strata_archive::{Change, Compression};
 use strata_driver::DiffRequest;
 
 use crate::layers::LayersRead;
 use crate::record::Kind;
 use crate::{Error, Result, Store};
+
+/// gzip's level for diffs: zlib's default, as the reference writes them.
+const DIFF_GZIP_LEVEL: u32 = 6;
 
 impl Store {
     /// The layer store holding `key` (the store's own first), locked shared.
@@ -90,7 +94,11 @@ impl Store {
         let layer_compression =
             Compression::from_u8(f.layers.get(to)?.compression).unwrap_or_default();
         let kind = compression.unwrap_or(layer_compression);
-        let mut w = compressor(kind, out)?;
+        let mut w = Encoder::new(kind, out, DIFF_GZIP_LEVEL).map_err(|e| Error::Archive {
+            op: "compressing the diff of",
+            layer: req.id.clone(),
+            source: e,
+        })?;
         let ts = f.store.tar_split(&req.id);
         if is_parent && ts.exists() {
             let file = std::fs::File::open(&ts).map_err(|e| Error::io("open", &ts, e))?;
@@ -117,58 +125,7 @@ impl Store {
                 .map_err(|e| Error::io("write diff of", &req.id, e))?;
         }
         w.finish()
-    }
-}
-
-/// A writer that may compress, finished explicitly so errors surface.
-pub(crate) enum Compressor<'a> {
-    Plain(&'a mut dyn Write),
-    Gzip(Box<strata_archive::ParallelGzip<&'a mut dyn Write>>),
-    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
-}
-
-impl Write for Compressor<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Compressor::Plain(w) => w.write(buf),
-            Compressor::Gzip(w) => w.write(buf),
-            Compressor::Zstd(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Compressor::Plain(w) => w.flush(),
-            Compressor::Gzip(w) => w.flush(),
-            Compressor::Zstd(w) => w.flush(),
-        }
-    }
-}
-
-impl Compressor<'_> {
-    fn finish(self) -> Result<()> {
-        let r = match self {
-            Compressor::Plain(w) => w.flush(),
-            Compressor::Gzip(w) => w.finish().and_then(|w| w.flush()),
-            Compressor::Zstd(w) => w.finish().and_then(|w| w.flush()),
-        };
-        r.map_err(|e| Error::io("write diff", "<output>", e))
-    }
-}
-
-fn compressor(kind: Compression, out: &mut dyn Write) -> Result<Compressor<'_>> {
-    match kind {
-        Compression::None => Ok(Compressor::Plain(out)),
-        Compression::Gzip => Ok(Compressor::Gzip(
-            strata_archive::ParallelGzip::new(out, flate2::Compression::default())
-                .map(Box::new)
-                .map_err(|e| Error::io("start gzip for", "<output>", e))?,
-        )),
-        Compression::Zstd => zstd::stream::write::Encoder::new(out, 3)
-            .map(Compressor::Zstd)
-            .map_err(|e| Error::io("start zstd", "<output>", e)),
-        other => Err(Error::Unsupported(format!(
-            "{} compression of diffs",
-            other.name()
-        ))),
+            .map(drop)
+            .map_err(|e| Error::io("write diff", "<output>", e))
     }
 }
