@@ -188,6 +188,44 @@ fn sparse_replay_is_exact_for_gnu_tar_formats() {
     }
 }
 
+/// A file the source opened when it was announced is the one read: replay
+/// opens only those the source left for later, and the stream is the same.
+#[test]
+fn replay_reads_the_files_opened_on_announcement() {
+    use std::cell::RefCell;
+    struct Handing<'a>(MapSource, &'a RefCell<Vec<Vec<u8>>>);
+    impl strata_archive::tarsplit::FileSource for Handing<'_> {
+        fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>> {
+            self.1.borrow_mut().push(name.to_vec());
+            self.0.open(name)
+        }
+        fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
+            // The even files are opened now, the odd ones left for `open`.
+            let n = String::from_utf8_lossy(name);
+            let i: usize = n.trim_start_matches("d/f").parse().unwrap();
+            i.is_multiple_of(2)
+                .then(|| self.0.open(name).ok())
+                .flatten()
+        }
+    }
+    let mut b = gnu();
+    for i in 0..150 {
+        add_file(&mut b, &format!("d/f{i}"), format!("file {i}\n").as_bytes());
+    }
+    let tar = b.into_inner().unwrap();
+    let (_, rec) = record(&tar).unwrap();
+    let opened = RefCell::new(Vec::new());
+    let src = Handing(MapSource::of(&members(&tar).unwrap()), &opened);
+    let mut out = Vec::new();
+    replay(Cursor::new(&rec), &src, &mut out).unwrap();
+    assert!(out == tar);
+    let want: Vec<Vec<u8>> = (0..150)
+        .filter(|i: &usize| !i.is_multiple_of(2))
+        .map(|i| format!("d/f{i}").into_bytes())
+        .collect();
+    assert_eq!(opened.into_inner(), want);
+}
+
 /// Replay announces every file to its source before it opens it, and
 /// some entries ahead, so a source on a cold disk can read them at once.
 #[test]
@@ -199,8 +237,9 @@ fn replay_announces_files_before_opening_them() {
             self.1.borrow_mut().push((true, name.to_vec()));
             self.0.open(name)
         }
-        fn prefetch(&self, name: &[u8]) {
+        fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
             self.1.borrow_mut().push((false, name.to_vec()));
+            None
         }
     }
     let mut b = gnu();

@@ -261,10 +261,10 @@ impl strata_archive::tarsplit::FileSource for DirFileSource {
         Ok(Box::new(std::fs::File::from(self.open_fd(name)?)))
     }
 
-    fn prefetch(&self, name: &[u8]) {
-        if let Ok(fd) = self.open_fd(name) {
-            strata_archive::tarsplit::will_need(&fd);
-        }
+    fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
+        let fd = self.open_fd(name).ok()?;
+        strata_archive::tarsplit::will_need(&fd);
+        Some(Box::new(std::fs::File::from(fd)))
     }
 }
 

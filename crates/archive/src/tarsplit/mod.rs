@@ -51,10 +51,15 @@ pub trait FileSource {
     /// layer root). Implementations must confine the lookup to their roots.
     fn open(&self, name: &[u8]) -> std::io::Result<Box<dyn Read + '_>>;
 
-    /// `name` will be opened soon ([`replay`] names files [`PREFETCH_AHEAD`]
-    /// entries before it opens them): a source on a disk may start reading
-    /// it. Does nothing by default; a failure is for `open` to report.
-    fn prefetch(&self, _name: &[u8]) {}
+    /// `name` will be needed soon ([`replay`] names files
+    /// [`PREFETCH_AHEAD`] entries before their turn): a source on a disk may
+    /// open it now and ask for its content to be read in. The file it
+    /// returns is read in place of [`FileSource::open`]'s when the turn
+    /// comes. `None` (the default, and what a source returns when it cannot
+    /// open the file now) leaves the opening, and any error, to `open`.
+    fn prefetch(&self, _name: &[u8]) -> Option<Box<dyn Read + '_>> {
+        None
+    }
 }
 
 /// How many record entries ahead of the one it writes [`replay`] reads the
@@ -238,20 +243,26 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_segment: Vec<u8> = Vec::new();
     let mut items = lines(record);
+    // Entries read ahead, each with its file's name and the file when the
+    // source opened it on announcement.
     let mut ahead = std::collections::VecDeque::with_capacity(PREFETCH_AHEAD);
     loop {
         while ahead.len() < PREFETCH_AHEAD {
             let Some(item) = items.next() else { break };
+            let mut announced = None;
             if let Ok((n, e)) = &item {
                 if e.kind == 1 && e.size.unwrap_or(0) > 0 {
                     if let Ok(name) = e.file_name(*n) {
-                        source.prefetch(&name);
+                        let file = source.prefetch(&name);
+                        announced = Some((name, file));
                     }
                 }
             }
-            ahead.push_back(item);
+            ahead.push_back((item, announced));
         }
-        let Some(item) = ahead.pop_front() else { break };
+        let Some((item, announced)) = ahead.pop_front() else {
+            break;
+        };
         let (n, entry) = item?;
         match entry.kind {
             2 => {
@@ -265,12 +276,18 @@ pub fn replay(record: impl BufRead, source: &dyn FileSource, out: &mut dyn Write
                 if size <= 0 {
                     continue;
                 }
-                let name = entry.file_name(n)?;
+                let (name, file) = match announced {
+                    Some(a) => a,
+                    None => (entry.file_name(n)?, None),
+                };
                 let shown = String::from_utf8_lossy(&name).into_owned();
                 let want = decode_b64(entry.payload.as_deref().unwrap_or(""), n)?;
-                let mut file = source
-                    .open(&name)
-                    .map_err(|e| corrupt(&shown, format!("cannot open: {e}")))?;
+                let mut file = match file {
+                    Some(f) => f,
+                    None => source
+                        .open(&name)
+                        .map_err(|e| corrupt(&shown, format!("cannot open: {e}")))?,
+                };
                 // A sparse member stores only its data regions; the map is
                 // in the header bytes just replayed.
                 let stored = StoredRegions::new(sparse_map(&last_segment));

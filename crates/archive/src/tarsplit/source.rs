@@ -76,10 +76,10 @@ impl FileSource for DirSource {
         Ok(Box::new(File::from(self.open_fd(name)?)))
     }
 
-    fn prefetch(&self, name: &[u8]) {
-        if let Ok(fd) = self.open_fd(name) {
-            will_need(&fd);
-        }
+    fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
+        let fd = self.open_fd(name).ok()?;
+        will_need(&fd);
+        Some(Box::new(File::from(fd)))
     }
 }
 
