@@ -51,6 +51,19 @@ fn compress(kind: Compression, data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `n` incompressible bytes (xorshift from `seed`).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 const ALL: [Compression; 5] = [
     Compression::None,
     Compression::Gzip,
@@ -218,15 +231,7 @@ fn the_first_real_cause_is_reported() {
     for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
         // Incompressible, so that half of the compressed stream is several
         // read chunks.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let big: Vec<u8> = (0..3 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let big = noise(3 << 20, 0x9e37_79b9_7f4a_7c15);
         let mut tar = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_size(big.len() as u64);
@@ -277,17 +282,8 @@ fn plain_trailing_bytes_are_hashed_to_the_end() {
 /// reader, its decoder and the parser is hashed whole on both sides.
 #[test]
 fn big_compressed_inputs_are_hashed_whole() {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let noise: Vec<u8> = (0..5 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
     let mut b = gnu();
-    add_file(&mut b, "noise", &noise);
+    add_file(&mut b, "noise", &noise(5 << 20, 0x2545_f491_4f6c_dd1d));
     let tar = b.into_inner().unwrap();
     for kind in [Compression::Gzip, Compression::Zstd] {
         let input = compress(kind, &tar);

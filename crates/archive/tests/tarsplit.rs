@@ -188,6 +188,15 @@ fn sparse_replay_is_exact_for_gnu_tar_formats() {
     }
 }
 
+/// A tar of `d/f0` … `d/f{n-1}`, each holding its own number.
+fn numbered_files(n: usize) -> tar::Builder<Vec<u8>> {
+    let mut b = gnu();
+    for i in 0..n {
+        add_file(&mut b, &format!("d/f{i}"), format!("file {i}\n").as_bytes());
+    }
+    b
+}
+
 /// A file the source opened when it was announced is the one read: replay
 /// opens only those the source left for later, and the stream is the same.
 #[test]
@@ -208,11 +217,7 @@ fn replay_reads_the_files_opened_on_announcement() {
                 .flatten()
         }
     }
-    let mut b = gnu();
-    for i in 0..150 {
-        add_file(&mut b, &format!("d/f{i}"), format!("file {i}\n").as_bytes());
-    }
-    let tar = b.into_inner().unwrap();
+    let tar = numbered_files(150).into_inner().unwrap();
     let (_, rec) = record(&tar).unwrap();
     let opened = RefCell::new(Vec::new());
     let src = Handing(MapSource::of(&members(&tar).unwrap()), &opened);
@@ -242,10 +247,7 @@ fn replay_announces_files_before_opening_them() {
             None
         }
     }
-    let mut b = gnu();
-    for i in 0..200 {
-        add_file(&mut b, &format!("d/f{i}"), format!("file {i}\n").as_bytes());
-    }
+    let mut b = numbered_files(200);
     add_file(&mut b, "empty", b"");
     let tar = b.into_inner().unwrap();
     let (_, rec) = record(&tar).unwrap();
