@@ -286,11 +286,15 @@ fn decompress(
         let mut raw = ChunkReader::new(raw_rx);
         let decoded = (|| {
             let mut dec = buf_decoder(compression, Box::new(&mut raw))?;
-            // The parser may have stopped first; it reports why.
-            pump(&mut dec, || tx.buffer(), &tx).map(|_| ())
+            pump(&mut dec, || tx.buffer(), &tx)
         })();
         let decoded = match decoded {
-            Ok(()) => {
+            // The parser stopped first (it reads to the end otherwise) and
+            // reports why: the rest of the input is not read.
+            Ok(false) => Err(Error::Unsupported(
+                "parsing stopped (reported downstream)".into(),
+            )),
+            Ok(true) => {
                 tx.finish();
                 // Bytes after the compressed stream still belong to the
                 // input digest.

@@ -297,6 +297,33 @@ fn big_compressed_inputs_are_hashed_whole() {
     }
 }
 
+/// A tar bad from its first header stops the import without the rest of
+/// its input being read, compressed or not.
+#[test]
+fn a_bad_tar_stops_the_reading_of_its_input() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Counting(Cursor<Vec<u8>>, Arc<AtomicUsize>);
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.fetch_add(n, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+    let mut tar = vec![0xa5u8; 512];
+    tar.extend(noise(16 << 20, 0x5851_f42d_4c95_7f2d));
+    for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let input = compress(kind, &tar);
+        let read = Arc::new(AtomicUsize::new(0));
+        let err =
+            digest_layer(Counting(Cursor::new(input.clone()), read.clone()), None).unwrap_err();
+        assert!(matches!(err, Error::InvalidHeader(_)), "{kind:?}: {err}");
+        let n = read.load(Ordering::Relaxed);
+        assert!(n < input.len() / 2, "{kind:?}: read {n} of {}", input.len());
+    }
+}
+
 #[test]
 fn a_failing_tar_split_writer_is_an_error() {
     struct Full;
