@@ -22,11 +22,11 @@
 //! compete for the cores; a hand-off per 256 KiB chunk costs nothing.
 //!
 //! Neighbouring threads share a [`crate::chunks`] channel: read and
-//! decompression errors travel downstream in-band, so the caller sees the first real cause (a
-//! decoder error, a bad header, an applier error), never "channel closed",
-//! and a decompressor that dies is an error, not an early end of the tar.
-//! When parsing stops, it drops its receiver and the decompressor stops at
-//! its next send.
+//! decompression errors travel downstream in-band, so the caller sees the
+//! first real cause (a decoder error, a bad header, an applier error),
+//! never "channel closed", and a stage that dies is an error, not an early
+//! end of the tar. When parsing stops, it drops its receiver; the stage
+//! before it stops at its next send, and so on back to the reader.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
