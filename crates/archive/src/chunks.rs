@@ -441,8 +441,9 @@ mod tests {
             assert_eq!(r.read(&mut buf).unwrap(), 6);
             assert_eq!(r.read(&mut buf).unwrap(), 8);
             assert_eq!(&buf, &[1; 8]);
-            r.consume(100); // no more than the chunk holds
-                            // An empty chunk is skipped, not taken for the end.
+            // Consuming more than the chunk holds stops at its end.
+            r.consume(100);
+            // An empty chunk is skipped, not taken for the end.
             assert_eq!(r.fill_buf().unwrap(), &[2; 10]);
             r.consume(10);
             assert_eq!(r.fill_buf().unwrap(), &[9; 4]);
