@@ -291,9 +291,7 @@ fn decompress(
         let decoded = match decoded {
             // The parser stopped first (it reads to the end otherwise) and
             // reports why: the rest of the input is not read.
-            Ok(false) => Err(Error::Unsupported(
-                "parsing stopped (reported downstream)".into(),
-            )),
+            Ok(false) => Err(downstream("parsing stopped")),
             Ok(true) => {
                 tx.finish();
                 // Bytes after the compressed stream still belong to the
@@ -304,9 +302,7 @@ fn decompress(
             }
             Err(e) => {
                 tx.fail(e);
-                Err(Error::Unsupported(
-                    "decompression failed (reported downstream)".into(),
-                ))
+                Err(downstream("decompression failed"))
             }
         };
         // The reader ends at the input's end or error, or at its next send
@@ -339,11 +335,15 @@ fn read_hashed(input: impl Read + Send, tx: ChunkSender) -> Result<(String, u64)
         }
         Err(e) => {
             tx.fail(e);
-            Err(Error::Unsupported(
-                "reading the input failed (reported downstream)".into(),
-            ))
+            Err(downstream("reading the input failed"))
         }
     }
+}
+
+/// The error of a stage that passed its real one on to the next stage,
+/// whose report is the one the caller sees.
+fn downstream(what: &str) -> Error {
+    Error::Unsupported(format!("{what} (reported downstream)"))
 }
 
 /// Reads `input` into chunks (buffers from `buffer`) and sends them to
@@ -417,12 +417,8 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
         // once this receiver is gone.
         drop(raw_rx);
         let joined = reader.join();
-        let reported =
-            || Error::Unsupported("reading the input failed (reported downstream)".into());
         match hashed {
-            Ok(false) => Err(Error::Unsupported(
-                "parsing stopped (reported downstream)".into(),
-            )),
+            Ok(false) => Err(downstream("parsing stopped")),
             Ok(true) if joined.is_ok() => {
                 tx.finish();
                 Ok(Decompressed {
@@ -433,11 +429,11 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
             }
             Ok(true) => {
                 tx.fail(Error::Abandoned("strata-read"));
-                Err(reported())
+                Err(downstream("reading the input failed"))
             }
             Err(e) => {
                 tx.fail(e);
-                Err(reported())
+                Err(downstream("reading the input failed"))
             }
         }
     })

@@ -262,9 +262,9 @@ impl strata_archive::tarsplit::FileSource for DirFileSource {
     }
 
     fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
-        let fd = self.open_fd(name).ok()?;
-        strata_archive::tarsplit::will_need(&fd);
-        Some(Box::new(std::fs::File::from(fd)))
+        self.open_fd(name)
+            .ok()
+            .map(strata_archive::tarsplit::read_ahead)
     }
 }
 

@@ -40,7 +40,7 @@ use base64::Engine;
 pub use crc::Crc64;
 pub use forward::{record_on_thread, Forwarder};
 pub use replaced::ReplacedMembers;
-pub use source::{will_need, DirSource};
+pub use source::{read_ahead, DirSource};
 
 use crate::reader::RawSink;
 use crate::{Error, Result};

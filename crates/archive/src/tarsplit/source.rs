@@ -77,15 +77,15 @@ impl FileSource for DirSource {
     }
 
     fn prefetch(&self, name: &[u8]) -> Option<Box<dyn Read + '_>> {
-        let fd = self.open_fd(name).ok()?;
-        will_need(&fd);
-        Some(Box::new(File::from(fd)))
+        self.open_fd(name).ok().map(read_ahead)
     }
 }
 
-/// Asks the kernel to start reading all of `fd`'s file into the page cache.
-pub fn will_need(fd: &OwnedFd) {
-    let _ = rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::WillNeed);
+/// A [`FileSource::prefetch`]'s file: asks the kernel to start reading all
+/// of `fd`'s file into the page cache and hands it back to be read.
+pub fn read_ahead(fd: OwnedFd) -> Box<dyn Read> {
+    let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::WillNeed);
+    Box::new(File::from(fd))
 }
 
 /// The name under one root, chroot-like ([`crate::confined`]).

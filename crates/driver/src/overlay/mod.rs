@@ -68,9 +68,7 @@ pub struct Overlay {
     opts: OverlayOptions,
     /// Probed at start, but for `idmapped_lower`: see [`Overlay::idmapped_lower`].
     features: probe::Features,
-    /// Whether idmapped lowers are worth probing (kernel overlay, not
-    /// rootless), and the probe's answer once asked.
-    idmap_probe: bool,
+    /// The idmapped-lower probe's answer, once asked.
     idmapped_lower: OnceLock<bool>,
     rootless: bool,
     mount_program: Option<PathBuf>,
@@ -202,7 +200,6 @@ impl Overlay {
             run_root: init.run_root.clone(),
             opts,
             features,
-            idmap_probe: !rootless && mount_program.is_none(),
             idmapped_lower: OnceLock::new(),
             rootless,
             mount_program,
@@ -231,9 +228,10 @@ impl Overlay {
     /// Whether lower layers can be idmapped mounts. Probed the first time
     /// it is asked, not at start: the probe starts a process (for its user
     /// namespace) and mounts twice, and only mounts with ID maps need the
-    /// answer.
+    /// answer. Only the kernel overlay, not rootless, has them.
     pub(super) fn idmapped_lower(&self) -> bool {
-        self.idmap_probe
+        !self.rootless
+            && self.mount_program.is_none()
             && *self
                 .idmapped_lower
                 .get_or_init(|| probe::idmapped_lower(&self.layout.home, &self.run_root))
@@ -633,7 +631,7 @@ impl Driver for Overlay {
     }
 
     fn supports_shifting(&self) -> bool {
-        self.mount_program.is_none() && self.idmapped_lower()
+        self.idmapped_lower()
     }
 
     fn diff_getter(&self, id: &str) -> Result<crate::FileSource> {
