@@ -3,11 +3,15 @@
 //! this way, and a driver's diff export feeds the caller's reader.
 //!
 //! ```text
-//! producer: ChunkSender::buffer ─> fill ─> send ─┐  (SLOTS in flight)
+//! producer: ChunkSender::buffer ─> fill ─> send ─┐  (slots in flight)
 //!           ... ─> finish | fail(error)          │
 //! consumer: ChunkReceiver::next_chunk <──────────┘  Bytes; the buffer goes
 //!           (or ChunkReader: io::Read)               back when it drops
 //! ```
+//!
+//! A producer may also share a chunk ([`ChunkSender::share`]) with another
+//! reader of the same bytes before sending it: the buffer goes back once
+//! both are done with it.
 //!
 //! A stream ends only where the producer says so ([`ChunkSender::finish`]):
 //! a producer that fails says why ([`ChunkSender::fail`]), and one that goes
@@ -31,7 +35,7 @@ use crate::{Error, Result};
 
 /// What travels from producer to consumer.
 enum Msg {
-    Data(Vec<u8>),
+    Data(Bytes),
     End,
     Failed(Error),
 }
@@ -40,6 +44,8 @@ enum Msg {
 pub struct ChunkSender {
     tx: Sender<Msg>,
     free: Receiver<Vec<u8>>,
+    /// Where the buffers of sent chunks go back to.
+    recycle: Sender<Vec<u8>>,
 }
 
 /// The consumer is gone; it reports why itself.
@@ -49,7 +55,6 @@ pub struct ConsumerGone;
 /// The consuming end of [`channel`].
 pub struct ChunkReceiver {
     rx: Receiver<Msg>,
-    free: Sender<Vec<u8>>,
     /// The producer, named in [`Error::Abandoned`].
     producer: &'static str,
     ended: bool,
@@ -58,14 +63,28 @@ pub struct ChunkReceiver {
 /// A connected sender and receiver with `slots` chunks in flight; the
 /// producer is named `producer` in errors.
 pub fn channel(slots: usize, producer: &'static str) -> (ChunkSender, ChunkReceiver) {
-    let (tx, rx) = bounded(slots);
     // Room for every chunk that can be in flight or held by the consumer.
-    let (free_tx, free_rx) = bounded(slots + 2);
+    channel_keeping(slots, slots + 2, producer)
+}
+
+/// [`channel`], keeping up to `kept` buffers for reuse: for a producer that
+/// also [shares](ChunkSender::share) its chunks with a reader of its own,
+/// which holds some of them too.
+pub fn channel_keeping(
+    slots: usize,
+    kept: usize,
+    producer: &'static str,
+) -> (ChunkSender, ChunkReceiver) {
+    let (tx, rx) = bounded(slots);
+    let (free_tx, free_rx) = bounded(kept);
     (
-        ChunkSender { tx, free: free_rx },
+        ChunkSender {
+            tx,
+            free: free_rx,
+            recycle: free_tx,
+        },
         ChunkReceiver {
             rx,
-            free: free_tx,
             producer,
             ended: false,
         },
@@ -79,15 +98,24 @@ impl ChunkSender {
         self.free.try_recv().unwrap_or_default()
     }
 
-    /// Where [`ChunkSender::buffer`] takes its buffers from, for a thread
-    /// before this one in a pipeline: it fills them, this one passes them
-    /// on, and the consumer's drops bring them back to it.
-    pub fn buffers(&self) -> Receiver<Vec<u8>> {
-        self.free.clone()
+    /// `chunk` as bytes that can be both sent ([`ChunkSender::send_shared`])
+    /// and kept: its buffer comes back to [`ChunkSender::buffer`] when the
+    /// last of their slices is dropped.
+    pub fn share(&self, chunk: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Recycled {
+            buf: chunk,
+            free: self.recycle.clone(),
+        })
     }
 
     /// Hands `chunk` to the consumer, waiting for room.
     pub fn send(&self, chunk: Vec<u8>) -> std::result::Result<(), ConsumerGone> {
+        self.send_shared(self.share(chunk))
+    }
+
+    /// Hands a [shared](ChunkSender::share) chunk to the consumer, waiting
+    /// for room.
+    pub fn send_shared(&self, chunk: Bytes) -> std::result::Result<(), ConsumerGone> {
         self.tx.send(Msg::Data(chunk)).map_err(|_| ConsumerGone)
     }
 
@@ -106,23 +134,11 @@ impl ChunkReceiver {
     /// The next chunk, `None` once the producer finished. The chunk's buffer
     /// goes back to the producer when the last slice of it is dropped.
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        Ok(self.next_buffer()?.map(|buf| {
-            Bytes::from_owner(Recycled {
-                buf,
-                free: self.free.clone(),
-            })
-        }))
-    }
-
-    /// The next chunk as the producer sent it, `None` once it finished: for
-    /// a stage that passes the buffer on (to a [`ChunkSender`] whose
-    /// consumer's drops then recycle it) instead of returning it here.
-    pub fn next_buffer(&mut self) -> Result<Option<Vec<u8>>> {
         if self.ended {
             return Ok(None);
         }
         match self.rx.recv() {
-            Ok(Msg::Data(v)) => Ok(Some(v)),
+            Ok(Msg::Data(b)) => Ok(Some(b)),
             Ok(Msg::End) => {
                 self.ended = true;
                 Ok(None)
@@ -464,5 +480,19 @@ mod tests {
         tx.finish();
         assert!(rx.next_chunk().unwrap().is_none());
         assert!(rx.next_chunk().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_shared_chunk_comes_back_when_both_readers_are_done() {
+        let (tx, mut rx) = channel_keeping(2, 4, "test");
+        let kept = tx.share(vec![3; 8]);
+        tx.send_shared(kept.slice(2..)).unwrap();
+        let got = rx.next_chunk().unwrap().unwrap();
+        assert_eq!(&got[..], &[3; 6]);
+        drop(got);
+        // The other reader still holds it.
+        assert_eq!(tx.buffer().capacity(), 0);
+        drop(kept);
+        assert_eq!(tx.buffer().capacity(), 8);
     }
 }

@@ -1,21 +1,23 @@
 //! The one-pass import pipeline: decompress, read, record, digest, apply.
 //!
 //! ```text
-//! thread "read":        input ─> sha256 (input) ─> chunks ─┐ (a plain tar's
-//!                       ┌──────────────────────────────────┘  hashed next)
-//! thread "decompress":  └─> decoder (or, plain: sha256) ─> chunks (bounded,
-//!                       ┌──────────────────────────────────┘  buffers recycled)
-//! calling thread:       └─> sha256 (tar) ─> tar reader ─> tar-split recorder
-//!                                                  └─> applier / callback
+//! compressed input:
+//! thread "read":        input ─> sha256 (input) ─> chunks ─┐
+//!                       ┌──────────────────────────────────┘
+//! thread "decompress":  └─> decoder ─> chunks (bounded, buffers recycled) ─┐
+//! plain tar:                                                                │
+//! thread "decompress":  input ─> chunks ─┬─> thread "hash": sha256 (input)  │
+//!                       ┌────────────────┴─────────────────────────────────┘
+//! calling thread:       └─> sha256 (tar, if compressed) ─> tar reader ─> tar-split recorder
+//!                                                               └─> applier / callback
 //! ```
 //!
-//! The input is read on a thread of its own, so that the kernel's copy
-//! into the chunks overlaps the stages after it. A compressed input is
-//! hashed there too, and the decoder, the longest stage of a compressed
-//! layer, reads its chunks in place and does nothing else. A plain tar is
-//! hashed once, on the decompression thread ([`hash_plain`]): its input
-//! digest is its tar digest (the calling thread hashes only what was
-//! decompressed).
+//! A compressed input is read and hashed on a thread of its own, so that
+//! the kernel's copy into the chunks and the input digest overlap the
+//! decoder, the longest stage of a compressed layer, which reads its chunks
+//! in place and does nothing else. A plain tar is hashed once, beside the
+//! parser ([`hash_plain`]): its input digest is its tar digest (the calling
+//! thread hashes only what was decompressed).
 //!
 //! Parsing and applying share one thread: a hand-off per entry costs more
 //! than the parsing it would offload, especially when other processes
@@ -44,8 +46,11 @@ use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 
 /// Chunks of decompressed bytes in flight between decompression and parsing.
 const BYTE_SLOTS: usize = 16;
-/// Chunks read and waiting to be hashed (a plain tar's input).
+/// Chunks read and waiting to be decoded (a compressed input).
 const READ_SLOTS: usize = 4;
+/// Chunks a plain tar's hash may fall behind its reading: the parser goes
+/// on while the hash is behind by fewer than this.
+const HASH_LAG: usize = 24;
 
 /// Options of [`apply_layer`].
 #[derive(Default)]
@@ -164,7 +169,9 @@ fn run(
     let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(input);
     // Emptied chunks go back to the decompressor, which then neither
     // allocates nor zeroes a buffer per chunk.
-    let (bytes_tx, bytes_rx) = chunks::channel(BYTE_SLOTS, "strata-decompress");
+    // A plain tar's chunks are held by its hasher too.
+    let (bytes_tx, bytes_rx) =
+        chunks::channel_keeping(BYTE_SLOTS, BYTE_SLOTS + HASH_LAG + 2, "strata-decompress");
     std::thread::scope(|s| {
         let dec = std::thread::Builder::new()
             .name("strata-decompress".into())
@@ -369,73 +376,69 @@ fn pump(
     }
 }
 
-/// A plain tar's stage: a thread of its own reads the input into the
-/// buffers the parser gives back, and this one hashes each and passes it
-/// on. For a plain tar, reading (the kernel's copy into those buffers) and
-/// hashing are this stage's whole work and, together, the longest of the
-/// pipeline's threads: apart, each takes a core whenever the applier's
-/// threads leave one, and the parser gets each chunk as soon as it is
-/// hashed.
+/// A plain tar's stage: this thread reads the input into chunks and sends
+/// each to the parser and to a thread of its own that hashes them, in
+/// order. The hash, the longest piece of work of a plain tar's import,
+/// runs beside the parser instead of before it: where the parser is slow
+/// (many small files) the hash catches up, and where it is fast (big
+/// files) the parser does not wait for it, within [`HASH_LAG`] chunks.
 fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> {
-    let (raw_tx, mut raw_rx) = chunks::channel(READ_SLOTS, "strata-read");
-    let buffers = tx.buffers();
+    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<Bytes>(HASH_LAG);
     std::thread::scope(|s| {
-        let reader = std::thread::Builder::new()
-            .name("strata-read".into())
+        let hasher = std::thread::Builder::new()
+            .name("strata-hash".into())
             .spawn_scoped(s, move || {
-                let read = (|| {
-                    let mut input = decoder(Compression::None, Box::new(input))?;
-                    // The hasher may have stopped first: the parser failed
-                    // and reports why.
-                    let buffer = || buffers.try_recv().unwrap_or_default();
-                    pump(&mut input, buffer, &raw_tx).map(|_| ())
-                })();
-                match read {
-                    Ok(()) => raw_tx.finish(),
-                    Err(e) => raw_tx.fail(e),
-                }
-            })
-            .map_err(|e| Error::io("starting the input reader thread", e))?;
-        let mut hash = Sha256::new();
-        let mut size = 0u64;
-        let hashed = loop {
-            match raw_rx.next_buffer() {
-                Ok(Some(chunk)) => {
+                let mut hash = Sha256::new();
+                let mut size = 0u64;
+                for chunk in hash_rx {
                     hash.update(&chunk);
                     size += chunk.len() as u64;
-                    if tx.send(chunk).is_err() {
-                        // The parser reads to the input's end (trailing
-                        // bytes included) unless it failed; it reports why.
-                        break Ok(false);
-                    }
                 }
-                Ok(None) => break Ok(true),
-                Err(e) => break Err(e),
+                Ok((sha256_digest(hash), size))
+            })
+            .map_err(|e| Error::io("starting the hashing thread", e))?;
+        let read = (|| {
+            let mut input = decoder(Compression::None, Box::new(input))?;
+            loop {
+                let mut chunk = tx.buffer();
+                // Reused chunks are full-sized already: this zeroes only
+                // new buffers.
+                chunk.resize(CHUNK, 0);
+                let got = read_full(&mut *input, &mut chunk)?;
+                if got == 0 {
+                    return Ok(true);
+                }
+                chunk.truncate(got);
+                let chunk = tx.share(chunk);
+                // The hasher ends only when this sender is dropped; the
+                // parser reads to the input's end (trailing bytes included)
+                // unless it failed, and reports why.
+                if hash_tx.send(chunk.clone()).is_err() || tx.send_shared(chunk).is_err() {
+                    return Ok(false);
+                }
             }
-        };
-        // The reader ends at the input's end or error, or at its next send
-        // once this receiver is gone.
-        drop(raw_rx);
-        let joined = reader.join();
-        match hashed {
-            Ok(false) => Err(downstream("parsing stopped")),
-            Ok(true) if joined.is_ok() => {
-                tx.finish();
-                Ok(Decompressed {
-                    compression: Compression::None,
-                    digest: sha256_digest(hash),
-                    size,
-                })
-            }
+        })();
+        let read = match read {
             Ok(true) => {
-                tx.fail(Error::Abandoned("strata-read"));
-                Err(downstream("reading the input failed"))
+                // The parser finishes while the hash catches up.
+                tx.finish();
+                Ok(())
             }
+            Ok(false) => Err(downstream("parsing stopped")),
             Err(e) => {
                 tx.fail(e);
                 Err(downstream("reading the input failed"))
             }
-        }
+        };
+        drop(hash_tx);
+        let hashed = join(hasher, "hashing");
+        read?;
+        let (digest, size) = hashed?;
+        Ok(Decompressed {
+            compression: Compression::None,
+            digest,
+            size,
+        })
     })
 }
 
