@@ -293,7 +293,7 @@ fn decompress(
         let mut raw = ChunkReader::new(raw_rx);
         let decoded = (|| {
             let mut dec = buf_decoder(compression, Box::new(&mut raw))?;
-            pump(&mut dec, || tx.buffer(), &tx)
+            pump(&mut dec, &tx)
         })();
         let decoded = match decoded {
             // The parser stopped first (it reads to the end otherwise) and
@@ -332,7 +332,7 @@ fn read_hashed(input: impl Read + Send, tx: ChunkSender) -> Result<(String, u64)
     let read = (|| {
         let mut hashed = Hashing::new(decoder(Compression::None, Box::new(input))?);
         // The decoder may have stopped first; it reports why.
-        pump(&mut hashed, || tx.buffer(), &tx)?;
+        pump(&mut hashed, &tx)?;
         Ok(hashed.finish())
     })();
     match read {
@@ -353,15 +353,21 @@ fn downstream(what: &str) -> Error {
     Error::Unsupported(format!("{what} (reported downstream)"))
 }
 
-/// Reads `input` into chunks (buffers from `buffer`) and sends them to
-/// `tx` until the input ends (`true`) or the consumer is gone (`false`).
-fn pump(
+/// Reads `input` into chunks (buffers from `tx`) and sends them to `tx`
+/// until the input ends (`true`) or the consumer is gone (`false`).
+fn pump(input: &mut dyn Read, tx: &ChunkSender) -> Result<bool> {
+    pump_with(input, tx, |chunk| tx.send(chunk).is_ok())
+}
+
+/// [`pump`], each chunk handed to `send`, which says whether its consumers
+/// are still there.
+fn pump_with(
     input: &mut dyn Read,
-    mut buffer: impl FnMut() -> Vec<u8>,
     tx: &ChunkSender,
+    mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<bool> {
     loop {
-        let mut chunk = buffer();
+        let mut chunk = tx.buffer();
         // Reused chunks are full-sized already: this zeroes only new
         // buffers.
         chunk.resize(CHUNK, 0);
@@ -370,7 +376,7 @@ fn pump(
             return Ok(true);
         }
         chunk.truncate(got);
-        if tx.send(chunk).is_err() {
+        if !send(chunk) {
             return Ok(false);
         }
     }
@@ -399,24 +405,13 @@ fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
             .map_err(|e| Error::io("starting the hashing thread", e))?;
         let read = (|| {
             let mut input = decoder(Compression::None, Box::new(input))?;
-            loop {
-                let mut chunk = tx.buffer();
-                // Reused chunks are full-sized already: this zeroes only
-                // new buffers.
-                chunk.resize(CHUNK, 0);
-                let got = read_full(&mut *input, &mut chunk)?;
-                if got == 0 {
-                    return Ok(true);
-                }
-                chunk.truncate(got);
+            pump_with(&mut input, &tx, |chunk| {
                 let chunk = tx.share(chunk);
                 // The hasher ends only when this sender is dropped; the
                 // parser reads to the input's end (trailing bytes included)
                 // unless it failed, and reports why.
-                if hash_tx.send(chunk.clone()).is_err() || tx.send_shared(chunk).is_err() {
-                    return Ok(false);
-                }
-            }
+                hash_tx.send(chunk.clone()).is_ok() && tx.send_shared(chunk).is_ok()
+            })
         })();
         let read = match read {
             Ok(true) => {
