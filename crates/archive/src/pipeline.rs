@@ -4,20 +4,21 @@
 //! compressed input:
 //! thread "read":        input ─> sha256 (input) ─> chunks ─┐
 //!                       ┌──────────────────────────────────┘
-//! thread "decompress":  └─> decoder ─> chunks (bounded, buffers recycled) ─┐
-//! plain tar:                                                                │
-//! thread "decompress":  input ─> chunks ─┬─> thread "hash": sha256 (input)  │
-//!                       ┌────────────────┴─────────────────────────────────┘
-//! calling thread:       └─> sha256 (tar, if compressed) ─> tar reader ─> tar-split recorder
-//!                                                               └─> applier / callback
+//! thread "decompress":  └─> decoder ─> chunks ─┬─> thread "hash": sha256 (tar) │
+//! plain tar:                                    │                                 │
+//! thread "decompress":  input ─> chunks ────────┴─> thread "hash": sha256 (input  │
+//!                                        (bounded, buffers recycled)   = tar)     │
+//!                       ┌─────────────────────────────────────────────────────────┘
+//! calling thread:       └─> tar reader ─> tar-split recorder
+//!                                  └─> applier / callback
 //! ```
 //!
 //! A compressed input is read and hashed on a thread of its own, so that
 //! the kernel's copy into the chunks and the input digest overlap the
 //! decoder, the longest stage of a compressed layer, which reads its chunks
-//! in place and does nothing else. A plain tar is hashed once, beside the
-//! parser ([`hash_plain`]): its input digest is its tar digest (the calling
-//! thread hashes only what was decompressed).
+//! in place and does nothing else. The tar stream is hashed beside the
+//! parser, by a [`StreamHasher`] that gets the same chunks; a plain tar is
+//! hashed once ([`read_plain`]): its input digest is its tar digest.
 //!
 //! Parsing and applying share one thread: a hand-off per entry costs more
 //! than the parsing it would offload, especially when other processes
@@ -48,8 +49,8 @@ use crate::{Applier, ApplierOptions, ApplyMode, Compression, Error, Result};
 const BYTE_SLOTS: usize = 16;
 /// Chunks read and waiting to be decoded (a compressed input).
 const READ_SLOTS: usize = 4;
-/// Chunks a plain tar's hash may fall behind its reading: the parser goes
-/// on while the hash is behind by fewer than this.
+/// Chunks the tar stream's hash may fall behind the parser's input: the
+/// parser goes on while the hash is behind by fewer than this.
 const HASH_LAG: usize = 24;
 
 /// Options of [`apply_layer`].
@@ -146,13 +147,15 @@ type ItemFn<'a> = &'a mut dyn FnMut(Item) -> Result<()>;
 
 struct Decompressed {
     compression: Compression,
+    /// The input's digest and size.
     digest: String,
     size: u64,
+    /// The tar stream's (the same as the input's for a plain tar).
+    tar_digest: String,
+    tar_size: u64,
 }
 
 struct Parsed {
-    digest: String,
-    size: u64,
     uids: BTreeSet<u32>,
     gids: BTreeSet<u32>,
     replaced: Option<Vec<u8>>,
@@ -169,7 +172,7 @@ fn run(
     let chained = std::io::Cursor::new(prefix[..n].to_vec()).chain(input);
     // Emptied chunks go back to the decompressor, which then neither
     // allocates nor zeroes a buffer per chunk.
-    // A plain tar's chunks are held by its hasher too.
+    // The chunks are held by the tar stream's hasher too.
     let (bytes_tx, bytes_rx) =
         chunks::channel_keeping(BYTE_SLOTS, BYTE_SLOTS + HASH_LAG + 2, "strata-decompress");
     std::thread::scope(|s| {
@@ -178,15 +181,9 @@ fn run(
             .spawn_scoped(s, move || decompress(compression, chained, bytes_tx))
             .map_err(|e| Error::io("starting decompression thread", e))?;
         // Parsing, recording and applying share this thread: a hand-off per
-        // entry would cost more than the parsing it offloads. Reading and
-        // hashing the input (and decompressing it) run on the other one.
-        // A plain tar's input digest is its tar digest: hashed once, there.
-        let digest = if compression == Compression::None {
-            TarDigest::FromInput
-        } else {
-            TarDigest::Compute
-        };
-        let input = ChunkInput::new(bytes_rx, digest);
+        // entry would cost more than the parsing it offloads. Reading,
+        // decompressing and hashing run on the others.
+        let input = ChunkInput::new(bytes_rx);
         // Parsing drops the input when it stops, so the decompressor's next
         // send fails and it ends before it is joined.
         let parsed = parse(input, tar_split, on_item);
@@ -194,14 +191,8 @@ fn run(
         // A parse or apply error is the earliest cause that reached us;
         // the decompression result matters only when parsing succeeded (a
         // panic there reaches the parser as an abandoned stream).
-        let mut parsed = parsed?;
+        let parsed = parsed?;
         let decompressed = decompressed?;
-        if digest == TarDigest::FromInput {
-            // Digest and size describe the same bytes: all of the input,
-            // including any the parser did not need after the archive's end.
-            parsed.digest = decompressed.digest.clone();
-            parsed.size = decompressed.size;
-        }
         Ok(report(decompressed, parsed))
     })
 }
@@ -211,8 +202,8 @@ fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
         compression: decompressed.compression,
         compressed_digest: decompressed.digest,
         compressed_size: decompressed.size,
-        uncompressed_digest: parsed.digest,
-        uncompressed_size: parsed.size,
+        uncompressed_digest: decompressed.tar_digest,
+        uncompressed_size: decompressed.tar_size,
         uids: parsed.uids.into_iter().collect(),
         gids: parsed.gids.into_iter().collect(),
         replaced_member: parsed.replaced,
@@ -227,15 +218,6 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Resu
             std::io::Error::other("thread panicked"),
         ))
     })
-}
-
-/// Where the digest of the tar stream comes from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TarDigest {
-    /// Hash the decompressed bytes as they are parsed.
-    Compute,
-    /// The input is the tar stream: its digest is the input digest.
-    FromInput,
 }
 
 /// Counts and hashes everything read through it.
@@ -273,14 +255,73 @@ fn sha256_digest(h: Sha256) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// A thread that hashes the chunks it is given, in order, up to
+/// [`HASH_LAG`] chunks behind: the tar stream's digest (a plain tar's
+/// input is its tar stream), computed beside the parser instead of before
+/// it or on its thread. Where the parser is slow (many small files) the
+/// hash catches up, and where it is fast (big files) the parser does not
+/// wait for it.
+struct StreamHasher {
+    tx: crossbeam_channel::Sender<Bytes>,
+    thread: std::thread::JoinHandle<(String, u64)>,
+}
+
+impl StreamHasher {
+    /// Starts the thread for the chunks `tx` sends, handing `tx` back; if
+    /// it cannot, `tx`'s consumer is told why.
+    fn start_for(tx: ChunkSender) -> Result<(Self, ChunkSender)> {
+        match Self::start() {
+            Ok(h) => Ok((h, tx)),
+            Err(e) => {
+                tx.fail(e);
+                Err(downstream("starting the hashing thread failed"))
+            }
+        }
+    }
+
+    fn start() -> Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded::<Bytes>(HASH_LAG);
+        let thread = std::thread::Builder::new()
+            .name("strata-hash".into())
+            .spawn(move || {
+                let mut hash = Sha256::new();
+                let mut size = 0u64;
+                for chunk in rx {
+                    hash.update(&chunk);
+                    size += chunk.len() as u64;
+                }
+                (sha256_digest(hash), size)
+            })
+            .map_err(|e| Error::io("starting the hashing thread", e))?;
+        Ok(Self { tx, thread })
+    }
+
+    /// Hands `chunk` to the hasher and, the same buffer, to `tx`'s
+    /// consumer; `false` once that consumer is gone (it reports why).
+    fn send(&self, tx: &ChunkSender, chunk: Vec<u8>) -> bool {
+        let chunk = tx.share(chunk);
+        // The hashing thread ends only when this sender is dropped.
+        self.tx.send(chunk.clone()).is_ok() && tx.send_shared(chunk).is_ok()
+    }
+
+    /// The `sha256:<hex>` digest and the size of everything sent.
+    fn finish(self) -> Result<(String, u64)> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .map_err(|_| Error::io("hashing stage", std::io::Error::other("thread panicked")))
+    }
+}
+
 fn decompress(
     compression: Compression,
     input: impl Read + Send,
     tx: ChunkSender,
 ) -> Result<Decompressed> {
     if compression == Compression::None {
-        return hash_plain(input, tx);
+        return read_plain(input, tx);
     }
+    let (hasher, tx) = StreamHasher::start_for(tx)?;
     // Reading and hashing the input run on a thread of their own, so that
     // the decoder, the longest stage of a compressed layer, does nothing
     // else; it reads the chunks in place.
@@ -293,13 +334,14 @@ fn decompress(
         let mut raw = ChunkReader::new(raw_rx);
         let decoded = (|| {
             let mut dec = buf_decoder(compression, Box::new(&mut raw))?;
-            pump(&mut dec, &tx)
+            pump_with(&mut dec, &tx, |chunk| hasher.send(&tx, chunk))
         })();
         let decoded = match decoded {
             // The parser stopped first (it reads to the end otherwise) and
             // reports why: the rest of the input is not read.
             Ok(false) => Err(downstream("parsing stopped")),
             Ok(true) => {
+                // The parser finishes while the hash catches up.
                 tx.finish();
                 // Bytes after the compressed stream still belong to the
                 // input digest.
@@ -316,12 +358,16 @@ fn decompress(
         // once this receiver is gone.
         drop(raw);
         let read = join(reader, "input reader");
+        let tar = hasher.finish();
         decoded?;
         let (digest, size) = read?;
+        let (tar_digest, tar_size) = tar?;
         Ok(Decompressed {
             compression,
             digest,
             size,
+            tar_digest,
+            tar_size,
         })
     })
 }
@@ -382,81 +428,56 @@ fn pump_with(
     }
 }
 
-/// A plain tar's stage: this thread reads the input into chunks and sends
-/// each to the parser and to a thread of its own that hashes them, in
-/// order. The hash, the longest piece of work of a plain tar's import,
-/// runs beside the parser instead of before it: where the parser is slow
-/// (many small files) the hash catches up, and where it is fast (big
-/// files) the parser does not wait for it, within [`HASH_LAG`] chunks.
-fn hash_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> {
-    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<Bytes>(HASH_LAG);
-    std::thread::scope(|s| {
-        let hasher = std::thread::Builder::new()
-            .name("strata-hash".into())
-            .spawn_scoped(s, move || {
-                let mut hash = Sha256::new();
-                let mut size = 0u64;
-                for chunk in hash_rx {
-                    hash.update(&chunk);
-                    size += chunk.len() as u64;
-                }
-                Ok((sha256_digest(hash), size))
-            })
-            .map_err(|e| Error::io("starting the hashing thread", e))?;
-        let read = (|| {
-            let mut input = decoder(Compression::None, Box::new(input))?;
-            pump_with(&mut input, &tx, |chunk| {
-                let chunk = tx.share(chunk);
-                // The hasher ends only when this sender is dropped; the
-                // parser reads to the input's end (trailing bytes included)
-                // unless it failed, and reports why.
-                hash_tx.send(chunk.clone()).is_ok() && tx.send_shared(chunk).is_ok()
-            })
-        })();
-        let read = match read {
-            Ok(true) => {
-                // The parser finishes while the hash catches up.
-                tx.finish();
-                Ok(())
-            }
-            Ok(false) => Err(downstream("parsing stopped")),
-            Err(e) => {
-                tx.fail(e);
-                Err(downstream("reading the input failed"))
-            }
-        };
-        drop(hash_tx);
-        let hashed = join(hasher, "hashing");
-        read?;
-        let (digest, size) = hashed?;
-        Ok(Decompressed {
-            compression: Compression::None,
-            digest,
-            size,
-        })
+/// A plain tar's stage: reads the input into chunks for the parser and
+/// the [`StreamHasher`]; the input digest is the tar digest.
+fn read_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> {
+    let (hasher, tx) = StreamHasher::start_for(tx)?;
+    let read = (|| {
+        let mut input = decoder(Compression::None, Box::new(input))?;
+        // The parser reads to the input's end (trailing bytes included)
+        // unless it failed, and reports why.
+        pump_with(&mut input, &tx, |chunk| hasher.send(&tx, chunk))
+    })();
+    let read = match read {
+        Ok(true) => {
+            // The parser finishes while the hash catches up.
+            tx.finish();
+            Ok(())
+        }
+        Ok(false) => Err(downstream("parsing stopped")),
+        Err(e) => {
+            tx.fail(e);
+            Err(downstream("reading the input failed"))
+        }
+    };
+    let hashed = hasher.finish();
+    read?;
+    let (digest, size) = hashed?;
+    Ok(Decompressed {
+        compression: Compression::None,
+        digest: digest.clone(),
+        size,
+        tar_digest: digest,
+        tar_size: size,
     })
 }
 
 /// The tar stream as the decompression stage sends it, in chunks. The reader
 /// copies header blocks out of them but takes file content as slices of the
 /// chunks themselves ([`Source::take_bytes`]), so content is never copied
-/// on this thread. Counts, and hashes unless told not to, every byte taken.
+/// on this thread.
 struct ChunkInput {
     rx: ChunkReceiver,
     chunk: Bytes,
     pos: usize,
-    hash: Option<Sha256>,
-    size: u64,
 }
 
 impl ChunkInput {
-    fn new(rx: ChunkReceiver, digest: TarDigest) -> Self {
+    fn new(rx: ChunkReceiver) -> Self {
         Self {
             rx,
             chunk: Bytes::new(),
             pos: 0,
-            hash: (digest == TarDigest::Compute).then(Sha256::new),
-            size: 0,
         }
     }
 
@@ -475,19 +496,6 @@ impl ChunkInput {
         }
         Ok(true)
     }
-
-    fn took(&mut self, bytes: &[u8]) {
-        if let Some(h) = &mut self.hash {
-            h.update(bytes);
-        }
-        self.size += bytes.len() as u64;
-        self.pos += bytes.len();
-    }
-
-    /// The `sha256:<hex>` digest (empty when only counting) and the size.
-    fn finish(self) -> (String, u64) {
-        (self.hash.map(sha256_digest).unwrap_or_default(), self.size)
-    }
 }
 
 impl Source for ChunkInput {
@@ -497,7 +505,7 @@ impl Source for ChunkInput {
         }
         let n = buf.len().min(self.chunk.len() - self.pos);
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.took(&buf[..n]);
+        self.pos += n;
         Ok(n)
     }
 
@@ -507,7 +515,7 @@ impl Source for ChunkInput {
         }
         let n = max.min(self.chunk.len() - self.pos);
         let bytes = self.chunk.slice(self.pos..self.pos + n);
-        self.took(&bytes);
+        self.pos += n;
         Ok(bytes)
     }
 }
@@ -549,12 +557,9 @@ fn parse_with<S: RawSink>(
             f(item)?;
         }
     }
-    let (input, sink) = reader.into_parts();
-    let (digest, size) = input.finish();
+    let (_, sink) = reader.into_parts();
     Ok((
         Parsed {
-            digest,
-            size,
             uids,
             gids,
             replaced: replaced.and_then(ReplacedMembers::into_first),

@@ -263,19 +263,23 @@ fn the_first_real_cause_is_reported() {
     }
 }
 
-/// Bytes after a plain tar's end still count: the digest and size are the
-/// whole input's, here many more chunks of it than are ever in flight.
+/// Bytes after a tar's end still count: the tar digest and size are the
+/// whole (decompressed) stream's, here many more chunks of it than are ever
+/// in flight; a plain tar's input digest is the same.
 #[test]
-fn plain_trailing_bytes_are_hashed_to_the_end() {
-    let mut input = sample();
-    let tar_len = input.len();
-    input.extend((0..80 * strata_archive::entry::CHUNK + 123).map(|i| (i % 253) as u8));
-    let r = digest_layer(Cursor::new(input.clone()), None).unwrap();
-    assert_eq!(r.compression, Compression::None);
-    assert_eq!(r.compressed_digest, sha256(&input));
-    assert_eq!(r.uncompressed_digest, sha256(&input));
-    assert_eq!(r.uncompressed_size, input.len() as u64);
-    assert!(r.uncompressed_size > tar_len as u64);
+fn trailing_bytes_are_hashed_to_the_end() {
+    let mut stream = sample();
+    let tar_len = stream.len();
+    stream.extend((0..80 * strata_archive::entry::CHUNK + 123).map(|i| (i % 253) as u8));
+    for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let input = compress(kind, &stream);
+        let r = digest_layer(Cursor::new(input.clone()), None).unwrap();
+        assert_eq!(r.compression, kind);
+        assert_eq!(r.compressed_digest, sha256(&input), "{kind:?}");
+        assert_eq!(r.uncompressed_digest, sha256(&stream), "{kind:?}");
+        assert_eq!(r.uncompressed_size, stream.len() as u64, "{kind:?}");
+        assert!(r.uncompressed_size > tar_len as u64);
+    }
 }
 
 /// An input of many more chunks than are in flight between its reader, its
