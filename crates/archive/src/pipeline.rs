@@ -212,12 +212,15 @@ fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
 }
 
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Result<T> {
-    h.join().unwrap_or_else(|_| {
-        Err(Error::io(
-            format!("{stage} stage"),
-            std::io::Error::other("thread panicked"),
-        ))
-    })
+    h.join().unwrap_or_else(|_| Err(panicked(stage)))
+}
+
+/// The error of a pipeline thread that panicked (its message went to stderr).
+fn panicked(stage: &str) -> Error {
+    Error::io(
+        format!("{stage} stage"),
+        std::io::Error::other("thread panicked"),
+    )
 }
 
 /// Counts and hashes everything read through it.
@@ -307,9 +310,7 @@ impl StreamHasher {
     /// The `sha256:<hex>` digest and the size of everything sent.
     fn finish(self) -> Result<(String, u64)> {
         drop(self.tx);
-        self.thread
-            .join()
-            .map_err(|_| Error::io("hashing stage", std::io::Error::other("thread panicked")))
+        self.thread.join().map_err(|_| panicked("hashing"))
     }
 }
 
@@ -336,24 +337,14 @@ fn decompress(
             let mut dec = buf_decoder(compression, Box::new(&mut raw))?;
             pump_with(&mut dec, &tx, |chunk| hasher.send(&tx, chunk))
         })();
-        let decoded = match decoded {
-            // The parser stopped first (it reads to the end otherwise) and
-            // reports why: the rest of the input is not read.
-            Ok(false) => Err(downstream("parsing stopped")),
-            Ok(true) => {
-                // The parser finishes while the hash catches up.
-                tx.finish();
-                // Bytes after the compressed stream still belong to the
-                // input digest.
-                std::io::copy(&mut raw, &mut std::io::sink())
-                    .map(|_| ())
-                    .map_err(|e| unwrap_error(e, "reading layer input"))
-            }
-            Err(e) => {
-                tx.fail(e);
-                Err(downstream("decompression failed"))
-            }
-        };
+        // When the parser stopped first the rest of the input is not read;
+        // otherwise bytes after the compressed stream still belong to the
+        // input digest.
+        let decoded = end_stream(decoded, tx, "decompression failed").and_then(|()| {
+            std::io::copy(&mut raw, &mut std::io::sink())
+                .map(|_| ())
+                .map_err(|e| unwrap_error(e, "reading layer input"))
+        });
         // The reader ends at the input's end or error, or at its next send
         // once this receiver is gone.
         drop(raw);
@@ -428,6 +419,24 @@ fn pump_with(
     }
 }
 
+/// Ends `tx`'s stream after [`pump_with`] returned `pumped`: finished at
+/// the input's end (the parser then finishes while the hash catches up),
+/// failed with the stage's error (`failed` is this stage's report of it).
+/// A parser that stopped first reports why itself.
+fn end_stream(pumped: Result<bool>, tx: ChunkSender, failed: &str) -> Result<()> {
+    match pumped {
+        Ok(true) => {
+            tx.finish();
+            Ok(())
+        }
+        Ok(false) => Err(downstream("parsing stopped")),
+        Err(e) => {
+            tx.fail(e);
+            Err(downstream(failed))
+        }
+    }
+}
+
 /// A plain tar's stage: reads the input into chunks for the parser and
 /// the [`StreamHasher`]; the input digest is the tar digest.
 fn read_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> {
@@ -438,18 +447,7 @@ fn read_plain(input: impl Read + Send, tx: ChunkSender) -> Result<Decompressed> 
         // unless it failed, and reports why.
         pump_with(&mut input, &tx, |chunk| hasher.send(&tx, chunk))
     })();
-    let read = match read {
-        Ok(true) => {
-            // The parser finishes while the hash catches up.
-            tx.finish();
-            Ok(())
-        }
-        Ok(false) => Err(downstream("parsing stopped")),
-        Err(e) => {
-            tx.fail(e);
-            Err(downstream("reading the input failed"))
-        }
-    };
+    let read = end_stream(read, tx, "reading the input failed");
     let hashed = hasher.finish();
     read?;
     let (digest, size) = hashed?;
