@@ -211,7 +211,9 @@ fn report(decompressed: Decompressed, parsed: Parsed) -> ApplyReport {
     }
 }
 
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Result<T> {
+/// Joins a pipeline stage's thread; a panic there is an error naming the
+/// stage.
+pub(crate) fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, stage: &str) -> Result<T> {
     h.join().unwrap_or_else(|_| Err(panicked(stage)))
 }
 

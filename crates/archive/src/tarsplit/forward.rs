@@ -154,12 +154,7 @@ pub fn record_on_thread<T>(
         let res = body(fwd).and_then(|(v, fwd)| fwd.close().map(|()| v));
         // On failure, `body` dropped the forwarder: the recorder sees the
         // channel close and ends.
-        let recorded = recorder.join().unwrap_or_else(|_| {
-            Err(Error::io(
-                "tar-split stage",
-                std::io::Error::other("thread panicked"),
-            ))
-        });
+        let recorded = crate::pipeline::join(recorder, "tar-split");
         match (res, recorded) {
             (Ok(v), Ok(())) => Ok(v),
             // A recorder failure explains a "recorder stopped" in `body`.
