@@ -383,10 +383,11 @@ mod tests {
         w.push(Job::End)
     }
 
+    /// The file was written and closed with its header's mode.
     fn done(dir: &Path, name: &str) -> bool {
         let p = dir.join(name);
-        std::fs::read(&p).unwrap() == b"ok"
-            && std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777 == 0o640
+        std::fs::read(&p).is_ok_and(|b| b == b"ok")
+            && std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o640)
     }
 
     /// A writer held behind the closed gate, a directory for its files, and
@@ -406,10 +407,19 @@ mod tests {
         });
         let meta = Meta::new(IdMappings::default(), false, None);
         let w = FileWriter::start(&meta).unwrap();
+        // The writer takes a batch (an empty one) and is held with it at the
+        // gate before the test pushes: however late its thread is
+        // scheduled, the channel's room is then the pushes' alone, and which
+        // batches this thread finishes does not depend on timing.
+        let tx = w.tx.as_ref().unwrap();
+        tx.send(Vec::new()).unwrap();
+        while !tx.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         (tempfile::tempdir().unwrap(), turn, w)
     }
 
-    /// Files that fill the queue and the writer's hands, and then some.
+    /// Files that fill the queue, and then some.
     const FILES: usize = (BATCH_JOBS / 3 + 1) * (BATCHES + 4);
 
     #[test]
@@ -425,7 +435,8 @@ mod tests {
             .filter(|i| done(dir.path(), &format!("f{i}")))
             .count();
         set_gate(false);
-        assert!(here >= BATCH_JOBS / 3, "{here} files finished here");
+        // Every whole batch beyond the channel's room.
+        assert_eq!(here, FILES - BATCHES * (BATCH_JOBS / 3 + 1));
         w.finish().unwrap();
         for i in 0..FILES {
             assert!(done(dir.path(), &format!("f{i}")), "f{i}");
@@ -435,9 +446,23 @@ mod tests {
     #[test]
     fn errors_keep_stream_order_when_both_threads_fail() {
         let (dir, _turn, mut w) = held_writer();
-        // Opened later, while the failed push waits for the writer's result.
-        let opener = std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_millis(300));
+        // The gate opens once this thread is finishing the last batch itself
+        // (the file before the failing one is done), so the failed push
+        // waits for the writer's result. Not on a clock: opened while the
+        // last batch is still being sent, the writer would take a batch off
+        // the full channel before its own error, and the last batch would
+        // be queued instead of finished here. Should that point never come
+        // (the behaviour under test broken), it opens after a while and the
+        // assertions fail.
+        let watched = dir.path().to_path_buf();
+        let opener = std::thread::spawn(move || {
+            let before_failing = format!("f{}", FILES - 3);
+            for _ in 0..1000 {
+                if done(&watched, &before_failing) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             set_gate(false);
         });
         // The writer's first file cannot be written; neither can one of the
