@@ -172,6 +172,7 @@ fn flushing_every<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
 
     #[test]
@@ -188,48 +189,62 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
     }
 
+    /// An apply that lasts until `flush` was called `n` times (or a
+    /// minute passed: the behaviour under test broken), so that the tests
+    /// do not depend on how long a flush takes on a busy machine.
+    fn apply_until(calls: &AtomicU32, n: u32, out: u8) -> impl FnOnce() -> u8 + '_ {
+        move || {
+            let t = Instant::now();
+            while calls.load(Ordering::SeqCst) < n && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            out
+        }
+    }
+
     #[test]
     fn flusher_syncs_while_the_apply_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let slow = || {
-            std::thread::sleep(Duration::from_millis(200));
-            8
+        let calls = AtomicU32::new(0);
+        let flush = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            syncfs(dir.path())
         };
         let (v, f) = flushing_every(
             Duration::from_millis(1),
             SyncMode::Filesystem,
-            || syncfs(dir.path()),
-            slow,
+            flush,
+            apply_until(&calls, 2, 8),
         );
         assert_eq!(v, 8);
         assert!(f.rounds >= 2, "{f:?}");
+        assert_eq!(f.rounds, calls.load(Ordering::SeqCst));
         assert_eq!(f.failed, 0, "syncfs of a temp dir failed: {f:?}");
         // Without sync=filesystem nothing flushes.
         let (_, f) = flushing_every(
             Duration::from_millis(1),
             SyncMode::None,
             || panic!("flushed in none mode"),
-            slow,
+            || std::thread::sleep(Duration::from_millis(50)),
         );
         assert_eq!(f, Flushes::default());
     }
 
     #[test]
     fn failed_flushes_are_counted_and_do_not_fail_the_apply() {
+        let calls = AtomicU32::new(0);
         let (v, f) = flushing_every(
             Duration::from_millis(1),
             SyncMode::Filesystem,
             || {
+                calls.fetch_add(1, Ordering::SeqCst);
                 Err(Error::io(
                     "syncfs",
                     "/nowhere",
                     std::io::Error::other("boom"),
                 ))
             },
-            || {
-                std::thread::sleep(Duration::from_millis(50));
-                9
-            },
+            apply_until(&calls, 1, 9),
         );
         assert_eq!(v, 9);
         assert!(f.rounds >= 1, "{f:?}");

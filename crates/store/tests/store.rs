@@ -303,6 +303,32 @@ fn reference() -> Option<&'static Path> {
     strata_testsupport::reference(&strata_testsupport::current_test())
 }
 
+/// Waits until process `pid` holds a POSIX lock on `path` (as
+/// `/proc/locks` lists it: the pid, then `major:minor:inode`).
+fn wait_for_lock(pid: u32, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(path).unwrap().ino();
+    let start = std::time::Instant::now();
+    loop {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        let held = locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"POSIX")
+                && f.get(4) == Some(&pid.to_string().as_str())
+                && f.get(5).and_then(|d| d.rsplit(':').next()) == Some(&inode.to_string())
+        });
+        if held {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "process {pid} did not lock {}:\n{locks}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn reference_cmd(t: &T, r: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(r);
     let conf = t.dir.path().join("storage.conf");
@@ -372,7 +398,7 @@ fn the_references_lock_blocks_us() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&[0u8; 512]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_for_lock(child.id(), &t.layers_dir().join("layers.lock"));
     let (tx, rx) = std::sync::mpsc::channel();
     let opts = t.opts();
     let home = t.home();
