@@ -194,10 +194,9 @@ mod tests {
     /// do not depend on how long a flush takes on a busy machine.
     fn apply_until(calls: &AtomicU32, n: u32, out: u8) -> impl FnOnce() -> u8 + '_ {
         move || {
-            let t = Instant::now();
-            while calls.load(Ordering::SeqCst) < n && t.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            strata_testsupport::wait_until(Duration::from_secs(60), || {
+                calls.load(Ordering::SeqCst) >= n
+            });
             out
         }
     }

@@ -307,26 +307,18 @@ fn reference() -> Option<&'static Path> {
 /// `/proc/locks` lists it: the pid, then `major:minor:inode`).
 fn wait_for_lock(pid: u32, path: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let inode = std::fs::metadata(path).unwrap().ino();
-    let start = std::time::Instant::now();
-    loop {
+    let inode = std::fs::metadata(path).unwrap().ino().to_string();
+    let pid = pid.to_string();
+    let held = strata_testsupport::wait_until(std::time::Duration::from_secs(60), || {
         let locks = std::fs::read_to_string("/proc/locks").unwrap();
-        let held = locks.lines().any(|l| {
+        locks.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.get(1) == Some(&"POSIX")
-                && f.get(4) == Some(&pid.to_string().as_str())
-                && f.get(5).and_then(|d| d.rsplit(':').next()) == Some(&inode.to_string())
-        });
-        if held {
-            return;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "process {pid} did not lock {}:\n{locks}",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+                && f.get(4) == Some(&pid.as_str())
+                && f.get(5).and_then(|d| d.rsplit(':').next()) == Some(inode.as_str())
+        })
+    });
+    assert!(held, "process {pid} did not lock {}", path.display());
 }
 
 fn reference_cmd(t: &T, r: &Path) -> std::process::Command {

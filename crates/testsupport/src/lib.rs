@@ -48,6 +48,23 @@ pub fn current_test() -> String {
         .to_string()
 }
 
+/// Waits until `reached` is true, checking every millisecond or so, for at
+/// most `limit`; returns whether it was reached. Tests that need another
+/// thread or process to get somewhere wait for that state with this, not
+/// for a time that a busy machine may overrun.
+pub fn wait_until(limit: std::time::Duration, mut reached: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if reached() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Whether `CI` is set: every need must then be met.
 pub fn ci() -> bool {
     std::env::var_os("CI").is_some()

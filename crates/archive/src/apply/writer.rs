@@ -413,9 +413,8 @@ mod tests {
         // batches this thread finishes does not depend on timing.
         let tx = w.tx.as_ref().unwrap();
         tx.send(Vec::new()).unwrap();
-        while !tx.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let taken = strata_testsupport::wait_until(Duration::from_secs(60), || tx.is_empty());
+        assert!(taken, "the writer thread did not take a batch");
         (tempfile::tempdir().unwrap(), turn, w)
     }
 
@@ -457,12 +456,9 @@ mod tests {
         let watched = dir.path().to_path_buf();
         let opener = std::thread::spawn(move || {
             let before_failing = format!("f{}", FILES - 3);
-            for _ in 0..1000 {
-                if done(&watched, &before_failing) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            strata_testsupport::wait_until(Duration::from_secs(5), || {
+                done(&watched, &before_failing)
+            });
             set_gate(false);
         });
         // The writer's first file cannot be written; neither can one of the
