@@ -224,7 +224,7 @@ mod tests {
             Duration::from_millis(1),
             SyncMode::None,
             || panic!("flushed in none mode"),
-            || std::thread::sleep(Duration::from_millis(50)),
+            || std::thread::sleep(Duration::from_millis(200)),
         );
         assert_eq!(f, Flushes::default());
     }
